@@ -1,0 +1,1037 @@
+//! Zero-allocation validation and reading of serialized `coprocess.Object` bytes.
+//!
+//! [`validate_object`] accepts exactly the byte strings that `Object::decode` (prost 0.14)
+//! accepts, without building the object: it walks the protobuf wire format against a small
+//! static description of the schema ([`Schema`] tables below, one per message plus one per map
+//! entry shape) and applies prost's rules:
+//!
+//! * varints are at most 10 bytes, and a 10-byte varint's last byte must be `0x00` or `0x01`
+//!   (anything larger overflows `u64`); a varint cut off by the end of its message is an error;
+//! * a key must fit in `u32`, its wire type must be 0..=5 and its field number must not be 0;
+//! * a known field must carry its type's wire type (`repeated double` accepts both the packed,
+//!   length-delimited form and the unpacked fixed64 form; a packed run must be a multiple of 8
+//!   bytes); scalars do not accept the packed form; enum and bool values are never range-checked;
+//! * a length prefix or a fixed32/fixed64 payload must fit inside the enclosing message;
+//! * `string` fields (including map keys and values) must be valid UTF-8; `bytes` need not be;
+//! * unknown fields are skipped like `prost::encoding::skip_field`: groups must be closed by an
+//!   end-group key with the same field number, a stray end-group is an error, and the recursion
+//!   budget of 100 is consumed exactly as prost consumes it (every nested message, map entry and
+//!   skipped field checks it; messages, map entries and group contents spend one level).
+//!
+//! A map field is walked like a repeated message whose schema is the entry (`key = 1`,
+//! `value = 2`): prost's map merge checks and spends the recursion budget the same way a message
+//! merge does and skips an entry's unknown fields like a message's. One difference, copied from
+//! prost 0.14: the map merge never checks the field's wire type, so a map field whose key says
+//! varint, fixed64, fixed32, start-group or end-group is still read as a length-prefixed entry.
+//!
+//! [`spec_value`] and [`hook_type`] read single routing values from an `Object` without decoding
+//! it. Neither allocates, and neither panics on arbitrary input.
+
+use core::fmt;
+
+/// prost's `RECURSION_LIMIT` (prost 0.14, not built with `no-recursion-limit`).
+const RECURSION_LIMIT: u32 = 100;
+
+// Wire types.
+const VARINT: u8 = 0;
+const I64: u8 = 1;
+const LEN: u8 = 2;
+const SGROUP: u8 = 3;
+const EGROUP: u8 = 4;
+const I32: u8 = 5;
+
+/// What a known field holds, as far as the wire format is concerned.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// `int32`, `int64`, `bool` or an enum: wire type 0, any value.
+    Varint,
+    /// Singular `double`: wire type 1.
+    Double,
+    /// `repeated double`: wire type 1 (unpacked) or 2 (packed, a multiple of 8 bytes).
+    RepeatedDouble,
+    /// `string` (singular or repeated): wire type 2, UTF-8.
+    Str,
+    /// `bytes`: wire type 2.
+    Bytes,
+    /// A message: wire type 2, contents walked recursively.
+    Msg(&'static Schema),
+    /// A map field, whose entries are walked with the entry schema. prost's map merge never
+    /// checks the wire type: whatever the key says (0..=5), a length-prefixed entry follows.
+    Map(&'static Schema),
+}
+
+struct Field {
+    name: &'static str,
+    kind: Kind,
+}
+
+/// The fields of one message, indexed by field number - 1 (every message in the coprocess schema
+/// numbers its fields densely from 1).
+struct Schema {
+    fields: &'static [Field],
+}
+
+impl Schema {
+    #[inline(always)]
+    fn field(&self, tag: u32) -> Option<&'static Field> {
+        // tag >= 1 is checked when the key is decoded.
+        self.fields.get(tag as usize - 1)
+    }
+}
+
+macro_rules! schema {
+    ($($name:ident: $kind:expr),* $(,)?) => {
+        Schema { fields: &[$(Field { name: stringify!($name), kind: $kind }),*] }
+    };
+}
+
+use Kind::{Bytes, Double, Map, Msg, RepeatedDouble, Str, Varint};
+
+/// `map<string, string>` entry.
+static STRING_MAP: Schema = schema! { key: Str, value: Str };
+/// `map<string, AccessDefinition>` entry.
+static ACCESS_MAP: Schema = schema! { key: Str, value: Msg(&ACCESS_DEFINITION) };
+
+static OBJECT: Schema = schema! {
+    hook_type: Varint,
+    hook_name: Str,
+    request: Msg(&MINI_REQUEST_OBJECT),
+    session: Msg(&SESSION_STATE),
+    metadata: Map(&STRING_MAP),
+    spec: Map(&STRING_MAP),
+    response: Msg(&RESPONSE_OBJECT),
+};
+
+static MINI_REQUEST_OBJECT: Schema = schema! {
+    headers: Map(&STRING_MAP),
+    set_headers: Map(&STRING_MAP),
+    delete_headers: Str,
+    body: Str,
+    url: Str,
+    params: Map(&STRING_MAP),
+    add_params: Map(&STRING_MAP),
+    extended_params: Map(&STRING_MAP),
+    delete_params: Str,
+    return_overrides: Msg(&RETURN_OVERRIDES),
+    method: Str,
+    request_uri: Str,
+    scheme: Str,
+    raw_body: Bytes,
+};
+
+static RETURN_OVERRIDES: Schema = schema! {
+    response_code: Varint,
+    response_error: Str,
+    headers: Map(&STRING_MAP),
+    override_error: Varint,
+    response_body: Str,
+};
+
+static RESPONSE_OBJECT: Schema = schema! {
+    status_code: Varint,
+    raw_body: Bytes,
+    body: Str,
+    headers: Map(&STRING_MAP),
+    multivalue_headers: Msg(&HEADER),
+};
+
+static HEADER: Schema = schema! { key: Str, values: Str };
+
+static ACCESS_SPEC: Schema = schema! { url: Str, methods: Str };
+
+static ACCESS_DEFINITION: Schema = schema! {
+    api_name: Str,
+    api_id: Str,
+    versions: Str,
+    allowed_urls: Msg(&ACCESS_SPEC),
+};
+
+static BASIC_AUTH_DATA: Schema = schema! { password: Str, hash: Str };
+
+static JWT_DATA: Schema = schema! { secret: Str };
+
+static MONITOR: Schema = schema! { trigger_limits: RepeatedDouble };
+
+static SESSION_STATE: Schema = schema! {
+    last_check: Varint,
+    allowance: Double,
+    rate: Double,
+    per: Double,
+    expires: Varint,
+    quota_max: Varint,
+    quota_renews: Varint,
+    quota_remaining: Varint,
+    quota_renewal_rate: Varint,
+    access_rights: Map(&ACCESS_MAP),
+    org_id: Str,
+    oauth_client_id: Str,
+    oauth_keys: Map(&STRING_MAP),
+    basic_auth_data: Msg(&BASIC_AUTH_DATA),
+    jwt_data: Msg(&JWT_DATA),
+    hmac_enabled: Varint,
+    hmac_secret: Str,
+    is_inactive: Varint,
+    apply_policy_id: Str,
+    data_expires: Varint,
+    monitor: Msg(&MONITOR),
+    enable_detailed_recording: Varint,
+    metadata: Map(&STRING_MAP),
+    tags: Str,
+    alias: Str,
+    last_updated: Str,
+    id_extractor_deadline: Varint,
+    session_lifetime: Varint,
+    apply_policies: Str,
+    certificate: Str,
+    max_query_depth: Varint,
+    key_id: Str,
+    post_expiry_action: Str,
+    post_expiry_grace_period: Varint,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/// What is wrong with a serialized `Object` (see [`WireError`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WireErrorKind {
+    /// A varint runs past the end of its message, is longer than 10 bytes, or overflows `u64`.
+    InvalidVarint,
+    /// A field key does not fit in 32 bits.
+    KeyTooLarge,
+    /// A field key has wire type 6 or 7.
+    InvalidWireType(u8),
+    /// A field key has field number 0.
+    FieldNumberZero,
+    /// A known field arrived with the wrong wire type.
+    UnexpectedWireType {
+        /// The wire type the schema requires.
+        expected: u8,
+        /// The wire type found.
+        actual: u8,
+    },
+    /// A length prefix reaches past the end of the enclosing message.
+    LengthOutOfBounds,
+    /// A fixed32/fixed64 value is cut off by the end of the enclosing message.
+    Truncated,
+    /// A packed `repeated double` run is not a multiple of 8 bytes.
+    PackedLength,
+    /// A `string` field is not valid UTF-8.
+    InvalidUtf8,
+    /// An end-group key without a matching start-group key.
+    UnexpectedEndGroup,
+    /// A group is not closed before the end of its message.
+    UnterminatedGroup,
+    /// Nesting exceeds prost's recursion limit (100).
+    RecursionLimit,
+}
+
+impl fmt::Display for WireErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::InvalidVarint => f.write_str("invalid or truncated varint"),
+            Self::KeyTooLarge => f.write_str("field key does not fit in 32 bits"),
+            Self::InvalidWireType(w) => write!(f, "invalid wire type {w}"),
+            Self::FieldNumberZero => f.write_str("field number 0"),
+            Self::UnexpectedWireType { expected, actual } => {
+                write!(f, "wire type {actual} where {expected} is required")
+            }
+            Self::LengthOutOfBounds => f.write_str("length prefix exceeds the enclosing message"),
+            Self::Truncated => f.write_str("fixed-width value truncated"),
+            Self::PackedLength => f.write_str("packed doubles not a multiple of 8 bytes"),
+            Self::InvalidUtf8 => f.write_str("invalid UTF-8"),
+            Self::UnexpectedEndGroup => f.write_str("unexpected end-group"),
+            Self::UnterminatedGroup => f.write_str("unterminated group"),
+            Self::RecursionLimit => f.write_str("recursion limit (100) exceeded"),
+        }
+    }
+}
+
+/// Outermost path segments kept in a [`WireError`]; deeper ones are elided.
+const MAX_PATH: usize = 8;
+
+#[derive(Clone, Copy)]
+struct Seg {
+    /// `Some(field)` for a known field, `None` for an unknown field or group.
+    field: Option<&'static Field>,
+    tag: u32,
+}
+
+/// Why [`validate_object`] rejected a buffer: what is wrong, the byte offset (from the start of
+/// the buffer) where it was found, and the path of fields leading there.
+///
+/// Displays as e.g. `request.headers.value: invalid UTF-8 at byte 42`; unknown fields appear as
+/// `#<number>`.
+#[derive(Clone)]
+pub struct WireError {
+    kind: WireErrorKind,
+    offset: usize,
+    /// Innermost first; only the outermost `MAX_PATH` segments are kept.
+    path: [Seg; MAX_PATH],
+    /// Number of segments pushed (may exceed `MAX_PATH`).
+    depth: usize,
+}
+
+impl WireError {
+    #[cold]
+    fn new(kind: WireErrorKind, offset: usize) -> Self {
+        WireError {
+            kind,
+            offset,
+            path: [Seg {
+                field: None,
+                tag: 0,
+            }; MAX_PATH],
+            depth: 0,
+        }
+    }
+
+    /// Adds the field that encloses the error (called while unwinding, innermost first).
+    #[cold]
+    fn within(mut self, field: Option<&'static Field>, tag: u32) -> Self {
+        if self.depth >= MAX_PATH {
+            // Keep the outermost segments: drop the innermost one.
+            self.path.copy_within(1.., 0);
+            self.path[MAX_PATH - 1] = Seg { field, tag };
+        } else {
+            self.path[self.depth] = Seg { field, tag };
+        }
+        self.depth += 1;
+        self
+    }
+
+    /// What is wrong.
+    pub fn kind(&self) -> WireErrorKind {
+        self.kind
+    }
+
+    /// Byte offset, from the start of the buffer, of the offending key, varint, length prefix,
+    /// value or (for [`WireErrorKind::InvalidUtf8`]) byte.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    fn write_path(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kept = self.depth.min(MAX_PATH);
+        for (i, seg) in self.path[..kept].iter().rev().enumerate() {
+            if i > 0 {
+                f.write_str(".")?;
+            }
+            match seg.field {
+                Some(field) => f.write_str(field.name)?,
+                None => write!(f, "#{}", seg.tag)?,
+            }
+        }
+        if self.depth > MAX_PATH {
+            f.write_str(".\u{2026}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.depth > 0 {
+            self.write_path(f)?;
+            f.write_str(": ")?;
+        }
+        write!(f, "{} at byte {}", self.kind, self.offset)
+    }
+}
+
+impl fmt::Debug for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WireError(\"{self}\")")
+    }
+}
+
+impl std::error::Error for WireError {}
+
+// ---------------------------------------------------------------------------------------------
+// Primitives. Every function works on `data`, the enclosing message's bytes *from the start of
+// the whole buffer* (so positions are absolute offsets) and ends at the message's end.
+// ---------------------------------------------------------------------------------------------
+
+type Res<T> = Result<T, WireError>;
+
+/// Decodes a varint at `*pos` with prost's rules, advancing `*pos`.
+#[inline(always)]
+fn varint(data: &[u8], pos: &mut usize) -> Res<u64> {
+    if let Some(&b) = data.get(*pos) {
+        if b < 0x80 {
+            *pos += 1;
+            return Ok(u64::from(b));
+        }
+    }
+    varint_slow(data, pos)
+}
+
+#[inline(never)]
+fn varint_slow(data: &[u8], pos: &mut usize) -> Res<u64> {
+    let start = *pos;
+    let bytes = data.get(start..).unwrap_or(&[]);
+    let mut value = 0u64;
+    for (i, &b) in bytes.iter().take(10).enumerate() {
+        value |= u64::from(b & 0x7F) << (7 * i);
+        if b < 0x80 {
+            // The 10th byte may only contribute bit 63.
+            if i == 9 && b >= 0x02 {
+                break;
+            }
+            *pos = start + i + 1;
+            return Ok(value);
+        }
+    }
+    Err(WireError::new(WireErrorKind::InvalidVarint, start))
+}
+
+/// Decodes a field key, returning `(field number, wire type)`.
+#[inline(always)]
+fn key(data: &[u8], pos: &mut usize) -> Res<(u32, u8)> {
+    let at = *pos;
+    let key = varint(data, pos)?;
+    if key > u64::from(u32::MAX) {
+        return Err(WireError::new(WireErrorKind::KeyTooLarge, at));
+    }
+    let wire_type = (key & 7) as u8;
+    if wire_type > I32 {
+        return Err(WireError::new(
+            WireErrorKind::InvalidWireType(wire_type),
+            at,
+        ));
+    }
+    let tag = (key as u32) >> 3;
+    if tag == 0 {
+        return Err(WireError::new(WireErrorKind::FieldNumberZero, at));
+    }
+    Ok((tag, wire_type))
+}
+
+/// Reads a length prefix and returns the end offset of the payload that follows, which must lie
+/// within `data`. `*pos` is left at the payload's start.
+#[inline(always)]
+fn len_delimited(data: &[u8], pos: &mut usize) -> Res<usize> {
+    let at = *pos;
+    let len = varint(data, pos)?;
+    let remaining = data.len() - *pos;
+    if len > remaining as u64 {
+        return Err(WireError::new(WireErrorKind::LengthOutOfBounds, at));
+    }
+    Ok(*pos + len as usize)
+}
+
+/// Advances past a fixed-width value of `width` bytes.
+#[inline(always)]
+fn fixed(data: &[u8], pos: &mut usize, width: usize) -> Res<()> {
+    if data.len() - *pos < width {
+        return Err(WireError::new(WireErrorKind::Truncated, *pos));
+    }
+    *pos += width;
+    Ok(())
+}
+
+#[inline(always)]
+fn expect_wire_type(expected: u8, actual: u8, at: usize) -> Res<()> {
+    if expected != actual {
+        return Err(WireError::new(
+            WireErrorKind::UnexpectedWireType { expected, actual },
+            at,
+        ));
+    }
+    Ok(())
+}
+
+/// UTF-8 check with a word-at-a-time ASCII fast path (most header/body text is ASCII), falling
+/// back to `core::str::from_utf8` from the first chunk that has a high bit set. Returns the
+/// index of the first invalid byte on failure.
+#[inline]
+fn check_utf8(bytes: &[u8]) -> Result<(), usize> {
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    let mut chunks = bytes.chunks_exact(16);
+    for chunk in &mut chunks {
+        let (a, b) = chunk.split_at(8);
+        let a = u64::from_le_bytes(a.try_into().unwrap_or([0; 8]));
+        let b = u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+        if (a | b) & HI != 0 {
+            break;
+        }
+        i += 16;
+    }
+    let rest = &bytes[i..];
+    if rest.is_ascii() {
+        return Ok(());
+    }
+    match core::str::from_utf8(rest) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(i + e.valid_up_to()),
+    }
+}
+
+/// Skips an unknown field like `prost::encoding::skip_field`, including its recursion budget
+/// check (which applies to every wire type, not only groups).
+fn skip(data: &[u8], pos: &mut usize, wire_type: u8, tag: u32, ctx: u32, at: usize) -> Res<()> {
+    if ctx == 0 {
+        return Err(WireError::new(WireErrorKind::RecursionLimit, at));
+    }
+    match wire_type {
+        VARINT => varint(data, pos).map(drop),
+        I64 => fixed(data, pos, 8),
+        I32 => fixed(data, pos, 4),
+        LEN => {
+            *pos = len_delimited(data, pos)?;
+            Ok(())
+        }
+        SGROUP => loop {
+            let inner_at = *pos;
+            if inner_at >= data.len() {
+                return Err(WireError::new(WireErrorKind::UnterminatedGroup, at));
+            }
+            let (inner_tag, inner_wt) = key(data, pos)?;
+            if inner_wt == EGROUP {
+                if inner_tag != tag {
+                    return Err(WireError::new(WireErrorKind::UnexpectedEndGroup, inner_at));
+                }
+                return Ok(());
+            }
+            skip(data, pos, inner_wt, inner_tag, ctx - 1, inner_at)
+                .map_err(|e| e.within(None, inner_tag))?;
+        },
+        // EGROUP (6 and 7 are rejected by `key`).
+        _ => Err(WireError::new(WireErrorKind::UnexpectedEndGroup, at)),
+    }
+}
+
+/// Walks the fields in `data[pos..]` against `schema`. `ctx` is prost's remaining recursion
+/// budget as passed to this message's `merge_field`.
+fn walk(data: &[u8], mut pos: usize, schema: &'static Schema, ctx: u32) -> Res<()> {
+    while pos < data.len() {
+        let at = pos;
+        let (tag, wire_type) = key(data, &mut pos)?;
+        match schema.field(tag) {
+            Some(field) => {
+                known_field(data, &mut pos, field.kind, wire_type, ctx, at)
+                    .map_err(|e| e.within(Some(field), tag))?;
+            }
+            None => {
+                skip(data, &mut pos, wire_type, tag, ctx, at).map_err(|e| e.within(None, tag))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn known_field(
+    data: &[u8],
+    pos: &mut usize,
+    kind: Kind,
+    wire_type: u8,
+    ctx: u32,
+    at: usize,
+) -> Res<()> {
+    match kind {
+        Str => {
+            expect_wire_type(LEN, wire_type, at)?;
+            let end = len_delimited(data, pos)?;
+            let start = *pos;
+            *pos = end;
+            check_utf8(&data[start..end])
+                .map_err(|i| WireError::new(WireErrorKind::InvalidUtf8, start + i))
+        }
+        Msg(schema) | Map(schema) => {
+            if let Msg(_) = kind {
+                expect_wire_type(LEN, wire_type, at)?;
+            }
+            if ctx == 0 {
+                return Err(WireError::new(WireErrorKind::RecursionLimit, at));
+            }
+            let end = len_delimited(data, pos)?;
+            let start = *pos;
+            *pos = end;
+            walk(&data[..end], start, schema, ctx - 1)
+        }
+        Varint => {
+            expect_wire_type(VARINT, wire_type, at)?;
+            varint(data, pos).map(drop)
+        }
+        Bytes => {
+            expect_wire_type(LEN, wire_type, at)?;
+            *pos = len_delimited(data, pos)?;
+            Ok(())
+        }
+        Double => {
+            expect_wire_type(I64, wire_type, at)?;
+            fixed(data, pos, 8)
+        }
+        RepeatedDouble => match wire_type {
+            I64 => fixed(data, pos, 8),
+            LEN => {
+                let end = len_delimited(data, pos)?;
+                if (end - *pos) % 8 != 0 {
+                    return Err(WireError::new(WireErrorKind::PackedLength, at));
+                }
+                *pos = end;
+                Ok(())
+            }
+            _ => expect_wire_type(I64, wire_type, at),
+        },
+    }
+}
+
+/// Checks that `buf` is a serialized `coprocess.Object` that `Object::decode` (prost 0.14) would
+/// accept, without decoding it. Accepts exactly the inputs prost accepts (see the module docs for
+/// the rules). Does not allocate.
+pub fn validate_object(buf: &[u8]) -> Result<(), WireError> {
+    walk(buf, 0, &OBJECT, RECURSION_LIMIT)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing readers
+// ---------------------------------------------------------------------------------------------
+
+/// Object field numbers read by the routing helpers.
+const OBJECT_HOOK_TYPE: u32 = 1;
+const OBJECT_METADATA: u32 = 5;
+const OBJECT_SPEC: u32 = 6;
+
+/// Skips a top-level Object field the way a decode would consume it, without validating it: the
+/// map fields (`metadata`, `spec`) are length-prefixed whatever their wire type says (see
+/// [`Kind::Map`]); everything else is skipped by its wire type.
+#[inline]
+fn skip_top_level(buf: &[u8], pos: &mut usize, tag: u32, wire_type: u8, at: usize) -> Res<()> {
+    if tag == OBJECT_METADATA || tag == OBJECT_SPEC {
+        *pos = len_delimited(buf, pos)?;
+        Ok(())
+    } else {
+        skip(buf, pos, wire_type, tag, RECURSION_LIMIT, at)
+    }
+}
+
+/// Returns `spec[key]` from a serialized `Object` without decoding or allocating.
+///
+/// As in a protobuf map merge, the last entry with a matching key wins, and within an entry the
+/// last `key`/`value` field wins (a missing value is `""`). Returns `None` when no entry matches.
+///
+/// On any buffer that [`validate_object`] accepts, the result equals
+/// `Object::decode(buf)?.spec.get(key)`. On other buffers it never panics or reads out of bounds:
+/// it returns `None` if the top level of the buffer (or a `spec` entry) is malformed, or if the
+/// winning value is not UTF-8; other damage (e.g. inside `request`) is not detected.
+pub fn spec_value<'a>(buf: &'a [u8], key_wanted: &str) -> Option<&'a str> {
+    let mut pos = 0;
+    let mut found: Option<&'a [u8]> = None;
+    while pos < buf.len() {
+        let at = pos;
+        let (tag, wire_type) = key(buf, &mut pos).ok()?;
+        if tag == OBJECT_SPEC {
+            // Like prost's map merge, ignore the wire type: an entry always follows.
+            let end = len_delimited(buf, &mut pos).ok()?;
+            let (k, v) = map_entry(&buf[..end], pos)?;
+            if k == key_wanted.as_bytes() {
+                found = Some(v);
+            }
+            pos = end;
+        } else {
+            skip_top_level(buf, &mut pos, tag, wire_type, at).ok()?;
+        }
+    }
+    core::str::from_utf8(found?).ok()
+}
+
+/// Reads a `map<string, string>` entry in `data[pos..]` (at the top level's map recursion depth)
+/// and returns its raw key and value.
+fn map_entry(data: &[u8], mut pos: usize) -> Option<(&[u8], &[u8])> {
+    let (mut k, mut v): (&[u8], &[u8]) = (&[], &[]);
+    while pos < data.len() {
+        let at = pos;
+        let (tag, wire_type) = key(data, &mut pos).ok()?;
+        if tag == 1 || tag == 2 {
+            if wire_type != LEN {
+                return None;
+            }
+            let end = len_delimited(data, &mut pos).ok()?;
+            let bytes = &data[pos..end];
+            if tag == 1 {
+                k = bytes;
+            } else {
+                v = bytes;
+            }
+            pos = end;
+        } else {
+            // Top-level fields run at budget 100; the map merge spends one level on the entry.
+            skip(data, &mut pos, wire_type, tag, RECURSION_LIMIT - 1, at).ok()?;
+        }
+    }
+    Some((k, v))
+}
+
+/// Returns the raw `hook_type` (field 1) of a serialized `Object` without decoding it: the last
+/// occurrence wins and the varint is truncated to `i32` as prost does. Returns `None` when the
+/// field is absent (the decoded value is then `0`, `HookType::Unknown`).
+///
+/// On any buffer that [`validate_object`] accepts, `hook_type(buf).unwrap_or(0)` equals
+/// `Object::decode(buf)?.hook_type`. On other buffers it never panics: it returns `None` if the
+/// top level is malformed or field 1 has the wrong wire type.
+pub fn hook_type(buf: &[u8]) -> Option<i32> {
+    let mut pos = 0;
+    let mut found = None;
+    while pos < buf.len() {
+        let at = pos;
+        let (tag, wire_type) = key(buf, &mut pos).ok()?;
+        if tag == OBJECT_HOOK_TYPE {
+            if wire_type != VARINT {
+                return None;
+            }
+            found = Some(varint(buf, &mut pos).ok()? as i32);
+        } else {
+            skip_top_level(buf, &mut pos, tag, wire_type, at).ok()?;
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{HookType, MiniRequestObject, Monitor, Object, SessionState};
+    use prost::Message;
+
+    /// Appends a varint.
+    fn v(out: &mut Vec<u8>, mut x: u64) {
+        while x >= 0x80 {
+            out.push((x as u8) | 0x80);
+            x >>= 7;
+        }
+        out.push(x as u8);
+    }
+
+    fn k(out: &mut Vec<u8>, tag: u32, wt: u8) {
+        v(out, (u64::from(tag) << 3) | u64::from(wt));
+    }
+
+    fn ld(out: &mut Vec<u8>, tag: u32, payload: &[u8]) {
+        k(out, tag, LEN);
+        v(out, payload.len() as u64);
+        out.extend_from_slice(payload);
+    }
+
+    /// Asserts that the validator and prost agree, and returns the verdict.
+    #[track_caller]
+    fn agree(buf: &[u8]) -> bool {
+        let ours = validate_object(buf);
+        let prost = Object::decode(buf);
+        assert_eq!(
+            ours.is_ok(),
+            prost.is_ok(),
+            "disagreement on {buf:02x?}: ours {ours:?}, prost {prost:?}"
+        );
+        ours.is_ok()
+    }
+
+    #[test]
+    fn empty_and_simple() {
+        assert!(agree(&[]));
+        assert!(agree(&[0x08, 0x01]));
+        assert!(agree(&[0x12, 0x00]));
+        let o = Object {
+            hook_type: HookType::Post as i32,
+            hook_name: "h".into(),
+            request: Some(MiniRequestObject {
+                method: "GET".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(agree(&o.encode_to_vec()));
+    }
+
+    #[test]
+    fn varint_rules() {
+        // 10-byte varints: last byte 0x01 is u64::MAX territory (ok), 0x02 overflows.
+        let mut ok = vec![0x08];
+        ok.extend_from_slice(&[0xFF; 9]);
+        ok.push(0x01);
+        assert!(agree(&ok));
+        let mut overflow = ok.clone();
+        *overflow.last_mut().unwrap() = 0x02;
+        assert!(!agree(&overflow));
+        // 11 bytes.
+        let mut long = vec![0x08];
+        long.extend_from_slice(&[0x80; 10]);
+        long.push(0x00);
+        assert!(!agree(&long));
+        // Over-long but valid (non-canonical) encodings are accepted.
+        assert!(agree(&[0x08, 0x80, 0x80, 0x00]));
+        assert!(agree(&[0x88, 0x00, 0x01])); // key 8 encoded in two bytes
+                                             // Truncated.
+        assert!(!agree(&[0x08, 0x80]));
+        assert!(!agree(&[0x80]));
+        // Key larger than u32::MAX.
+        assert!(!agree(&[0x80, 0x80, 0x80, 0x80, 0x10, 0x00]));
+        // Key exactly u32::MAX: field 2^29-1, wire type 7 (invalid anyway).
+        assert!(!agree(&[0xFF, 0xFF, 0xFF, 0xFF, 0x0F]));
+        // Largest field number with wire type 0: an unknown field, skipped.
+        assert!(agree(&[0xF8, 0xFF, 0xFF, 0xFF, 0x0F, 0x00]));
+    }
+
+    #[test]
+    fn key_rules() {
+        assert!(!agree(&[0x00, 0x00])); // field 0
+        assert!(!agree(&[0x06])); // field 0, wire type 6
+        assert!(!agree(&[0x0E, 0x00])); // wire type 6
+        assert!(!agree(&[0x0F, 0x00])); // wire type 7
+        assert!(!agree(&[0x0A, 0x00])); // hook_type as length-delimited
+        assert!(!agree(&[0x10, 0x00])); // hook_name as varint
+        assert!(!agree(&[0x1D, 0, 0, 0, 0])); // request as fixed32
+    }
+
+    #[test]
+    fn lengths_and_fixed_widths() {
+        assert!(!agree(&[0x12, 0x05, b'a']));
+        // Unknown fixed32 / fixed64, complete and truncated.
+        assert!(agree(&[0x45, 1, 2, 3, 4]));
+        assert!(!agree(&[0x45, 1, 2, 3]));
+        assert!(agree(&[0x41, 1, 2, 3, 4, 5, 6, 7, 8]));
+        assert!(!agree(&[0x41, 1, 2, 3, 4, 5, 6, 7]));
+        // A nested length that fits the buffer but not the enclosing message.
+        let mut b = Vec::new();
+        ld(&mut b, 3, &[0x2A, 0x05, b'a']); // request{url: len 5 but only 1 byte}
+        b.extend_from_slice(b"bcdef");
+        assert!(!agree(&b));
+        // A nested varint cut by the message end (prost reads across, then fails).
+        let mut b = Vec::new();
+        ld(&mut b, 4, &[0x08, 0x80]); // session{last_check: truncated}
+        b.push(0x01);
+        assert!(!agree(&b));
+    }
+
+    #[test]
+    fn doubles() {
+        // session.allowance: fixed64 ok, other wire types not.
+        let mut s = Vec::new();
+        k(&mut s, 2, I64);
+        s.extend_from_slice(&1.5f64.to_le_bytes());
+        let mut b = Vec::new();
+        ld(&mut b, 4, &s);
+        assert!(agree(&b));
+        let mut b = Vec::new();
+        ld(&mut b, 4, &[0x12, 0x08, 0, 0, 0, 0, 0, 0, 0, 0]); // packed form for a singular
+        assert!(!agree(&b));
+        // monitor.trigger_limits packed and unpacked.
+        let mut m = Vec::new();
+        ld(&mut m, 1, &[0u8; 16]);
+        k(&mut m, 1, I64);
+        m.extend_from_slice(&[0u8; 8]);
+        let mut s = Vec::new();
+        ld(&mut s, 21, &m);
+        let mut b = Vec::new();
+        ld(&mut b, 4, &s);
+        assert!(agree(&b));
+        let decoded = Object::decode(b.as_slice()).unwrap();
+        assert_eq!(
+            decoded
+                .session
+                .unwrap()
+                .monitor
+                .unwrap()
+                .trigger_limits
+                .len(),
+            3
+        );
+        // Packed run that is not a multiple of 8 bytes.
+        for n in [1usize, 7, 9, 15] {
+            let mut m = Vec::new();
+            ld(&mut m, 1, &vec![0u8; n]);
+            let mut s = Vec::new();
+            ld(&mut s, 21, &m);
+            let mut b = Vec::new();
+            ld(&mut b, 4, &s);
+            assert!(!agree(&b), "packed length {n}");
+        }
+        // trigger_limits as varint or fixed32.
+        assert!(!agree(&[0x22, 0x04, 0xAA, 0x01, 0x08, 0x00]));
+        assert!(!agree(&[0x22, 0x07, 0xAA, 0x01, 0x04, 0x0D, 0, 0, 0]));
+        // Encoded by prost (packed).
+        let o = Object {
+            session: Some(SessionState {
+                monitor: Some(Monitor {
+                    trigger_limits: vec![0.5, 0.75],
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(agree(&o.encode_to_vec()));
+    }
+
+    #[test]
+    fn map_fields_ignore_their_wire_type() {
+        // prost's map merge reads a length-prefixed entry whatever the key's wire type is.
+        let mut entry = Vec::new();
+        ld(&mut entry, 1, b"APIID");
+        ld(&mut entry, 2, b"api9");
+        for wt in [VARINT, I64, LEN, SGROUP, EGROUP, I32] {
+            let mut b = Vec::new();
+            k(&mut b, 6, wt); // spec
+            v(&mut b, entry.len() as u64);
+            b.extend_from_slice(&entry);
+            b.extend_from_slice(&[0x08, 0x03]);
+            assert!(agree(&b), "spec with wire type {wt}");
+            assert_eq!(spec_value(&b, "APIID"), Some("api9"));
+            assert_eq!(hook_type(&b), Some(3));
+            // Also nested: session.access_rights (map<string, AccessDefinition>).
+            let mut e = Vec::new();
+            ld(&mut e, 1, b"id");
+            let mut sess = Vec::new();
+            k(&mut sess, 10, wt);
+            v(&mut sess, e.len() as u64);
+            sess.extend_from_slice(&e);
+            let mut b = Vec::new();
+            ld(&mut b, 4, &sess);
+            assert!(agree(&b), "access_rights with wire type {wt}");
+        }
+        // ... but a message field does check it.
+        assert!(!agree(&[0x18, 0x00])); // request with wire type 0
+    }
+
+    #[test]
+    fn utf8() {
+        assert!(agree(&[0x12, 0x02, 0xC3, 0xA9])); // "é"
+        assert!(!agree(&[0x12, 0x01, 0xC3]));
+        assert!(!agree(&[0x12, 0x01, 0xFF]));
+        // bytes need not be UTF-8: request.raw_body.
+        assert!(agree(&[0x1A, 0x03, 0x72, 0x01, 0xFF]));
+        // A long ASCII prefix then a bad byte, deep in a map value: path and offset.
+        let mut entry = Vec::new();
+        ld(&mut entry, 1, b"Host");
+        let mut val = vec![b'a'; 37];
+        val.push(0xFF);
+        ld(&mut entry, 2, &val);
+        let mut req = Vec::new();
+        ld(&mut req, 1, &entry);
+        let mut b = vec![0x08, 0x01];
+        ld(&mut b, 3, &req);
+        assert!(!agree(&b));
+        let e = validate_object(&b).unwrap_err();
+        assert_eq!(e.kind(), WireErrorKind::InvalidUtf8);
+        assert_eq!(b[e.offset()], 0xFF);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "request.headers.value: invalid UTF-8 at byte {}",
+                e.offset()
+            )
+        );
+    }
+
+    #[test]
+    fn groups() {
+        // Unknown group 9 containing a varint and a nested group 10.
+        let g = [0x4B, 0x08, 0x01, 0x53, 0x54, 0x4C];
+        assert!(agree(&g));
+        assert!(!agree(&[0x4B, 0x08, 0x01])); // unterminated
+        assert!(!agree(&[0x4B, 0x54])); // wrong end tag
+        assert!(!agree(&[0x4C])); // stray end
+        assert!(!agree(&[0x0C])); // end-group for a known field number
+        assert!(!agree(&[0x0B, 0x0C])); // start-group for a known field number
+                                        // A group in a nested message, closed outside it.
+        let mut b = Vec::new();
+        ld(&mut b, 3, &[0x7B]); // request{#15 start}
+        b.push(0x7C);
+        assert!(!agree(&b));
+        let e = validate_object(&[0x4B, 0x50, 0x01]).unwrap_err();
+        assert_eq!(e.kind(), WireErrorKind::UnterminatedGroup);
+        assert!(e.to_string().starts_with("#9: "), "{e}");
+    }
+
+    #[test]
+    fn recursion_limit_matches_prost() {
+        // `n` nested unknown groups at the top level, optionally holding a varint.
+        fn nested(n: usize, inner: bool, prefix: &[u8]) -> Vec<u8> {
+            let mut b = prefix.to_vec();
+            b.extend(std::iter::repeat_n(0x4B, n));
+            if inner {
+                b.extend_from_slice(&[0x50, 0x01]);
+            }
+            b.extend(std::iter::repeat_n(0x4C, n));
+            b
+        }
+        let mut boundary = None;
+        for n in 95..=102 {
+            for inner in [false, true] {
+                let ok = agree(&nested(n, inner, &[]));
+                if !ok && boundary.is_none() {
+                    boundary = Some((n, inner));
+                }
+            }
+        }
+        assert_eq!(boundary, Some((100, true)));
+        // Deeper down the budget is smaller: inside session.access_rights[..].value.allowed_urls.
+        for n in 90..=100 {
+            for inner in [false, true] {
+                let groups = nested(n, inner, &[]);
+                let mut spec = Vec::new();
+                ld(&mut spec, 1, b"/x");
+                spec.extend_from_slice(&groups);
+                let mut def = Vec::new();
+                ld(&mut def, 4, &spec);
+                let mut entry = Vec::new();
+                ld(&mut entry, 1, b"k");
+                ld(&mut entry, 2, &def);
+                let mut sess = Vec::new();
+                ld(&mut sess, 10, &entry);
+                let mut b = Vec::new();
+                ld(&mut b, 4, &sess);
+                agree(&b);
+            }
+        }
+        let e = validate_object(&nested(101, false, &[])).unwrap_err();
+        assert_eq!(e.kind(), WireErrorKind::RecursionLimit);
+        assert!(
+            e.to_string()
+                .starts_with("#9.#9.#9.#9.#9.#9.#9.#9.\u{2026}: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn routing_readers() {
+        let mut o = Object {
+            hook_type: HookType::Post as i32,
+            ..Default::default()
+        };
+        o.spec.insert("APIID".into(), "api1".into());
+        o.spec.insert("OrgID".into(), "org".into());
+        o.spec.insert("empty".into(), String::new());
+        let mut b = o.encode_to_vec();
+        assert_eq!(hook_type(&b), Some(2));
+        assert_eq!(spec_value(&b, "APIID"), Some("api1"));
+        assert_eq!(spec_value(&b, "OrgID"), Some("org"));
+        assert_eq!(spec_value(&b, "empty"), Some(""));
+        assert_eq!(spec_value(&b, "nope"), None);
+        // Later occurrences win, as in a decode.
+        b.extend_from_slice(&[0x08, 0x05]);
+        let mut entry = Vec::new();
+        ld(&mut entry, 1, b"APIID");
+        ld(&mut entry, 2, b"first");
+        ld(&mut entry, 2, b"api2");
+        ld(&mut b, 6, &entry);
+        assert!(agree(&b));
+        let decoded = Object::decode(b.as_slice()).unwrap();
+        assert_eq!(decoded.spec["APIID"], "api2");
+        assert_eq!(spec_value(&b, "APIID"), Some("api2"));
+        assert_eq!(hook_type(&b), Some(5));
+        // Negative / oversized hook types truncate like prost.
+        let mut h = vec![0x08];
+        v(&mut h, u64::MAX);
+        assert_eq!(hook_type(&h), Some(-1));
+        assert_eq!(Object::decode(h.as_slice()).unwrap().hook_type, -1);
+        assert_eq!(hook_type(&[]), None);
+        // Garbage does not panic.
+        assert_eq!(hook_type(&[0x08]), None);
+        assert_eq!(spec_value(&[0x32, 0x10, 0x0A], "x"), None);
+        assert_eq!(spec_value(&[0x32, 0x02, 0x0A, 0x05], ""), None);
+    }
+}

@@ -1,0 +1,223 @@
+//! Bridge configuration: a JSON object shaped like `tyk.conf`'s `coprocess_options` (given either bare or
+//! wrapped as `{"coprocess_options": {...}}`), plus the bridge's own `drivers` list and knobs.
+//! The `TYK_GW_COPROCESSOPTIONS_*` environment variables override the file, as in Tyk.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result, COPROCESS_ERR_INVALID_CONFIG};
+
+/// One driver to load at `CoProcessInit`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriverConfig {
+    pub name: String,
+    pub path: String,
+    /// The driver's own configuration: a JSON object (or a string holding JSON).
+    #[serde(default)]
+    pub config: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct BridgeConfig {
+    /// `false` makes every dispatch fail with COPROCESS_ERR_DISABLED. Default: enabled.
+    #[serde(default)]
+    pub enable_coprocess: Option<bool>,
+    /// Handed to drivers whose own config lacks it (the gRPC driver).
+    #[serde(default)]
+    pub coprocess_grpc_server: Option<String>,
+    /// Handed to drivers whose own config lacks it (the Python driver).
+    #[serde(default)]
+    pub python_path_prefix: Option<String>,
+    #[serde(default)]
+    pub python_version: Option<String>,
+    /// Drivers to load now.
+    #[serde(default)]
+    pub drivers: Vec<DriverConfig>,
+    /// How many events wait for `CoProcessNextEvent` when no event handler is set.
+    #[serde(default)]
+    pub event_queue_capacity: Option<usize>,
+    /// Minimum log level delivered: debug, info, warning, error.
+    #[serde(default)]
+    pub log_level: Option<String>,
+}
+
+impl BridgeConfig {
+    /// Parses `text` (None = defaults) and applies environment overrides from `env`.
+    pub fn parse(text: Option<&str>, env: impl Fn(&str) -> Option<String>) -> Result<BridgeConfig> {
+        let mut value: Value = match text.map(str::trim) {
+            None | Some("") => Value::Object(Map::new()),
+            Some(t) => serde_json::from_str(t).map_err(|e| invalid(format!("not valid JSON: {e}")))?,
+        };
+        if !value.is_object() {
+            return Err(invalid("must be a JSON object".into()));
+        }
+        // Accept tyk.conf's nesting: fields of "coprocess_options" sit beside the bridge's own.
+        if let Some(Value::Object(opts)) = value.as_object_mut().and_then(|m| m.remove("coprocess_options")) {
+            let top = value.as_object_mut().expect("checked above");
+            for (k, v) in opts {
+                top.entry(k).or_insert(v);
+            }
+        }
+        let mut cfg: BridgeConfig =
+            serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
+        cfg.apply_env(env)?;
+        if let Some(level) = &cfg.log_level {
+            if !matches!(level.as_str(), "debug" | "info" | "warning" | "warn" | "error") {
+                return Err(invalid(format!(
+                    "log_level '{level}' is not one of debug, info, warning, error"
+                )));
+            }
+        }
+        Ok(cfg)
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<()> {
+        const PREFIX: &str = "TYK_GW_COPROCESSOPTIONS_";
+        if let Some(v) = env(&format!("{PREFIX}ENABLECOPROCESS")) {
+            self.enable_coprocess = Some(parse_bool(&v).ok_or_else(|| {
+                invalid(format!("{PREFIX}ENABLECOPROCESS='{v}' is not a boolean"))
+            })?);
+        }
+        if let Some(v) = env(&format!("{PREFIX}COPROCESSGRPCSERVER")) {
+            self.coprocess_grpc_server = Some(v);
+        }
+        if let Some(v) = env(&format!("{PREFIX}PYTHONPATHPREFIX")) {
+            self.python_path_prefix = Some(v);
+        }
+        if let Some(v) = env(&format!("{PREFIX}PYTHONVERSION")) {
+            self.python_version = Some(v);
+        }
+        Ok(())
+    }
+
+    /// Global options a driver inherits when its own config does not set them.
+    pub fn inherited_driver_options(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        let pairs = [
+            ("coprocess_grpc_server", &self.coprocess_grpc_server),
+            ("python_path_prefix", &self.python_path_prefix),
+            ("python_version", &self.python_version),
+        ];
+        for (k, v) in pairs {
+            if let Some(v) = v {
+                m.insert(k.into(), Value::String(v.clone()));
+            }
+        }
+        m
+    }
+}
+
+/// The config text a driver receives: its own config with the inherited options filled in. A config that
+/// is not a JSON object is passed through untouched (drivers may take other formats).
+pub fn effective_driver_config(own: Option<&str>, inherited: &Map<String, Value>) -> Option<String> {
+    if inherited.is_empty() {
+        return own.map(str::to_owned);
+    }
+    let mut obj = match own.map(serde_json::from_str::<Value>) {
+        None => Map::new(),
+        Some(Ok(Value::Object(m))) => m,
+        Some(_) => return own.map(str::to_owned),
+    };
+    for (k, v) in inherited {
+        obj.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    Some(Value::Object(obj).to_string())
+}
+
+/// A driver entry's `config` as the text handed to the driver.
+pub fn driver_config_text(config: &Option<Value>) -> Option<String> {
+    match config {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(v) => Some(v.to_string()),
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn invalid(why: String) -> Error {
+    Error::new(COPROCESS_ERR_INVALID_CONFIG, format!("CoProcessInit config: {why}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn accepts_bare_and_tyk_conf_shapes() {
+        let bare = BridgeConfig::parse(
+            Some(r#"{"enable_coprocess": true, "coprocess_grpc_server": "tcp://127.0.0.1:5555"}"#),
+            no_env,
+        )
+        .unwrap();
+        let nested = BridgeConfig::parse(
+            Some(r#"{"coprocess_options": {"enable_coprocess": true, "coprocess_grpc_server": "tcp://127.0.0.1:5555"}}"#),
+            no_env,
+        )
+        .unwrap();
+        assert_eq!(bare, nested);
+        assert_eq!(bare.enable_coprocess, Some(true));
+        assert_eq!(BridgeConfig::parse(None, no_env).unwrap(), BridgeConfig::default());
+    }
+
+    #[test]
+    fn drivers_list_and_errors_name_the_problem() {
+        let cfg = BridgeConfig::parse(
+            Some(r#"{"drivers": [{"name": "native", "path": "/x.so", "config": {"a": 1}}]}"#),
+            no_env,
+        )
+        .unwrap();
+        assert_eq!(cfg.drivers[0].name, "native");
+        assert_eq!(driver_config_text(&cfg.drivers[0].config).as_deref(), Some(r#"{"a":1}"#));
+        let e = BridgeConfig::parse(Some("[1]"), no_env).unwrap_err();
+        assert_eq!(e.message, "CoProcessInit config: must be a JSON object");
+        let e = BridgeConfig::parse(Some(r#"{"drivers": [{"name": "x"}]}"#), no_env).unwrap_err();
+        assert!(e.message.contains("missing field `path`"), "{}", e.message);
+        let e = BridgeConfig::parse(Some("{"), no_env).unwrap_err();
+        assert!(e.message.starts_with("CoProcessInit config: not valid JSON"), "{}", e.message);
+        let e = BridgeConfig::parse(Some(r#"{"log_level": "loud"}"#), no_env).unwrap_err();
+        assert!(e.message.contains("log_level 'loud'"), "{}", e.message);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let env = |k: &str| match k {
+            "TYK_GW_COPROCESSOPTIONS_ENABLECOPROCESS" => Some("false".to_string()),
+            "TYK_GW_COPROCESSOPTIONS_COPROCESSGRPCSERVER" => Some("unix:///tmp/s".to_string()),
+            _ => None,
+        };
+        let cfg = BridgeConfig::parse(Some(r#"{"enable_coprocess": true}"#), env).unwrap();
+        assert_eq!(cfg.enable_coprocess, Some(false));
+        assert_eq!(cfg.coprocess_grpc_server.as_deref(), Some("unix:///tmp/s"));
+        let bad = |k: &str| (k == "TYK_GW_COPROCESSOPTIONS_ENABLECOPROCESS").then(|| "maybe".to_string());
+        assert!(BridgeConfig::parse(None, bad).unwrap_err().message.contains("not a boolean"));
+    }
+
+    #[test]
+    fn drivers_inherit_global_options_they_do_not_set() {
+        let cfg = BridgeConfig {
+            coprocess_grpc_server: Some("tcp://h:1".into()),
+            ..Default::default()
+        };
+        let inh = cfg.inherited_driver_options();
+        assert_eq!(
+            effective_driver_config(None, &inh).as_deref(),
+            Some(r#"{"coprocess_grpc_server":"tcp://h:1"}"#)
+        );
+        let own = r#"{"coprocess_grpc_server":"tcp://mine:2"}"#;
+        assert_eq!(effective_driver_config(Some(own), &inh).as_deref(), Some(own));
+        assert_eq!(effective_driver_config(Some("not json"), &inh).as_deref(), Some("not json"));
+        assert_eq!(effective_driver_config(Some("{}"), &Map::new()).as_deref(), Some("{}"));
+    }
+}

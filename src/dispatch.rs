@@ -1,0 +1,65 @@
+//! Dispatch: check the input without trusting it, pick the driver, call it, check what it returned.
+
+use std::ffi::CStr;
+
+use coprocess_proto::wire;
+
+use crate::driver::instance::bad_output;
+use crate::error::{
+    Error, Result, COPROCESS_ERR_DISABLED, COPROCESS_ERR_INVALID_JSON,
+    COPROCESS_ERR_INVALID_OBJECT, COPROCESS_ERR_INVALID_UTF8,
+};
+use crate::logging::Level;
+use crate::message::MallocBuf;
+use crate::runtime::Runtime;
+
+/// Runs one hook: `driver` names the driver, or `None` routes to the only one loaded. Returns the
+/// driver's malloc'd output, checked to be a well-formed `coprocess.Object`.
+///
+/// Both checks are zero-allocation wire walks (`coprocess_proto::wire`), not prost decodes: they accept
+/// exactly what a decode accepts at a fraction of its cost (see benches/dispatch.rs).
+pub fn dispatch(rt: &Runtime, driver: Option<&str>, input: &[u8]) -> Result<MallocBuf> {
+    if !rt.enabled() {
+        return Err(Error::new(
+            COPROCESS_ERR_DISABLED,
+            "coprocess is disabled (enable_coprocess is false)",
+        ));
+    }
+    wire::validate_object(input).map_err(|e| {
+        Error::new(
+            COPROCESS_ERR_INVALID_OBJECT,
+            format!("input is not a well-formed coprocess.Object: {e}"),
+        )
+    })?;
+    let instance = match driver {
+        Some(name) => rt.registry.get(name)?,
+        None => rt.registry.only()?,
+    };
+    let output = instance.dispatch(input)?;
+    if let Err(e) = wire::validate_object(output.as_slice()) {
+        return Err(bad_output(instance.name(), e));
+    }
+    Ok(output)
+}
+
+/// Delivers an event (JSON text) to every loaded driver. Text that is not JSON is refused: drivers are
+/// promised JSON.
+pub fn dispatch_event(rt: &Runtime, event_json: &CStr) -> Result<()> {
+    let text = event_json.to_str().map_err(|_| {
+        Error::new(COPROCESS_ERR_INVALID_UTF8, "DispatchEvent: event is not valid UTF-8")
+    })?;
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        return Err(Error::new(
+            COPROCESS_ERR_INVALID_JSON,
+            format!("DispatchEvent: event is not valid JSON: {e}"),
+        ));
+    }
+    for driver in rt.registry.all() {
+        rt.logs.log(
+            Level::Debug,
+            &format!("delivering event to driver '{}'", driver.name()),
+        );
+        driver.dispatch_event(event_json);
+    }
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! One initialised driver instance: its library (kept mapped through an `Arc`), the opaque instance
+//! pointer, and safe wrappers around each ABI call.
+
+use std::ffi::{c_void, CStr};
+use std::sync::Arc;
+
+use super::bindings::CoProcessHostApi;
+use super::loader::DriverLibrary;
+use crate::error::{
+    Error, Result, COPROCESS_ERR_DRIVER_BAD_OUTPUT, COPROCESS_ERR_DRIVER_FAILED,
+    COPROCESS_ERR_LOAD_FAILED,
+};
+use crate::message::{CoProcessMessage, MallocBuf};
+
+/// Longest driver-provided error text copied into `CoProcessLastError`.
+const MAX_DRIVER_MESSAGE: usize = 4096;
+
+pub struct DriverInstance {
+    name: Arc<str>,
+    library: Arc<DriverLibrary>,
+    handle: *mut c_void,
+}
+
+// SAFETY: the driver ABI requires drivers to accept calls on one instance from any thread concurrently
+// (coprocess_driver.h, "Threads"); the handle is an opaque token the bridge never dereferences.
+unsafe impl Send for DriverInstance {}
+// SAFETY: as above.
+unsafe impl Sync for DriverInstance {}
+
+impl std::fmt::Debug for DriverInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriverInstance")
+            .field("name", &self.name)
+            .field("library", &self.library)
+            .finish()
+    }
+}
+
+impl DriverInstance {
+    /// Calls `CoProcessDriverInit` with `config_json`.
+    pub fn start(
+        name: Arc<str>,
+        library: Arc<DriverLibrary>,
+        host: &'static CoProcessHostApi,
+        config_json: &CStr,
+    ) -> Result<DriverInstance> {
+        let mut handle: *mut c_void = std::ptr::null_mut();
+        // SAFETY: `init` has the ABI's signature; `host` is 'static; `config_json` is a valid C string
+        // for the call; `handle` is a valid out-pointer.
+        let rc = unsafe { (library.init)(host, config_json.as_ptr(), &mut handle) };
+        if rc != 0 {
+            return Err(Error::new(
+                COPROCESS_ERR_LOAD_FAILED,
+                format!(
+                    "driver '{name}' ({}) failed to initialise: CoProcessDriverInit returned {rc}",
+                    library.source.display()
+                ),
+            ));
+        }
+        Ok(DriverInstance {
+            name,
+            library,
+            handle,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn library(&self) -> &Arc<DriverLibrary> {
+        &self.library
+    }
+
+    /// Runs one hook. The input is borrowed; on success the driver's malloc'd output is returned as is.
+    /// The caller checks that it is a well-formed Object.
+    pub fn dispatch(&self, input: &[u8]) -> Result<MallocBuf> {
+        let input_msg = CoProcessMessage {
+            p_data: input.as_ptr() as *mut c_void,
+            // The caller got `input` from a C int length or checked it; saturate defensively.
+            length: i32::try_from(input.len()).unwrap_or(i32::MAX),
+        };
+        let mut out = CoProcessMessage::empty();
+        // SAFETY: `dispatch` has the ABI's signature; `input_msg` points to `input`, alive for the call;
+        // `out` is a valid, zeroed out-parameter; the library stays mapped through `self.library`.
+        let rc = unsafe { (self.library.dispatch)(self.handle, &input_msg, &mut out) };
+        let output = self.take_output(out)?;
+        if rc != 0 {
+            let detail = match output.as_slice() {
+                [] => String::from("(no message)"),
+                bytes => {
+                    let cut = &bytes[..bytes.len().min(MAX_DRIVER_MESSAGE)];
+                    String::from_utf8_lossy(cut).trim_end_matches('\0').to_owned()
+                }
+            };
+            return Err(Error::new(
+                COPROCESS_ERR_DRIVER_FAILED,
+                format!("driver '{}' failed (code {rc}): {detail}", self.name),
+            ));
+        }
+        Ok(output)
+    }
+
+    /// Takes ownership of what the driver put in `out`, refusing shapes that cannot be trusted.
+    fn take_output(&self, out: CoProcessMessage) -> Result<MallocBuf> {
+        let bad = |what: String| {
+            Error::new(
+                COPROCESS_ERR_DRIVER_BAD_OUTPUT,
+                format!("driver '{}' returned {what}", self.name),
+            )
+        };
+        if out.length < 0 {
+            if !out.p_data.is_null() {
+                // SAFETY: the ABI says a driver's p_data is malloc'd and handed over to us.
+                unsafe { libc::free(out.p_data) };
+            }
+            return Err(bad(format!("a negative length ({})", out.length)));
+        }
+        if out.p_data.is_null() && out.length != 0 {
+            return Err(bad(format!("a NULL p_data with length {}", out.length)));
+        }
+        // SAFETY: per the ABI, p_data is NULL or malloc'd with `length` bytes, and now ours.
+        Ok(unsafe { MallocBuf::from_raw(out.p_data as *mut u8, out.length as usize) })
+    }
+
+    pub fn dispatch_event(&self, event_json: &CStr) {
+        // SAFETY: ABI signature; the string is valid for the call; the library stays mapped.
+        unsafe { (self.library.dispatch_event)(self.handle, event_json.as_ptr()) }
+    }
+
+    pub fn reload(&self) {
+        // SAFETY: ABI signature; the library stays mapped.
+        unsafe { (self.library.reload)(self.handle) }
+    }
+
+    /// Calls the optional `CoProcessDriverLoadBundle`.
+    pub fn load_bundle(&self, bundle_path: &CStr) -> Result<()> {
+        let Some(load) = self.library.load_bundle else {
+            return Err(Error::new(
+                COPROCESS_ERR_DRIVER_FAILED,
+                format!(
+                    "driver '{}' does not support bundles (no CoProcessDriverLoadBundle)",
+                    self.name
+                ),
+            ));
+        };
+        // SAFETY: ABI signature; the string is valid for the call.
+        let rc = unsafe { load(self.handle, bundle_path.as_ptr()) };
+        if rc != 0 {
+            return Err(Error::new(
+                COPROCESS_ERR_DRIVER_FAILED,
+                format!(
+                    "driver '{}' failed to load bundle {} (code {rc})",
+                    self.name,
+                    bundle_path.to_string_lossy()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DriverInstance {
+    /// The last reference is gone, so no call is in flight: shut the instance down.
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.library.shutdown {
+            // SAFETY: ABI signature; nothing else uses the handle any more.
+            unsafe { shutdown(self.handle) }
+        }
+    }
+}
+
+/// What a successful dispatch handed back, for `bad output` checks by the caller.
+pub fn bad_output(name: &str, why: impl std::fmt::Display) -> Error {
+    Error::new(
+        COPROCESS_ERR_DRIVER_BAD_OUTPUT,
+        format!("driver '{name}' returned bytes that are not a well-formed coprocess.Object: {why}"),
+    )
+}

@@ -1,0 +1,137 @@
+//! Opening a driver library: canonical path, ABI version first, then every required symbol, with errors
+//! that name the file and the symbol.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::path::{Path, PathBuf};
+
+use super::bindings::{CoProcessHostApi, DriverSymbols, COPROCESS_DRIVER_ABI_VERSION};
+use crate::error::{Error, Result, COPROCESS_ERR_LOAD_FAILED};
+use crate::message::CoProcessMessage;
+
+pub type AbiVersionFn = unsafe extern "C" fn() -> u32;
+pub type InitFn =
+    unsafe extern "C" fn(*const CoProcessHostApi, *const c_char, *mut *mut c_void) -> c_int;
+pub type DispatchFn =
+    unsafe extern "C" fn(*mut c_void, *const CoProcessMessage, *mut CoProcessMessage) -> c_int;
+pub type DispatchEventFn = unsafe extern "C" fn(*mut c_void, *const c_char);
+pub type ReloadFn = unsafe extern "C" fn(*mut c_void);
+pub type LoadBundleFn = unsafe extern "C" fn(*mut c_void, *const c_char) -> c_int;
+pub type ShutdownFn = unsafe extern "C" fn(*mut c_void);
+
+/// The ABI versions this bridge can drive.
+pub const SUPPORTED_ABI_VERSION: u32 = COPROCESS_DRIVER_ABI_VERSION;
+
+/// An opened, checked driver library. While a value of this type lives, the library stays mapped: hold an
+/// `Arc` to it across every call into its code.
+pub struct DriverLibrary {
+    /// The file the user named, canonicalised.
+    pub source: PathBuf,
+    pub abi_version: u32,
+    pub init: InitFn,
+    pub dispatch: DispatchFn,
+    pub dispatch_event: DispatchEventFn,
+    pub reload: ReloadFn,
+    pub load_bundle: Option<LoadBundleFn>,
+    pub shutdown: Option<ShutdownFn>,
+    /// Owns the `libloading::Library`; dropped last, after every function pointer above is gone.
+    _symbols: DriverSymbols,
+}
+
+impl std::fmt::Debug for DriverLibrary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriverLibrary")
+            .field("source", &self.source)
+            .field("abi_version", &self.abi_version)
+            .finish_non_exhaustive()
+    }
+}
+
+fn load_error(message: String) -> Error {
+    Error::new(COPROCESS_ERR_LOAD_FAILED, message)
+}
+
+/// Canonicalises a user-given driver path. A bare name would make `dlopen` search system directories, so
+/// relative paths are resolved against the working directory first.
+pub fn canonical_driver_path(path: &str) -> Result<PathBuf> {
+    if path.is_empty() {
+        return Err(load_error("driver path is empty".into()));
+    }
+    std::fs::canonicalize(path)
+        .map_err(|e| load_error(format!("cannot load driver library {path}: {e}")))
+}
+
+impl DriverLibrary {
+    /// Opens `file` (already canonical) and checks it. `source` is the path to name in messages: the
+    /// user's file, even when `file` is a private copy made for a reload.
+    pub fn open(file: &Path, source: &Path) -> Result<DriverLibrary> {
+        let shown = source.display();
+        // SAFETY: loading a library runs its initialisers; loading driver code is this function's purpose
+        // and the user asked for this file.
+        let library = unsafe { libloading::Library::new(file) }
+            .map_err(|e| load_error(format!("cannot load driver library {shown}: {e}")))?;
+        // SAFETY: resolves symbols only; each one is type-checked against the bindgen declarations.
+        let symbols = unsafe { DriverSymbols::from_library(library) }
+            .map_err(|e| load_error(format!("cannot load driver library {shown}: {e}")))?;
+
+        let version_fn: AbiVersionFn = *symbols.CoProcessDriverAbiVersion.as_ref().map_err(|_| {
+            load_error(format!(
+                "{shown} is not a coprocess driver: it does not export CoProcessDriverAbiVersion"
+            ))
+        })?;
+        // SAFETY: the symbol has the declared signature per the driver ABI; it takes no arguments.
+        let abi_version = unsafe { version_fn() };
+        if abi_version != SUPPORTED_ABI_VERSION {
+            return Err(load_error(format!(
+                "driver library {shown} has ABI version {abi_version}; this bridge supports version \
+                 {SUPPORTED_ABI_VERSION}"
+            )));
+        }
+
+        macro_rules! required {
+            ($sym:ident) => {
+                *symbols.$sym.as_ref().map_err(|_| {
+                    load_error(format!(
+                        "driver library {shown} does not export required symbol {}",
+                        stringify!($sym)
+                    ))
+                })?
+            };
+        }
+        let init: InitFn = required!(CoProcessDriverInit);
+        let dispatch: DispatchFn = required!(CoProcessDriverDispatch);
+        let dispatch_event: DispatchEventFn = required!(CoProcessDriverDispatchEvent);
+        let reload: ReloadFn = required!(CoProcessDriverReload);
+        let load_bundle: Option<LoadBundleFn> = symbols.CoProcessDriverLoadBundle.as_ref().ok().copied();
+        let shutdown: Option<ShutdownFn> = symbols.CoProcessDriverShutdown.as_ref().ok().copied();
+
+        Ok(DriverLibrary {
+            source: source.to_path_buf(),
+            abi_version,
+            init,
+            dispatch,
+            dispatch_event,
+            reload,
+            load_bundle,
+            shutdown,
+            _symbols: symbols,
+        })
+    }
+
+    /// The exported symbols, for diagnostics (`coprocess check`).
+    pub fn symbol_names(&self) -> Vec<&'static str> {
+        let mut names = vec![
+            "CoProcessDriverAbiVersion",
+            "CoProcessDriverInit",
+            "CoProcessDriverDispatch",
+            "CoProcessDriverDispatchEvent",
+            "CoProcessDriverReload",
+        ];
+        if self.load_bundle.is_some() {
+            names.push("CoProcessDriverLoadBundle");
+        }
+        if self.shutdown.is_some() {
+            names.push("CoProcessDriverShutdown");
+        }
+        names
+    }
+}

@@ -1,0 +1,272 @@
+//! Drivers by name. Lookups take a read lock only long enough to clone an `Arc`, so no lock is held while
+//! a driver runs; `Reload` swaps in a re-opened library while calls in flight finish on the old one.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use super::bindings::CoProcessHostApi;
+use super::instance::DriverInstance;
+use super::loader::{canonical_driver_path, DriverLibrary};
+use crate::error::{
+    Error, Result, COPROCESS_ERR_ALREADY_EXISTS, COPROCESS_ERR_INVALID_CONFIG,
+    COPROCESS_ERR_LOAD_FAILED, COPROCESS_ERR_NO_DRIVER, COPROCESS_ERR_UNKNOWN_DRIVER,
+};
+
+/// What identifies the content of a driver file cheaply: replacing the file (by rename, as users are
+/// told to) changes the inode; rewriting it changes size or mtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileIdentity {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+impl FileIdentity {
+    fn of(path: &Path) -> std::io::Result<FileIdentity> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)?;
+        Ok(FileIdentity {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        })
+    }
+}
+
+/// One named driver: where it came from and the instance calls go to now.
+struct DriverSlot {
+    name: Arc<str>,
+    /// The path the user gave, made absolute (not resolved through symlinks, so replacing a symlink's
+    /// target is seen too).
+    path: PathBuf,
+    config: CString,
+    current: RwLock<Arc<DriverInstance>>,
+    identity: Mutex<FileIdentity>,
+}
+
+impl DriverSlot {
+    fn current(&self) -> Arc<DriverInstance> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The outcome of `Reload` for one driver.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// The file was unchanged; the driver's reload hook ran.
+    HookCalled(String),
+    /// The file changed; a fresh copy was opened and initialised.
+    Reopened(String),
+    /// The file changed but the new version could not be loaded; the old one keeps serving.
+    Failed(String, String),
+}
+
+pub struct Registry {
+    host: &'static CoProcessHostApi,
+    drivers: RwLock<HashMap<Arc<str>, Arc<DriverSlot>>>,
+    /// Libraries replaced by a reload. They stay mapped until shutdown: unloading code while a thread
+    /// might still return into it (or run one of its thread-local destructors) can crash the host.
+    retired: Mutex<Vec<Arc<DriverLibrary>>>,
+    reload_copies: AtomicU64,
+}
+
+impl Registry {
+    pub fn new(host: &'static CoProcessHostApi) -> Registry {
+        Registry {
+            host,
+            drivers: RwLock::new(HashMap::new()),
+            retired: Mutex::new(Vec::new()),
+            reload_copies: AtomicU64::new(0),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<DriverSlot>>> {
+        self.drivers.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Arc<str>, Arc<DriverSlot>>> {
+        self.drivers.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Loads `path` under `name` with `config_json` (None = "{}").
+    pub fn load(&self, name: &str, path: &str, config_json: Option<&str>) -> Result<()> {
+        if name.is_empty() {
+            return Err(Error::new(COPROCESS_ERR_LOAD_FAILED, "driver name is empty"));
+        }
+        if self.read().contains_key(name) {
+            return Err(already_loaded(name));
+        }
+        let config_text = config_json.unwrap_or("{}");
+        let config = CString::new(config_text).map_err(|_| {
+            Error::new(
+                COPROCESS_ERR_INVALID_CONFIG,
+                format!("config for driver '{name}' contains a NUL byte"),
+            )
+        })?;
+        let canonical = canonical_driver_path(path)?;
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| canonical.clone());
+        let identity = FileIdentity::of(&canonical).map_err(|e| {
+            Error::new(
+                COPROCESS_ERR_LOAD_FAILED,
+                format!("cannot load driver library {path}: {e}"),
+            )
+        })?;
+        let library = Arc::new(DriverLibrary::open(&canonical, &canonical)?);
+        let name: Arc<str> = Arc::from(name);
+        let instance = DriverInstance::start(name.clone(), library, self.host, &config)?;
+        let slot = Arc::new(DriverSlot {
+            name: name.clone(),
+            path: absolute,
+            config,
+            current: RwLock::new(Arc::new(instance)),
+            identity: Mutex::new(identity),
+        });
+        let mut drivers = self.write();
+        if drivers.contains_key(&name) {
+            // Lost a race with another thread loading the same name; ours is dropped (shut down).
+            return Err(already_loaded(&name));
+        }
+        drivers.insert(name, slot);
+        Ok(())
+    }
+
+    /// The driver loaded under `name`.
+    pub fn get(&self, name: &str) -> Result<Arc<DriverInstance>> {
+        let slot = self.read().get(name).cloned();
+        match slot {
+            Some(slot) => Ok(slot.current()),
+            None => Err(Error::new(
+                COPROCESS_ERR_UNKNOWN_DRIVER,
+                format!(
+                    "no driver named '{name}' is loaded (loaded: {})",
+                    self.names_for_message()
+                ),
+            )),
+        }
+    }
+
+    /// The single loaded driver, for hosts that load just one and do not name it.
+    pub fn only(&self) -> Result<Arc<DriverInstance>> {
+        let drivers = self.read();
+        let mut it = drivers.values();
+        match (it.next(), it.next()) {
+            (Some(slot), None) => Ok(slot.current()),
+            (None, _) => Err(Error::new(
+                COPROCESS_ERR_NO_DRIVER,
+                "no driver is loaded: call CoProcessLoadDriver first",
+            )),
+            (Some(_), Some(_)) => {
+                drop(drivers);
+                Err(Error::new(
+                    COPROCESS_ERR_NO_DRIVER,
+                    format!(
+                        "several drivers are loaded ({}): name one with DispatchWithDriver",
+                        self.names_for_message()
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Every loaded driver's current instance.
+    pub fn all(&self) -> Vec<Arc<DriverInstance>> {
+        let slots: Vec<Arc<DriverSlot>> = self.read().values().cloned().collect();
+        slots.iter().map(|s| s.current()).collect()
+    }
+
+    /// Names of the loaded drivers, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.read().keys().map(|k| k.to_string()).collect();
+        names.sort();
+        names
+    }
+
+    fn names_for_message(&self) -> String {
+        let names = self.names();
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        }
+    }
+
+    /// Hot reload: re-opens drivers whose file changed on disk and calls every other driver's reload
+    /// hook. Dispatches keep running throughout; those already in flight finish on the old instance.
+    pub fn reload(&self) -> Vec<ReloadOutcome> {
+        let slots: Vec<Arc<DriverSlot>> = self.read().values().cloned().collect();
+        slots.iter().map(|slot| self.reload_slot(slot)).collect()
+    }
+
+    fn reload_slot(&self, slot: &DriverSlot) -> ReloadOutcome {
+        let name = slot.name.to_string();
+        let mut identity = slot.identity.lock().unwrap_or_else(|p| p.into_inner());
+        let now = FileIdentity::of(&slot.path);
+        if now.as_ref().ok() == Some(&*identity) {
+            slot.current().reload();
+            return ReloadOutcome::HookCalled(name);
+        }
+        let fresh = now
+            .map_err(|e| format!("cannot read {}: {e}", slot.path.display()))
+            .and_then(|id| self.reopen(slot).map(|inst| (id, inst)));
+        match fresh {
+            Ok((id, instance)) => {
+                *identity = id;
+                let old = std::mem::replace(
+                    &mut *slot.current.write().unwrap_or_else(|p| p.into_inner()),
+                    Arc::new(instance),
+                );
+                self.retired
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(old.library().clone());
+                ReloadOutcome::Reopened(name)
+            }
+            Err(why) => ReloadOutcome::Failed(name, why),
+        }
+    }
+
+    /// Opens a private copy of the slot's file: `dlopen` hands back the already-loaded object for a
+    /// path it has open (same device and inode), so a changed driver must come from a distinct file.
+    fn reopen(&self, slot: &DriverSlot) -> std::result::Result<DriverInstance, String> {
+        let canonical = std::fs::canonicalize(&slot.path)
+            .map_err(|e| format!("cannot read {}: {e}", slot.path.display()))?;
+        let n = self.reload_copies.fetch_add(1, Ordering::Relaxed);
+        let file_name = canonical
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "driver.so".into());
+        let copy = std::env::temp_dir().join(format!(
+            "coprocess-bridge-{}-{n}-{file_name}",
+            std::process::id()
+        ));
+        std::fs::copy(&canonical, &copy)
+            .map_err(|e| format!("cannot copy {} for reload: {e}", canonical.display()))?;
+        let opened = DriverLibrary::open(&copy, &canonical);
+        // The mapping survives the unlink; removing the copy now leaves nothing behind.
+        let _ = std::fs::remove_file(&copy);
+        let library = Arc::new(opened.map_err(|e| e.message)?);
+        DriverInstance::start(slot.name.clone(), library, self.host, &slot.config).map_err(|e| e.message)
+    }
+
+    /// Removes every driver. Each instance is shut down when its last in-flight call returns.
+    pub fn shutdown(&self) {
+        let slots: Vec<Arc<DriverSlot>> = self.write().drain().map(|(_, s)| s).collect();
+        drop(slots);
+        self.retired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}
+
+fn already_loaded(name: &str) -> Error {
+    Error::new(
+        COPROCESS_ERR_ALREADY_EXISTS,
+        format!("a driver named '{name}' is already loaded"),
+    )
+}

@@ -1,0 +1,122 @@
+//! Status codes and the thread-local "last error" message behind `CoProcessLastError`.
+
+use std::cell::RefCell;
+use std::ffi::{c_char, CString};
+use std::fmt;
+
+/// Result codes returned by the bridge's C functions. The numbers are stable: hosts may switch on them.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoProcessStatus {
+    /// Success.
+    COPROCESS_OK = 0,
+    /// A required pointer argument was NULL.
+    COPROCESS_ERR_NULL_ARGUMENT = 1,
+    /// A length was negative, or too large for an `int`.
+    COPROCESS_ERR_INVALID_LENGTH = 2,
+    /// The input bytes are not a well-formed `coprocess.Object`.
+    COPROCESS_ERR_INVALID_OBJECT = 3,
+    /// No driver is loaded under the requested name.
+    COPROCESS_ERR_UNKNOWN_DRIVER = 4,
+    /// No driver could be chosen: none is loaded, or several are and the call did not name one.
+    COPROCESS_ERR_NO_DRIVER = 5,
+    /// The driver returned a non-zero code; its own message follows the driver name.
+    COPROCESS_ERR_DRIVER_FAILED = 6,
+    /// The driver returned something that is not a well-formed `coprocess.Object`.
+    COPROCESS_ERR_DRIVER_BAD_OUTPUT = 7,
+    /// A driver library could not be loaded (missing file or symbol, wrong ABI version, init failed).
+    COPROCESS_ERR_LOAD_FAILED = 8,
+    /// A configuration text was not valid JSON of the expected shape.
+    COPROCESS_ERR_INVALID_CONFIG = 9,
+    /// A string argument was not valid UTF-8.
+    COPROCESS_ERR_INVALID_UTF8 = 10,
+    /// A driver name is already taken.
+    COPROCESS_ERR_ALREADY_EXISTS = 11,
+    /// Nothing to return (e.g. the event queue is empty).
+    COPROCESS_ERR_EMPTY = 12,
+    /// Coprocess is disabled by configuration (`enable_coprocess: false`).
+    COPROCESS_ERR_DISABLED = 13,
+    /// A bug in the bridge was caught at the C boundary (a Rust panic); the host keeps running.
+    COPROCESS_ERR_PANIC = 14,
+    /// A JSON argument (an event) was not valid JSON.
+    COPROCESS_ERR_INVALID_JSON = 15,
+}
+
+pub use CoProcessStatus::*;
+
+impl CoProcessStatus {
+    /// The code as the C functions return it.
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// A failure: a status for the caller's `switch` and a message for a human.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub status: CoProcessStatus,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(status: CoProcessStatus, message: impl Into<String>) -> Self {
+        Error {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+/// Records `message` as this thread's last error. Interior NULs (which C cannot show) become spaces.
+pub fn set_last_error(message: &str) {
+    let text = CString::new(message.replace('\0', " ")).unwrap_or_default();
+    LAST_ERROR.with(|slot| *slot.borrow_mut() = text);
+}
+
+/// Records `err` as this thread's last error and returns its code, for `return fail(err)` in exports.
+pub fn fail(err: Error) -> i32 {
+    set_last_error(&err.message);
+    err.status.code()
+}
+
+/// This thread's last error message ("" when none). The pointer stays valid until the next failing call on
+/// this thread (the buffer is replaced then, never freed in place while in use by the same thread).
+pub fn last_error_ptr() -> *const c_char {
+    LAST_ERROR.with(|slot| slot.borrow().as_ptr())
+}
+
+/// This thread's last error message as a Rust string (for tests and the CLI).
+pub fn last_error() -> String {
+    LAST_ERROR.with(|slot| slot.borrow().to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_error_is_per_thread_and_nul_safe() {
+        set_last_error("bad\0thing");
+        assert_eq!(last_error(), "bad thing");
+        std::thread::spawn(|| assert_eq!(last_error(), ""))
+            .join()
+            .unwrap();
+        assert_eq!(fail(Error::new(COPROCESS_ERR_NO_DRIVER, "none")), 5);
+        assert_eq!(last_error(), "none");
+    }
+}

@@ -1,0 +1,271 @@
+//! The bridge's own host-facing exports (DESIGN §3). The doc comments here become `api.h`'s: each says
+//! who owns every pointer and whether the function is thread-safe.
+
+use std::ffi::{c_char, c_int, c_void};
+
+use super::{cstr_arg, ffi_boundary, opt_str_arg, status, str_arg};
+use crate::config::BridgeConfig;
+use crate::dispatch;
+use crate::error::{
+    fail, last_error_ptr, set_last_error, Error, COPROCESS_ERR_EMPTY, COPROCESS_ERR_NULL_ARGUMENT,
+    COPROCESS_ERR_PANIC,
+};
+use crate::events::CoProcessEventHandler;
+use crate::logging::{Level, CoProcessLogHandler};
+use crate::message::{malloc_cstring, CoProcessMessage};
+use crate::runtime::global;
+
+const PANIC: c_int = COPROCESS_ERR_PANIC as c_int;
+
+/// Initialises the bridge. `config_json` is a JSON object shaped like tyk.conf's `coprocess_options`
+/// (bare or as `{"coprocess_options": {...}}`) plus an optional `drivers` list
+/// (`[{"name": "...", "path": "...", "config": {...}}]`), `event_queue_capacity` and `log_level`;
+/// the `TYK_GW_COPROCESSOPTIONS_*` environment variables override it. NULL means defaults.
+/// Idempotent: drivers already loaded under a listed name are kept. Calling it is optional: every other
+/// function works with defaults.
+/// Ownership: `config_json` is borrowed for the call. Thread-safe.
+/// Returns 0, or an error code with the message in CoProcessLastError().
+#[no_mangle]
+pub extern "C" fn CoProcessInit(config_json: *const c_char) -> c_int {
+    ffi_boundary!(PANIC, {
+        status((|| {
+            // SAFETY: the caller passes NULL or a NUL-terminated string.
+            let text = unsafe { opt_str_arg(config_json, "CoProcessInit: config_json") }?;
+            let cfg = BridgeConfig::parse(text, |k| std::env::var(k).ok())?;
+            global().configure(cfg)
+        })())
+    })
+}
+
+/// Loads the driver library at `path` under `name` (e.g. "native", "python", "grpc"), handing it
+/// `config_json` (NULL = "{}"). The same file may be loaded under several names: each gets its own
+/// instance. Errors name the file and the missing symbol or wrong ABI version; a driver's failed init is
+/// an error too.
+/// Ownership: all arguments are borrowed for the call. Thread-safe.
+/// Returns 0, or an error code with the message in CoProcessLastError().
+#[no_mangle]
+pub extern "C" fn CoProcessLoadDriver(
+    name: *const c_char,
+    path: *const c_char,
+    config_json: *const c_char,
+) -> c_int {
+    ffi_boundary!(PANIC, {
+        status((|| {
+            // SAFETY: the caller passes NULL or NUL-terminated strings.
+            let (name, path, config) = unsafe {
+                (
+                    str_arg(name, "CoProcessLoadDriver: name")?,
+                    str_arg(path, "CoProcessLoadDriver: path")?,
+                    opt_str_arg(config_json, "CoProcessLoadDriver: config_json")?,
+                )
+            };
+            global().load_driver(name, path, config)
+        })())
+    })
+}
+
+/// Shared body of Dispatch and DispatchWithDriver.
+///
+/// # Safety
+/// `input`/`out` must be NULL or valid pointers; `input` must describe readable memory.
+unsafe fn dispatch_into(
+    driver: Option<&str>,
+    input: *const CoProcessMessage,
+    out: *mut CoProcessMessage,
+) -> crate::error::Result<()> {
+    if out.is_null() {
+        return Err(Error::new(
+            COPROCESS_ERR_NULL_ARGUMENT,
+            "Dispatch: out is NULL",
+        ));
+    }
+    // SAFETY: `out` is non-NULL and points to a caller-owned struct.
+    let out = unsafe { &mut *out };
+    *out = CoProcessMessage::empty();
+    if input.is_null() {
+        return Err(Error::new(
+            COPROCESS_ERR_NULL_ARGUMENT,
+            "Dispatch: in is NULL",
+        ));
+    }
+    // SAFETY: non-NULL; the caller guarantees p_data/length describe readable memory for the call.
+    let bytes = unsafe { (*input).as_bytes("Dispatch: in") }?;
+    let result = dispatch::dispatch(global(), driver, bytes)?;
+    result.into_message(out)
+}
+
+/// Runs one hook: `in` holds a serialized coprocess.Object; it is routed to the only loaded driver
+/// (API-based routing arrives with CoProcessLoadApi). The input is checked to be a well-formed Object
+/// before any driver sees it, and so is the driver's output.
+/// Ownership: `in` is BORROWED: the caller keeps and frees it (Tyk's old cgo Python driver consumed its
+/// input; this bridge does not). On success `out->p_data` is a malloc'd buffer of `out->length` bytes
+/// owned by the caller: release it with CoProcessMessageFree(out) or free(out->p_data). On failure
+/// `out` is set to {NULL, 0}.
+/// Thread-safe: call it from any number of threads; no global lock is held while a driver runs.
+/// Returns 0, or an error code with the message in CoProcessLastError().
+#[no_mangle]
+pub extern "C" fn Dispatch(input: *const CoProcessMessage, out: *mut CoProcessMessage) -> c_int {
+    ffi_boundary!(PANIC, {
+        // SAFETY: pointer validity is checked inside; contents are the caller's contract.
+        status(unsafe { dispatch_into(None, input, out) })
+    })
+}
+
+/// As Dispatch, routed to the driver loaded under `driver`.
+/// Ownership: `driver` and `in` are borrowed; `out->p_data` as for Dispatch. Thread-safe.
+#[no_mangle]
+pub extern "C" fn DispatchWithDriver(
+    driver: *const c_char,
+    input: *const CoProcessMessage,
+    out: *mut CoProcessMessage,
+) -> c_int {
+    ffi_boundary!(PANIC, {
+        status((|| {
+            if !out.is_null() {
+                // SAFETY: non-NULL caller-owned struct; cleared so a failure leaves {NULL, 0}.
+                unsafe { *out = CoProcessMessage::empty() };
+            }
+            // SAFETY: NULL or a NUL-terminated string.
+            let name = unsafe { str_arg(driver, "DispatchWithDriver: driver") }?;
+            // SAFETY: pointer validity is checked inside.
+            unsafe { dispatch_into(Some(name), input, out) }
+        })())
+    })
+}
+
+/// Delivers a Tyk event to every loaded driver, as JSON:
+/// `{"message": {...}, "handler_name": "...", "spec": {"APIID": "...", "OrgID": "..."}}`.
+/// Text that is not JSON is refused (the message is in CoProcessLastError()).
+/// Ownership: `event_json` is borrowed for the call. Thread-safe.
+#[no_mangle]
+pub extern "C" fn DispatchEvent(event_json: *const c_char) {
+    ffi_boundary!((), {
+        // SAFETY: NULL or a NUL-terminated string.
+        let r = unsafe { cstr_arg(event_json, "DispatchEvent: event_json") }
+            .and_then(|json| dispatch::dispatch_event(global(), json));
+        if let Err(e) = r {
+            global().logs.log(Level::Warning, &e.message);
+            set_last_error(&e.message);
+        }
+    })
+}
+
+/// Hot reload: calls every driver's reload hook; a driver whose file changed on disk is re-opened from a
+/// private copy and re-initialised, while calls already in flight finish on the old version. A driver
+/// whose new version fails to load keeps serving with the old one (logged at error level). Replace
+/// driver files by rename (mv), never by writing into a file that is loaded.
+/// Thread-safe: dispatching threads see no error while it runs.
+#[no_mangle]
+pub extern "C" fn Reload() {
+    ffi_boundary!((), {
+        global().reload();
+    })
+}
+
+/// Frees `msg->p_data` (a result of Dispatch) and sets `p_data = NULL, length = 0`. NULL `msg` or NULL
+/// `p_data` is a no-op. Thread-safe (for distinct messages).
+#[no_mangle]
+pub extern "C" fn CoProcessMessageFree(msg: *mut CoProcessMessage) {
+    ffi_boundary!((), {
+        if msg.is_null() {
+            return;
+        }
+        // SAFETY: non-NULL, caller-owned struct whose p_data came from malloc (Dispatch's contract).
+        unsafe {
+            libc::free((*msg).p_data);
+            (*msg).p_data = std::ptr::null_mut();
+            (*msg).length = 0;
+        }
+    })
+}
+
+/// Frees a string the bridge returned (TykGetData, CoProcessNextEvent). NULL is a no-op; `free()` works
+/// too. Thread-safe.
+#[no_mangle]
+pub extern "C" fn CoProcessFree(p: *mut c_void) {
+    // SAFETY: `p` is NULL or came from the bridge's malloc.
+    unsafe { libc::free(p) }
+}
+
+/// The message of the last failure on the calling thread ("" when none). The pointer is owned by the
+/// bridge: do not free it; it stays valid until the next failing call on this thread. Thread-safe (the
+/// message is per thread).
+#[no_mangle]
+pub extern "C" fn CoProcessLastError() -> *const c_char {
+    last_error_ptr()
+}
+
+/// Sets the function that receives events (drivers' trigger_event, TykTriggerEvent); NULL removes it.
+/// Without a handler, events wait in a bounded queue drained with CoProcessNextEvent (the oldest is
+/// dropped when it is full). The handler is called on the thread that raised the event, possibly from
+/// several threads at once; its strings are valid only during the call. `user_data` is passed back
+/// untouched. Thread-safe.
+#[no_mangle]
+pub extern "C" fn CoProcessSetEventHandler(
+    handler: CoProcessEventHandler,
+    user_data: *mut c_void,
+) {
+    ffi_boundary!((), { global().events.set_handler(handler, user_data) })
+}
+
+/// Sets the function that receives log lines (drivers' log, CoProcessLog, the bridge's own); NULL
+/// removes it, and logs go to stderr with their level. Levels: "debug", "info", "warning", "error".
+/// Called on the logging thread, possibly from several threads at once; strings are valid only during
+/// the call. Thread-safe.
+#[no_mangle]
+pub extern "C" fn CoProcessSetLogHandler(handler: CoProcessLogHandler, user_data: *mut c_void) {
+    ffi_boundary!((), { global().logs.set_handler(handler, user_data) })
+}
+
+/// Takes the oldest queued event (queued while no event handler is set). On success writes two
+/// malloc'd strings the caller frees with CoProcessFree (or free) and returns 0; returns
+/// COPROCESS_ERR_EMPTY when no event is waiting (nothing is written). Thread-safe.
+#[no_mangle]
+pub extern "C" fn CoProcessNextEvent(event_name: *mut *mut c_char, payload: *mut *mut c_char) -> c_int {
+    ffi_boundary!(PANIC, {
+        if event_name.is_null() || payload.is_null() {
+            return fail(Error::new(
+                COPROCESS_ERR_NULL_ARGUMENT,
+                "CoProcessNextEvent: event_name and payload must not be NULL",
+            ));
+        }
+        match global().events.next() {
+            Some(ev) => {
+                // SAFETY: both out-pointers are non-NULL and caller-owned.
+                unsafe {
+                    *event_name = malloc_cstring(&ev.name);
+                    *payload = malloc_cstring(&ev.payload);
+                }
+                0
+            }
+            None => fail(Error::new(COPROCESS_ERR_EMPTY, "no event is waiting")),
+        }
+    })
+}
+
+/// Loads a plugin bundle (a directory) into the driver named `driver`, through its optional
+/// CoProcessDriverLoadBundle. Ownership: arguments borrowed. Thread-safe.
+/// Returns 0, or an error code with the message in CoProcessLastError().
+#[no_mangle]
+pub extern "C" fn CoProcessLoadBundle(driver: *const c_char, bundle_path: *const c_char) -> c_int {
+    ffi_boundary!(PANIC, {
+        status((|| {
+            // SAFETY: NULL or NUL-terminated strings.
+            let (name, path) = unsafe {
+                (
+                    str_arg(driver, "CoProcessLoadBundle: driver")?,
+                    cstr_arg(bundle_path, "CoProcessLoadBundle: bundle_path")?,
+                )
+            };
+            global().registry.get(name)?.load_bundle(path)
+        })())
+    })
+}
+
+/// Calls every driver's shutdown hook (each as soon as its calls in flight return), unloads them, and
+/// forgets queued events and stored data. The bridge may be initialised and used again afterwards.
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn CoProcessShutdown() {
+    ffi_boundary!((), { global().shutdown() })
+}

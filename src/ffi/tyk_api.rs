@@ -1,0 +1,87 @@
+//! Tyk's own `api.h` surface, unchanged, so code written against Tyk's header compiles and links.
+
+use std::ffi::{c_char, c_int};
+
+use super::{cstr_arg, ffi_boundary};
+use crate::error::set_last_error;
+use crate::logging::Level;
+use crate::message::malloc_cstring;
+use crate::runtime::global;
+use crate::store::ttl_from_seconds;
+
+/// Stores `value` under `key` for `ttl` seconds (0 or less = no expiry) in the bridge's store.
+/// Ownership: both strings are borrowed (copied). NULL arguments are refused (see CoProcessLastError).
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn TykStoreData(key: *mut c_char, value: *mut c_char, ttl: c_int) {
+    ffi_boundary!((), {
+        // SAFETY: NULL or NUL-terminated strings.
+        let args = unsafe { cstr_arg(key, "TykStoreData: key").and_then(|k| Ok((k, cstr_arg(value, "TykStoreData: value")?))) };
+        match args {
+            Ok((k, v)) => global().store().set(
+                &k.to_string_lossy(),
+                &v.to_string_lossy(),
+                ttl_from_seconds(i64::from(ttl)),
+            ),
+            Err(e) => set_last_error(&e.message),
+        }
+    })
+}
+
+/// Returns the value stored under `key`: a malloc'd NUL-terminated string the caller frees with
+/// CoProcessFree or free(); "" (also malloc'd) when the key is absent or expired. Returns NULL only for a
+/// NULL key or when memory is exhausted. Thread-safe.
+#[no_mangle]
+pub extern "C" fn TykGetData(key: *mut c_char) -> *mut c_char {
+    ffi_boundary!(std::ptr::null_mut(), {
+        // SAFETY: NULL or a NUL-terminated string.
+        match unsafe { cstr_arg(key, "TykGetData: key") } {
+            Ok(k) => {
+                let value = global().store().get(&k.to_string_lossy());
+                malloc_cstring(value.as_deref().unwrap_or(""))
+            }
+            Err(e) => {
+                set_last_error(&e.message);
+                std::ptr::null_mut()
+            }
+        }
+    })
+}
+
+/// Raises a Tyk event: it reaches the host's event handler, or the event queue (CoProcessNextEvent).
+/// Ownership: borrowed (copied). A NULL payload is sent as "". Thread-safe.
+#[no_mangle]
+pub extern "C" fn TykTriggerEvent(event_name: *mut c_char, payload: *mut c_char) {
+    ffi_boundary!((), {
+        // SAFETY: NULL or NUL-terminated strings.
+        match unsafe { cstr_arg(event_name, "TykTriggerEvent: event_name") } {
+            Ok(name) => {
+                // SAFETY: as above.
+                let payload = unsafe { cstr_arg(payload, "") }
+                    .map(|p| p.to_string_lossy())
+                    .unwrap_or_default();
+                global().events.emit(&name.to_string_lossy(), &payload);
+            }
+            Err(e) => set_last_error(&e.message),
+        }
+    })
+}
+
+/// Logs `msg` at `level` ("debug", "info", "warning", "error"; NULL = "info") through the host's log
+/// handler, or to stderr. Ownership: borrowed. Thread-safe.
+#[no_mangle]
+pub extern "C" fn CoProcessLog(msg: *mut c_char, level: *mut c_char) {
+    ffi_boundary!((), {
+        // SAFETY: NULL or NUL-terminated strings.
+        match unsafe { cstr_arg(msg, "CoProcessLog: msg") } {
+            Ok(m) => {
+                // SAFETY: as above.
+                let level = unsafe { cstr_arg(level, "") }
+                    .map(|l| Level::parse(&l.to_string_lossy()))
+                    .unwrap_or(Level::Info);
+                global().logs.log(level, &m.to_string_lossy());
+            }
+            Err(e) => set_last_error(&e.message),
+        }
+    })
+}
