@@ -47,13 +47,18 @@ impl BridgeConfig {
     pub fn parse(text: Option<&str>, env: impl Fn(&str) -> Option<String>) -> Result<BridgeConfig> {
         let mut value: Value = match text.map(str::trim) {
             None | Some("") => Value::Object(Map::new()),
-            Some(t) => serde_json::from_str(t).map_err(|e| invalid(format!("not valid JSON: {e}")))?,
+            Some(t) => {
+                serde_json::from_str(t).map_err(|e| invalid(format!("not valid JSON: {e}")))?
+            }
         };
         if !value.is_object() {
             return Err(invalid("must be a JSON object".into()));
         }
         // Accept tyk.conf's nesting: fields of "coprocess_options" sit beside the bridge's own.
-        if let Some(Value::Object(opts)) = value.as_object_mut().and_then(|m| m.remove("coprocess_options")) {
+        if let Some(Value::Object(opts)) = value
+            .as_object_mut()
+            .and_then(|m| m.remove("coprocess_options"))
+        {
             let top = value.as_object_mut().expect("checked above");
             for (k, v) in opts {
                 top.entry(k).or_insert(v);
@@ -63,7 +68,10 @@ impl BridgeConfig {
             serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
         cfg.apply_env(env)?;
         if let Some(level) = &cfg.log_level {
-            if !matches!(level.as_str(), "debug" | "info" | "warning" | "warn" | "error") {
+            if !matches!(
+                level.as_str(),
+                "debug" | "info" | "warning" | "warn" | "error"
+            ) {
                 return Err(invalid(format!(
                     "log_level '{level}' is not one of debug, info, warning, error"
                 )));
@@ -110,7 +118,10 @@ impl BridgeConfig {
 
 /// The config text a driver receives: its own config with the inherited options filled in. A config that
 /// is not a JSON object is passed through untouched (drivers may take other formats).
-pub fn effective_driver_config(own: Option<&str>, inherited: &Map<String, Value>) -> Option<String> {
+pub fn effective_driver_config(
+    own: Option<&str>,
+    inherited: &Map<String, Value>,
+) -> Option<String> {
     if inherited.is_empty() {
         return own.map(str::to_owned);
     }
@@ -143,7 +154,10 @@ fn parse_bool(v: &str) -> Option<bool> {
 }
 
 fn invalid(why: String) -> Error {
-    Error::new(COPROCESS_ERR_INVALID_CONFIG, format!("CoProcessInit config: {why}"))
+    Error::new(
+        COPROCESS_ERR_INVALID_CONFIG,
+        format!("CoProcessInit config: {why}"),
+    )
 }
 
 #[cfg(test)]
@@ -168,7 +182,10 @@ mod tests {
         .unwrap();
         assert_eq!(bare, nested);
         assert_eq!(bare.enable_coprocess, Some(true));
-        assert_eq!(BridgeConfig::parse(None, no_env).unwrap(), BridgeConfig::default());
+        assert_eq!(
+            BridgeConfig::parse(None, no_env).unwrap(),
+            BridgeConfig::default()
+        );
     }
 
     #[test]
@@ -179,13 +196,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.drivers[0].name, "native");
-        assert_eq!(driver_config_text(&cfg.drivers[0].config).as_deref(), Some(r#"{"a":1}"#));
+        assert_eq!(
+            driver_config_text(&cfg.drivers[0].config).as_deref(),
+            Some(r#"{"a":1}"#)
+        );
         let e = BridgeConfig::parse(Some("[1]"), no_env).unwrap_err();
         assert_eq!(e.message, "CoProcessInit config: must be a JSON object");
         let e = BridgeConfig::parse(Some(r#"{"drivers": [{"name": "x"}]}"#), no_env).unwrap_err();
         assert!(e.message.contains("missing field `path`"), "{}", e.message);
         let e = BridgeConfig::parse(Some("{"), no_env).unwrap_err();
-        assert!(e.message.starts_with("CoProcessInit config: not valid JSON"), "{}", e.message);
+        assert!(
+            e.message
+                .starts_with("CoProcessInit config: not valid JSON"),
+            "{}",
+            e.message
+        );
         let e = BridgeConfig::parse(Some(r#"{"log_level": "loud"}"#), no_env).unwrap_err();
         assert!(e.message.contains("log_level 'loud'"), "{}", e.message);
     }
@@ -200,8 +225,12 @@ mod tests {
         let cfg = BridgeConfig::parse(Some(r#"{"enable_coprocess": true}"#), env).unwrap();
         assert_eq!(cfg.enable_coprocess, Some(false));
         assert_eq!(cfg.coprocess_grpc_server.as_deref(), Some("unix:///tmp/s"));
-        let bad = |k: &str| (k == "TYK_GW_COPROCESSOPTIONS_ENABLECOPROCESS").then(|| "maybe".to_string());
-        assert!(BridgeConfig::parse(None, bad).unwrap_err().message.contains("not a boolean"));
+        let bad =
+            |k: &str| (k == "TYK_GW_COPROCESSOPTIONS_ENABLECOPROCESS").then(|| "maybe".to_string());
+        assert!(BridgeConfig::parse(None, bad)
+            .unwrap_err()
+            .message
+            .contains("not a boolean"));
     }
 
     #[test]
@@ -216,8 +245,17 @@ mod tests {
             Some(r#"{"coprocess_grpc_server":"tcp://h:1"}"#)
         );
         let own = r#"{"coprocess_grpc_server":"tcp://mine:2"}"#;
-        assert_eq!(effective_driver_config(Some(own), &inh).as_deref(), Some(own));
-        assert_eq!(effective_driver_config(Some("not json"), &inh).as_deref(), Some("not json"));
-        assert_eq!(effective_driver_config(Some("{}"), &Map::new()).as_deref(), Some("{}"));
+        assert_eq!(
+            effective_driver_config(Some(own), &inh).as_deref(),
+            Some(own)
+        );
+        assert_eq!(
+            effective_driver_config(Some("not json"), &inh).as_deref(),
+            Some("not json")
+        );
+        assert_eq!(
+            effective_driver_config(Some("{}"), &Map::new()).as_deref(),
+            Some("{}")
+        );
     }
 }

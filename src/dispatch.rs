@@ -46,7 +46,10 @@ pub fn dispatch(rt: &Runtime, driver: Option<&str>, input: &[u8]) -> Result<Mall
 /// promised JSON.
 pub fn dispatch_event(rt: &Runtime, event_json: &CStr) -> Result<()> {
     let text = event_json.to_str().map_err(|_| {
-        Error::new(COPROCESS_ERR_INVALID_UTF8, "DispatchEvent: event is not valid UTF-8")
+        Error::new(
+            COPROCESS_ERR_INVALID_UTF8,
+            "DispatchEvent: event is not valid UTF-8",
+        )
     })?;
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
         return Err(Error::new(

@@ -79,9 +79,7 @@ impl EventSink {
             let name = CString::new(name.replace('\0', " ")).unwrap_or_default();
             let payload = CString::new(payload.replace('\0', " ")).unwrap_or_default();
             // SAFETY: the host registered `func` for exactly this signature; the strings live for the call.
-            unsafe {
-                (h.func)(name.as_ptr(), payload.as_ptr(), h.user_data as *mut c_void)
-            };
+            unsafe { (h.func)(name.as_ptr(), payload.as_ptr(), h.user_data as *mut c_void) };
             return Delivery::Handled;
         }
         let capacity = self.capacity.load(Ordering::Relaxed);

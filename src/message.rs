@@ -122,14 +122,13 @@ impl MallocBuf {
         let length = c_int::try_from(self.len).map_err(|_| {
             Error::new(
                 COPROCESS_ERR_INVALID_LENGTH,
-                format!(
-                    "result of {} bytes does not fit a C int length",
-                    self.len
-                ),
+                format!("result of {} bytes does not fit a C int length", self.len),
             )
         })?;
         let me = std::mem::ManuallyDrop::new(self);
-        out.p_data = me.ptr.map_or(ptr::null_mut(), |p| p.as_ptr() as *mut c_void);
+        out.p_data = me
+            .ptr
+            .map_or(ptr::null_mut(), |p| p.as_ptr() as *mut c_void);
         out.length = length;
         Ok(())
     }

@@ -21,7 +21,8 @@ pub struct Runtime {
     enabled: AtomicBool,
 }
 
-static GLOBAL: LazyLock<Runtime> = LazyLock::new(|| Runtime::new(&crate::ffi::driver_host::HOST_API));
+static GLOBAL: LazyLock<Runtime> =
+    LazyLock::new(|| Runtime::new(&crate::ffi::driver_host::HOST_API));
 
 /// The runtime behind the C exports.
 pub fn global() -> &'static Runtime {
@@ -93,7 +94,9 @@ impl Runtime {
                 ),
                 ReloadOutcome::Failed(name, why) => self.logs.log(
                     Level::Error,
-                    &format!("reload of driver '{name}' failed, keeping the running version: {why}"),
+                    &format!(
+                        "reload of driver '{name}' failed, keeping the running version: {why}"
+                    ),
                 ),
                 ReloadOutcome::HookCalled(_) => {}
             }

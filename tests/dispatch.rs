@@ -12,7 +12,10 @@ use coprocess_bridge::message::CoProcessMessage;
 use coprocess_bridge::proto::{fixtures, Message, Object};
 
 fn test_driver(defines: &[&str]) -> PathBuf {
-    common::build_c_driver(&common::repo_root().join("tests/drivers/test_driver.c"), defines)
+    common::build_c_driver(
+        &common::repo_root().join("tests/drivers/test_driver.c"),
+        defines,
+    )
 }
 
 /// Loads the test driver built with `defines` under `name`.
@@ -24,11 +27,18 @@ fn loaded(name: &str, defines: &[&str]) -> String {
 #[test]
 fn a_good_object_comes_back_changed_by_the_driver_and_the_input_is_untouched() {
     let d = loaded("pass", &["VERSION_TAG=\"pass\""]);
-    for object in [fixtures::small_object(), fixtures::typical_object(), fixtures::large_object()] {
+    for object in [
+        fixtures::small_object(),
+        fixtures::typical_object(),
+        fixtures::large_object(),
+    ] {
         let input = object.encode_to_vec();
         let before = input.clone();
         let out = dispatch_with(&d, &input).unwrap();
-        assert_eq!(input, before, "the input is borrowed, not consumed or changed");
+        assert_eq!(
+            input, before,
+            "the input is borrowed, not consumed or changed"
+        );
         let decoded = Object::decode(out.as_slice()).unwrap();
         let mut expected = object.clone();
         expected
@@ -44,28 +54,64 @@ fn a_good_object_comes_back_changed_by_the_driver_and_the_input_is_untouched() {
 fn null_pointers_and_negative_lengths_are_refused() {
     let d = c(&loaded("nulls", &[]));
     let input = pre_object();
-    let good = CoProcessMessage { p_data: input.as_ptr() as *mut _, length: input.len() as i32 };
-    let mut out = CoProcessMessage { p_data: 0x1 as *mut _, length: 99 };
+    let good = CoProcessMessage {
+        p_data: input.as_ptr() as *mut _,
+        length: input.len() as i32,
+    };
+    let mut out = CoProcessMessage {
+        p_data: std::ptr::dangling_mut(),
+        length: 99,
+    };
 
-    assert_eq!(DispatchWithDriver(d.as_ptr(), std::ptr::null(), &mut out), COPROCESS_ERR_NULL_ARGUMENT as i32);
+    assert_eq!(
+        DispatchWithDriver(d.as_ptr(), std::ptr::null(), &mut out),
+        COPROCESS_ERR_NULL_ARGUMENT as i32
+    );
     assert_eq!(last_error(), "Dispatch: in is NULL");
-    assert!(out.p_data.is_null() && out.length == 0, "out is cleared on failure");
+    assert!(
+        out.p_data.is_null() && out.length == 0,
+        "out is cleared on failure"
+    );
 
-    assert_eq!(DispatchWithDriver(d.as_ptr(), &good, std::ptr::null_mut()), COPROCESS_ERR_NULL_ARGUMENT as i32);
+    assert_eq!(
+        DispatchWithDriver(d.as_ptr(), &good, std::ptr::null_mut()),
+        COPROCESS_ERR_NULL_ARGUMENT as i32
+    );
     assert_eq!(last_error(), "Dispatch: out is NULL");
 
-    assert_eq!(DispatchWithDriver(std::ptr::null(), &good, &mut out), COPROCESS_ERR_NULL_ARGUMENT as i32);
+    assert_eq!(
+        DispatchWithDriver(std::ptr::null(), &good, &mut out),
+        COPROCESS_ERR_NULL_ARGUMENT as i32
+    );
     assert_eq!(last_error(), "DispatchWithDriver: driver is NULL");
 
-    let negative = CoProcessMessage { p_data: input.as_ptr() as *mut _, length: -4 };
-    assert_eq!(DispatchWithDriver(d.as_ptr(), &negative, &mut out), COPROCESS_ERR_INVALID_LENGTH as i32);
+    let negative = CoProcessMessage {
+        p_data: input.as_ptr() as *mut _,
+        length: -4,
+    };
+    assert_eq!(
+        DispatchWithDriver(d.as_ptr(), &negative, &mut out),
+        COPROCESS_ERR_INVALID_LENGTH as i32
+    );
     assert_eq!(last_error(), "Dispatch: in: length is negative (-4)");
 
-    let null_data = CoProcessMessage { p_data: std::ptr::null_mut(), length: 12 };
-    assert_eq!(DispatchWithDriver(d.as_ptr(), &null_data, &mut out), COPROCESS_ERR_NULL_ARGUMENT as i32);
-    assert_eq!(last_error(), "Dispatch: in: p_data is NULL but length is 12");
+    let null_data = CoProcessMessage {
+        p_data: std::ptr::null_mut(),
+        length: 12,
+    };
+    assert_eq!(
+        DispatchWithDriver(d.as_ptr(), &null_data, &mut out),
+        COPROCESS_ERR_NULL_ARGUMENT as i32
+    );
+    assert_eq!(
+        last_error(),
+        "Dispatch: in: p_data is NULL but length is 12"
+    );
 
-    assert_eq!(Dispatch(std::ptr::null(), std::ptr::null_mut()), COPROCESS_ERR_NULL_ARGUMENT as i32);
+    assert_eq!(
+        Dispatch(std::ptr::null(), std::ptr::null_mut()),
+        COPROCESS_ERR_NULL_ARGUMENT as i32
+    );
 }
 
 #[test]
@@ -80,20 +126,32 @@ fn bytes_that_are_not_an_object_never_reach_the_driver() {
     // This driver fails every call: reaching it would give DRIVER_FAILED, not INVALID_OBJECT.
     let d = loaded("guarded", &["FAULT_DISPATCH_FAILS"]);
     let cases: [(&[u8], &str); 4] = [
-        (b"\xff\xff\xff", "input is not a well-formed coprocess.Object"),
+        (
+            b"\xff\xff\xff",
+            "input is not a well-formed coprocess.Object",
+        ),
         (b"\x1a\x05ab", "input is not a well-formed coprocess.Object"),
         // hook_name (field 2) with invalid UTF-8
-        (b"\x12\x02\xc3\x28", "input is not a well-formed coprocess.Object"),
+        (
+            b"\x12\x02\xc3\x28",
+            "input is not a well-formed coprocess.Object",
+        ),
         // field number 0
         (b"\x00\x01", "input is not a well-formed coprocess.Object"),
     ];
     for (bytes, prefix) in cases {
         let (code, msg) = dispatch_with(&d, bytes).unwrap_err();
-        assert_eq!(code, COPROCESS_ERR_INVALID_OBJECT as i32, "{bytes:x?}: {msg}");
+        assert_eq!(
+            code, COPROCESS_ERR_INVALID_OBJECT as i32,
+            "{bytes:x?}: {msg}"
+        );
         assert!(msg.starts_with(prefix), "{msg}");
     }
     let (_, msg) = dispatch_with(&d, b"\x12\x02\xc3\x28").unwrap_err();
-    assert!(msg.contains("UTF-8"), "the message says what is wrong: {msg}");
+    assert!(
+        msg.contains("UTF-8"),
+        "the message says what is wrong: {msg}"
+    );
 }
 
 #[test]
@@ -101,7 +159,10 @@ fn an_unknown_driver_is_named_with_the_loaded_ones() {
     loaded("known", &[]);
     let (code, msg) = dispatch_with("unknown-driver", &pre_object()).unwrap_err();
     assert_eq!(code, COPROCESS_ERR_UNKNOWN_DRIVER as i32);
-    assert!(msg.starts_with("no driver named 'unknown-driver' is loaded (loaded: "), "{msg}");
+    assert!(
+        msg.starts_with("no driver named 'unknown-driver' is loaded (loaded: "),
+        "{msg}"
+    );
     assert!(msg.contains("known"), "{msg}");
 }
 
@@ -119,7 +180,9 @@ fn garbage_output_is_an_error_and_is_freed() {
     let (code, msg) = dispatch_with(&d, &pre_object()).unwrap_err();
     assert_eq!(code, COPROCESS_ERR_DRIVER_BAD_OUTPUT as i32);
     assert!(
-        msg.starts_with("driver 'garbage' returned bytes that are not a well-formed coprocess.Object: "),
+        msg.starts_with(
+            "driver 'garbage' returned bytes that are not a well-formed coprocess.Object: "
+        ),
         "{msg}"
     );
 }
@@ -134,7 +197,10 @@ fn impossible_output_shapes_are_errors() {
     let d = loaded("nullwithlength", &["FAULT_NULL_WITH_LENGTH"]);
     let (code, msg) = dispatch_with(&d, &pre_object()).unwrap_err();
     assert_eq!(code, COPROCESS_ERR_DRIVER_BAD_OUTPUT as i32);
-    assert_eq!(msg, "driver 'nullwithlength' returned a NULL p_data with length 10");
+    assert_eq!(
+        msg,
+        "driver 'nullwithlength' returned a NULL p_data with length 10"
+    );
 }
 
 #[test]

@@ -28,7 +28,9 @@ fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
     match dispatch_with(driver(), bytes) {
         Ok(out) => {
             let mut expected = decoded.map_err(|e| {
-                TestCaseError::fail(format!("bridge accepted bytes prost rejects ({e}): {bytes:x?}"))
+                TestCaseError::fail(format!(
+                    "bridge accepted bytes prost rejects ({e}): {bytes:x?}"
+                ))
             })?;
             expected
                 .request
@@ -39,7 +41,11 @@ fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
         }
         Err((code, msg)) => {
             prop_assert_eq!(code, COPROCESS_ERR_INVALID_OBJECT as i32, "{}", msg);
-            prop_assert!(decoded.is_err(), "bridge refused bytes prost accepts: {}", msg);
+            prop_assert!(
+                decoded.is_err(),
+                "bridge refused bytes prost accepts: {}",
+                msg
+            );
         }
     }
     Ok(())

@@ -18,8 +18,16 @@ type Seen = Mutex<Vec<(String, String)>>;
 
 unsafe extern "C" fn record(a: *const c_char, b: *const c_char, user_data: *mut c_void) {
     // SAFETY: the bridge passes valid C strings and the user_data we registered (a live `Seen`).
-    let (a, b, seen) = unsafe { (CStr::from_ptr(a), CStr::from_ptr(b), &*(user_data as *const Seen)) };
-    seen.lock().unwrap().push((a.to_string_lossy().into(), b.to_string_lossy().into()));
+    let (a, b, seen) = unsafe {
+        (
+            CStr::from_ptr(a),
+            CStr::from_ptr(b),
+            &*(user_data as *const Seen),
+        )
+    };
+    seen.lock()
+        .unwrap()
+        .push((a.to_string_lossy().into(), b.to_string_lossy().into()));
 }
 
 fn test_driver() -> std::path::PathBuf {
@@ -33,19 +41,34 @@ fn test_driver() -> std::path::PathBuf {
 fn events_queue_without_a_handler_and_reach_it_with_one() {
     let _g = SERIAL.lock().unwrap();
     while next_event().is_some() {}
-    TykTriggerEvent(c("QuotaExceeded").as_ptr() as *mut _, c("{\"key\":\"k1\"}").as_ptr() as *mut _);
-    assert_eq!(next_event(), Some(("QuotaExceeded".into(), "{\"key\":\"k1\"}".into())));
+    TykTriggerEvent(
+        c("QuotaExceeded").as_ptr() as *mut _,
+        c("{\"key\":\"k1\"}").as_ptr() as *mut _,
+    );
+    assert_eq!(
+        next_event(),
+        Some(("QuotaExceeded".into(), "{\"key\":\"k1\"}".into()))
+    );
     assert_eq!(next_event(), None);
     let (mut n, mut p) = (std::ptr::null_mut(), std::ptr::null_mut());
-    assert_eq!(CoProcessNextEvent(&mut n, &mut p), COPROCESS_ERR_EMPTY as i32);
+    assert_eq!(
+        CoProcessNextEvent(&mut n, &mut p),
+        COPROCESS_ERR_EMPTY as i32
+    );
     assert_eq!(last_error(), "no event is waiting");
-    assert_eq!(CoProcessNextEvent(std::ptr::null_mut(), &mut p), COPROCESS_ERR_NULL_ARGUMENT as i32);
+    assert_eq!(
+        CoProcessNextEvent(std::ptr::null_mut(), &mut p),
+        COPROCESS_ERR_NULL_ARGUMENT as i32
+    );
 
     let seen: Seen = Mutex::new(Vec::new());
     CoProcessSetEventHandler(Some(record), &seen as *const _ as *mut c_void);
     TykTriggerEvent(c("KeyExpired").as_ptr() as *mut _, std::ptr::null_mut());
     CoProcessSetEventHandler(None, std::ptr::null_mut());
-    assert_eq!(*seen.lock().unwrap(), vec![("KeyExpired".to_string(), String::new())]);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![("KeyExpired".to_string(), String::new())]
+    );
     assert_eq!(next_event(), None, "a handled event is not queued too");
 }
 
@@ -55,17 +78,28 @@ fn dispatch_event_reaches_every_driver_and_their_events_reach_the_host() {
     while next_event().is_some() {}
     load("events-a", &test_driver(), None).unwrap();
     load("events-b", &test_driver(), None).unwrap();
-    let json = r#"{"message": {"key": "k"}, "handler_name": "h", "spec": {"APIID": "a1", "OrgID": "o1"}}"#;
+    let json =
+        r#"{"message": {"key": "k"}, "handler_name": "h", "spec": {"APIID": "a1", "OrgID": "o1"}}"#;
     DispatchEvent(c(json).as_ptr());
     let mut got = Vec::new();
     while let Some(ev) = next_event() {
         got.push(ev);
     }
-    let from_drivers = got.iter().filter(|(n, p)| n == "TestDriverEvent" && p == json).count();
-    assert!(from_drivers >= 2, "each loaded driver got the event and raised one back: {got:?}");
+    let from_drivers = got
+        .iter()
+        .filter(|(n, p)| n == "TestDriverEvent" && p == json)
+        .count();
+    assert!(
+        from_drivers >= 2,
+        "each loaded driver got the event and raised one back: {got:?}"
+    );
 
     DispatchEvent(c("not json").as_ptr());
-    assert!(last_error().starts_with("DispatchEvent: event is not valid JSON"), "{}", last_error());
+    assert!(
+        last_error().starts_with("DispatchEvent: event is not valid JSON"),
+        "{}",
+        last_error()
+    );
     DispatchEvent(std::ptr::null());
     assert_eq!(last_error(), "DispatchEvent: event_json is NULL");
 }
@@ -75,15 +109,27 @@ fn logs_reach_the_handler_with_their_level() {
     let _g = SERIAL.lock().unwrap();
     let seen: Seen = Mutex::new(Vec::new());
     CoProcessSetLogHandler(Some(record), &seen as *const _ as *mut c_void);
-    CoProcessLog(c("from the host").as_ptr() as *mut _, c("error").as_ptr() as *mut _);
+    CoProcessLog(
+        c("from the host").as_ptr() as *mut _,
+        c("error").as_ptr() as *mut _,
+    );
     CoProcessLog(c("default level").as_ptr() as *mut _, std::ptr::null_mut());
     load("logs", &test_driver(), None).unwrap();
     DispatchEvent(c("{}").as_ptr()); // the test driver logs at "warning" on events
     CoProcessSetLogHandler(None, std::ptr::null_mut());
     let seen = seen.lock().unwrap();
-    assert!(seen.contains(&("from the host".into(), "error".into())), "{seen:?}");
-    assert!(seen.contains(&("default level".into(), "info".into())), "{seen:?}");
-    assert!(seen.iter().any(|(_, level)| level == "warning"), "the driver's log arrived: {seen:?}");
+    assert!(
+        seen.contains(&("from the host".into(), "error".into())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("default level".into(), "info".into())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|(_, level)| level == "warning"),
+        "the driver's log arrived: {seen:?}"
+    );
     while next_event().is_some() {}
 }
 
@@ -97,7 +143,11 @@ fn logs_go_to_stderr_with_their_level_without_a_handler() {
     let out = common::run(&mut std::process::Command::new(host));
     assert!(out.status.success(), "{}", common::describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("warning: disk is full"), "{}", common::describe(&out));
+    assert!(
+        stderr.contains("warning: disk is full"),
+        "{}",
+        common::describe(&out)
+    );
 }
 
 #[test]
@@ -106,7 +156,11 @@ fn the_store_keeps_values_until_their_ttl() {
     store("svc:short", "v2", 1);
     assert_eq!(get("svc:forever"), "v1");
     assert_eq!(get("svc:short"), "v2");
-    assert_eq!(get("svc:absent"), "", "an absent key gives an empty (malloc'd) string");
+    assert_eq!(
+        get("svc:absent"),
+        "",
+        "an absent key gives an empty (malloc'd) string"
+    );
     std::thread::sleep(std::time::Duration::from_millis(1100));
     assert_eq!(get("svc:short"), "", "an expired key is gone");
     assert_eq!(get("svc:forever"), "v1");
@@ -118,7 +172,12 @@ fn the_store_keeps_values_until_their_ttl() {
 #[test]
 fn drivers_use_the_same_store_as_the_host() {
     let _g = SERIAL.lock().unwrap();
-    load("store-user", &test_driver(), Some(r#"{"marker": "store-user"}"#)).unwrap();
+    load(
+        "store-user",
+        &test_driver(),
+        Some(r#"{"marker": "store-user"}"#),
+    )
+    .unwrap();
     assert_eq!(get("test_driver:config"), r#"{"marker": "store-user"}"#);
 }
 
@@ -127,20 +186,38 @@ fn coprocess_init_validates_its_config() {
     let _g = SERIAL.lock().unwrap();
     assert_eq!(CoProcessInit(std::ptr::null()), 0);
     assert_eq!(CoProcessInit(c("{}").as_ptr()), 0);
-    assert_eq!(CoProcessInit(c("[").as_ptr()), COPROCESS_ERR_INVALID_CONFIG as i32);
-    assert!(last_error().starts_with("CoProcessInit config: not valid JSON"), "{}", last_error());
+    assert_eq!(
+        CoProcessInit(c("[").as_ptr()),
+        COPROCESS_ERR_INVALID_CONFIG as i32
+    );
+    assert!(
+        last_error().starts_with("CoProcessInit config: not valid JSON"),
+        "{}",
+        last_error()
+    );
     let cfg = format!(
         r#"{{"drivers": [{{"name": "from-init", "path": "{}", "config": {{"marker": "init"}}}}]}}"#,
         test_driver().display()
     );
     assert_eq!(CoProcessInit(c(&cfg).as_ptr()), 0, "{}", last_error());
-    assert_eq!(CoProcessInit(c(&cfg).as_ptr()), 0, "idempotent: {}", last_error());
+    assert_eq!(
+        CoProcessInit(c(&cfg).as_ptr()),
+        0,
+        "idempotent: {}",
+        last_error()
+    );
     assert!(dispatch_with("from-init", &pre_object()).is_ok());
     assert_eq!(get("test_driver:config"), r#"{"marker":"init"}"#);
 
-    assert_eq!(CoProcessInit(c(r#"{"enable_coprocess": false}"#).as_ptr()), 0);
+    assert_eq!(
+        CoProcessInit(c(r#"{"enable_coprocess": false}"#).as_ptr()),
+        0
+    );
     let (code, msg) = dispatch_with("from-init", &pre_object()).unwrap_err();
     assert_eq!(code, COPROCESS_ERR_DISABLED as i32);
     assert_eq!(msg, "coprocess is disabled (enable_coprocess is false)");
-    assert_eq!(CoProcessInit(c(r#"{"enable_coprocess": true}"#).as_ptr()), 0);
+    assert_eq!(
+        CoProcessInit(c(r#"{"enable_coprocess": true}"#).as_ptr()),
+        0
+    );
 }

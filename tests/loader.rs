@@ -9,7 +9,10 @@ use abi::*;
 use coprocess_bridge::error::CoProcessStatus::*;
 
 fn test_driver(defines: &[&str]) -> PathBuf {
-    common::build_c_driver(&common::repo_root().join("tests/drivers/test_driver.c"), defines)
+    common::build_c_driver(
+        &common::repo_root().join("tests/drivers/test_driver.c"),
+        defines,
+    )
 }
 
 fn load_err(name: &str, path: &std::path::Path) -> (i32, String) {
@@ -20,7 +23,10 @@ fn load_err(name: &str, path: &std::path::Path) -> (i32, String) {
 fn a_missing_file_is_named() {
     let (code, msg) = load_err("missing", std::path::Path::new("/nonexistent/driver.so"));
     assert_eq!(code, COPROCESS_ERR_LOAD_FAILED as i32);
-    assert!(msg.starts_with("cannot load driver library /nonexistent/driver.so:"), "{msg}");
+    assert!(
+        msg.starts_with("cannot load driver library /nonexistent/driver.so:"),
+        "{msg}"
+    );
     assert!(msg.contains("No such file"), "{msg}");
 }
 
@@ -32,7 +38,13 @@ fn a_file_that_is_not_a_library_is_refused() {
     let (code, msg) = load_err("notalib", &path);
     assert_eq!(code, COPROCESS_ERR_LOAD_FAILED as i32);
     let canonical = path.canonicalize().unwrap();
-    assert!(msg.starts_with(&format!("cannot load driver library {}:", canonical.display())), "{msg}");
+    assert!(
+        msg.starts_with(&format!(
+            "cannot load driver library {}:",
+            canonical.display()
+        )),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -42,7 +54,10 @@ fn a_library_without_the_version_symbol_is_not_a_driver() {
     assert_eq!(code, COPROCESS_ERR_LOAD_FAILED as i32);
     assert_eq!(
         msg,
-        format!("{} is not a coprocess driver: it does not export CoProcessDriverAbiVersion", path.display())
+        format!(
+            "{} is not a coprocess driver: it does not export CoProcessDriverAbiVersion",
+            path.display()
+        )
     );
 }
 
@@ -53,7 +68,10 @@ fn a_wrong_abi_version_is_refused_before_symbols_are_checked() {
     assert_eq!(code, COPROCESS_ERR_LOAD_FAILED as i32);
     assert_eq!(
         msg,
-        format!("driver library {} has ABI version 99; this bridge supports version 1", path.display())
+        format!(
+            "driver library {} has ABI version 99; this bridge supports version 1",
+            path.display()
+        )
     );
 }
 
@@ -68,7 +86,10 @@ fn each_missing_required_symbol_is_named() {
         assert_eq!(code, COPROCESS_ERR_LOAD_FAILED as i32);
         assert_eq!(
             msg,
-            format!("driver library {} does not export required symbol {symbol}", path.display())
+            format!(
+                "driver library {} does not export required symbol {symbol}",
+                path.display()
+            )
         );
     }
 }
@@ -80,9 +101,15 @@ fn a_failing_init_is_an_error_with_its_code() {
     assert_eq!(code, COPROCESS_ERR_LOAD_FAILED as i32);
     assert_eq!(
         msg,
-        format!("driver 'initfails' ({}) failed to initialise: CoProcessDriverInit returned 7", path.display())
+        format!(
+            "driver 'initfails' ({}) failed to initialise: CoProcessDriverInit returned 7",
+            path.display()
+        )
     );
-    assert!(dispatch_with("initfails", &pre_object()).is_err(), "a failed driver is not registered");
+    assert!(
+        dispatch_with("initfails", &pre_object()).is_err(),
+        "a failed driver is not registered"
+    );
 }
 
 #[test]
@@ -101,12 +128,19 @@ fn null_and_bad_arguments_are_errors_not_crashes() {
     assert_eq!(last_error(), "CoProcessLoadDriver: path is NULL");
     let bad_utf8 = [0xffu8, 0xfe, 0];
     assert_eq!(
-        CoProcessLoadDriver(bad_utf8.as_ptr() as *const _, path.as_ptr(), std::ptr::null()),
+        CoProcessLoadDriver(
+            bad_utf8.as_ptr() as *const _,
+            path.as_ptr(),
+            std::ptr::null()
+        ),
         COPROCESS_ERR_INVALID_UTF8 as i32
     );
     assert_eq!(last_error(), "CoProcessLoadDriver: name is not valid UTF-8");
     let (code, msg) = load("", &test_driver(&[]), None).unwrap_err();
-    assert_eq!((code, msg.as_str()), (COPROCESS_ERR_LOAD_FAILED as i32, "driver name is empty"));
+    assert_eq!(
+        (code, msg.as_str()),
+        (COPROCESS_ERR_LOAD_FAILED as i32, "driver name is empty")
+    );
 }
 
 #[test]
@@ -120,9 +154,22 @@ fn a_name_can_be_taken_only_once() {
 
 #[test]
 fn the_same_file_under_two_names_gives_two_instances() {
-    let path = common::build_c_driver(&common::repo_root().join("examples/c_driver/c_driver.c"), &[]);
-    load("twin-a", &path, Some(r#"{"header_name": "X-Twin", "header_value": "a"}"#)).unwrap();
-    load("twin-b", &path, Some(r#"{"header_name": "X-Twin", "header_value": "b"}"#)).unwrap();
+    let path = common::build_c_driver(
+        &common::repo_root().join("examples/c_driver/c_driver.c"),
+        &[],
+    );
+    load(
+        "twin-a",
+        &path,
+        Some(r#"{"header_name": "X-Twin", "header_value": "a"}"#),
+    )
+    .unwrap();
+    load(
+        "twin-b",
+        &path,
+        Some(r#"{"header_name": "X-Twin", "header_value": "b"}"#),
+    )
+    .unwrap();
     let a = dispatch_with("twin-a", &pre_object()).unwrap();
     let b = dispatch_with("twin-b", &pre_object()).unwrap();
     assert_eq!(set_header(&a, "X-Twin").as_deref(), Some("a"));
@@ -143,7 +190,10 @@ fn optional_symbols_are_optional() {
 
     let with = test_driver(&["WITH_OPTIONAL", "VERSION_TAG=\"opt\""]);
     load("with-optional", &with, None).unwrap();
-    assert_eq!(CoProcessLoadBundle(c("with-optional").as_ptr(), c("/bundles/y").as_ptr()), 0);
+    assert_eq!(
+        CoProcessLoadBundle(c("with-optional").as_ptr(), c("/bundles/y").as_ptr()),
+        0
+    );
     assert_eq!(get("test_driver:bundle"), "/bundles/y");
     let rc = CoProcessLoadBundle(c("nobody").as_ptr(), c("/bundles/y").as_ptr());
     assert_eq!(rc, COPROCESS_ERR_UNKNOWN_DRIVER as i32);
@@ -154,5 +204,8 @@ fn a_relative_path_is_resolved_not_searched() {
     // "libc.so.6" would be found by dlopen's search; the loader must treat it as a file path instead.
     let (code, msg) = load_err("relative", std::path::Path::new("libc.so.6"));
     assert_eq!(code, COPROCESS_ERR_LOAD_FAILED as i32);
-    assert!(msg.starts_with("cannot load driver library libc.so.6:"), "{msg}");
+    assert!(
+        msg.starts_with("cannot load driver library libc.so.6:"),
+        "{msg}"
+    );
 }

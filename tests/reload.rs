@@ -16,7 +16,10 @@ fn build(tag: &str, extra: &[&str]) -> PathBuf {
     let tag = format!("VERSION_TAG=\"{tag}\"");
     let mut defines = vec![tag.as_str()];
     defines.extend_from_slice(extra);
-    common::build_c_driver(&common::repo_root().join("tests/drivers/test_driver.c"), &defines)
+    common::build_c_driver(
+        &common::repo_root().join("tests/drivers/test_driver.c"),
+        &defines,
+    )
 }
 
 /// Replaces `dest` with `src` the way users are told to: copy beside it, then rename over it.
@@ -36,16 +39,33 @@ fn reload_calls_hooks_and_reopens_changed_files() {
     let file = dir.path().join("driver.so");
     install(&build("r1", &[]), &file);
     load("reloadable", &file, None).unwrap();
-    assert_eq!(tag_of(&dispatch_with("reloadable", &pre_object()).unwrap()), "r1");
+    assert_eq!(
+        tag_of(&dispatch_with("reloadable", &pre_object()).unwrap()),
+        "r1"
+    );
 
     Reload();
-    assert_eq!(get("test_driver:reload:r1"), "1", "an unchanged driver's reload hook ran");
-    assert_eq!(tag_of(&dispatch_with("reloadable", &pre_object()).unwrap()), "r1");
+    assert_eq!(
+        get("test_driver:reload:r1"),
+        "1",
+        "an unchanged driver's reload hook ran"
+    );
+    assert_eq!(
+        tag_of(&dispatch_with("reloadable", &pre_object()).unwrap()),
+        "r1"
+    );
 
     install(&build("r2", &[]), &file);
     Reload();
-    assert_eq!(tag_of(&dispatch_with("reloadable", &pre_object()).unwrap()), "r2");
-    assert_eq!(get("test_driver:reload:r2"), "", "a re-opened driver is initialised, not reloaded");
+    assert_eq!(
+        tag_of(&dispatch_with("reloadable", &pre_object()).unwrap()),
+        "r2"
+    );
+    assert_eq!(
+        get("test_driver:reload:r2"),
+        "",
+        "a re-opened driver is initialised, not reloaded"
+    );
     Reload();
     assert_eq!(get("test_driver:reload:r2"), "1");
 
@@ -54,11 +74,17 @@ fn reload_calls_hooks_and_reopens_changed_files() {
     std::fs::write(&broken, b"not a library").unwrap();
     install(&broken, &file);
     Reload();
-    assert_eq!(tag_of(&dispatch_with("reloadable", &pre_object()).unwrap()), "r2");
+    assert_eq!(
+        tag_of(&dispatch_with("reloadable", &pre_object()).unwrap()),
+        "r2"
+    );
     // Once a good file is back, the next reload picks it up.
     install(&build("r3", &[]), &file);
     Reload();
-    assert_eq!(tag_of(&dispatch_with("reloadable", &pre_object()).unwrap()), "r3");
+    assert_eq!(
+        tag_of(&dispatch_with("reloadable", &pre_object()).unwrap()),
+        "r3"
+    );
 }
 
 #[test]
@@ -73,9 +99,20 @@ fn calls_in_flight_finish_on_the_old_version() {
     std::thread::sleep(Duration::from_millis(300));
     install(&fast, &file);
     Reload();
-    assert_eq!(tag_of(&dispatch_with("slow", &pre_object()).unwrap()), "slow2", "new calls use the new file");
-    let old = in_flight.join().unwrap().expect("the call in flight succeeds");
-    assert_eq!(tag_of(&old), "slow1", "the call in flight finished on the old library");
+    assert_eq!(
+        tag_of(&dispatch_with("slow", &pre_object()).unwrap()),
+        "slow2",
+        "new calls use the new file"
+    );
+    let old = in_flight
+        .join()
+        .unwrap()
+        .expect("the call in flight succeeds");
+    assert_eq!(
+        tag_of(&old),
+        "slow1",
+        "the call in flight finished on the old library"
+    );
 }
 
 #[test]

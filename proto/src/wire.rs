@@ -252,56 +252,22 @@ impl fmt::Display for WireErrorKind {
 /// Outermost path segments kept in a [`WireError`]; deeper ones are elided.
 const MAX_PATH: usize = 8;
 
-#[derive(Clone, Copy)]
-struct Seg {
-    /// `Some(field)` for a known field, `None` for an unknown field or group.
-    field: Option<&'static Field>,
-    tag: u32,
-}
-
 /// Why [`validate_object`] rejected a buffer: what is wrong, the byte offset (from the start of
 /// the buffer) where it was found, and the path of fields leading there.
 ///
-/// Displays as e.g. `request.headers.value: invalid UTF-8 at byte 42`; unknown fields appear as
-/// `#<number>`.
-#[derive(Clone)]
+/// Displays as e.g. `request.headers.value: invalid UTF-8 at byte 42`; unknown fields and groups
+/// appear as `#<number>`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct WireError {
     kind: WireErrorKind,
     offset: usize,
-    /// Innermost first; only the outermost `MAX_PATH` segments are kept.
-    path: [Seg; MAX_PATH],
-    /// Number of segments pushed (may exceed `MAX_PATH`).
+    /// Field numbers from the outermost field in; only the first `MAX_PATH` are kept.
+    tags: [u32; MAX_PATH],
+    /// Path length (may exceed `MAX_PATH`).
     depth: usize,
 }
 
 impl WireError {
-    #[cold]
-    fn new(kind: WireErrorKind, offset: usize) -> Self {
-        WireError {
-            kind,
-            offset,
-            path: [Seg {
-                field: None,
-                tag: 0,
-            }; MAX_PATH],
-            depth: 0,
-        }
-    }
-
-    /// Adds the field that encloses the error (called while unwinding, innermost first).
-    #[cold]
-    fn within(mut self, field: Option<&'static Field>, tag: u32) -> Self {
-        if self.depth >= MAX_PATH {
-            // Keep the outermost segments: drop the innermost one.
-            self.path.copy_within(1.., 0);
-            self.path[MAX_PATH - 1] = Seg { field, tag };
-        } else {
-            self.path[self.depth] = Seg { field, tag };
-        }
-        self.depth += 1;
-        self
-    }
-
     /// What is wrong.
     pub fn kind(&self) -> WireErrorKind {
         self.kind
@@ -313,15 +279,25 @@ impl WireError {
         self.offset
     }
 
+    /// Writes the path, naming fields by following the schema from `Object`.
     fn write_path(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kept = self.depth.min(MAX_PATH);
-        for (i, seg) in self.path[..kept].iter().rev().enumerate() {
+        let mut schema = Some(&OBJECT);
+        for (i, &tag) in self.tags[..self.depth.min(MAX_PATH)].iter().enumerate() {
             if i > 0 {
                 f.write_str(".")?;
             }
-            match seg.field {
-                Some(field) => f.write_str(field.name)?,
-                None => write!(f, "#{}", seg.tag)?,
+            match schema.and_then(|s| s.field(tag)) {
+                Some(field) => {
+                    f.write_str(field.name)?;
+                    schema = match field.kind {
+                        Msg(s) | Map(s) => Some(s),
+                        _ => None,
+                    };
+                }
+                None => {
+                    write!(f, "#{tag}")?;
+                    schema = None;
+                }
             }
         }
         if self.depth > MAX_PATH {
@@ -349,20 +325,76 @@ impl fmt::Debug for WireError {
 
 impl std::error::Error for WireError {}
 
+/// The walker's own error: small enough to come back in registers.
+#[derive(Clone, Copy)]
+struct Fault {
+    kind: WireErrorKind,
+    offset: usize,
+}
+
+#[cold]
+#[inline(never)]
+fn fault(kind: WireErrorKind, offset: usize) -> Fault {
+    Fault { kind, offset }
+}
+
+/// Tracks the field path during a walk. The fast pass uses [`NoTrail`] (compiled away); after a
+/// failure, a second pass with [`PathTrail`] recovers the path where the (deterministic) walk
+/// stopped: fields are entered and left around each field, and the walk returns on the first
+/// error without leaving, so the trail then holds the path to it.
+trait Trail {
+    fn enter(&mut self, tag: u32);
+    fn leave(&mut self);
+}
+
+struct NoTrail;
+
+impl Trail for NoTrail {
+    #[inline(always)]
+    fn enter(&mut self, _tag: u32) {}
+    #[inline(always)]
+    fn leave(&mut self) {}
+}
+
+struct PathTrail {
+    tags: [u32; MAX_PATH],
+    depth: usize,
+}
+
+impl Trail for PathTrail {
+    fn enter(&mut self, tag: u32) {
+        if let Some(slot) = self.tags.get_mut(self.depth) {
+            *slot = tag;
+        }
+        self.depth += 1;
+    }
+    fn leave(&mut self) {
+        self.depth -= 1;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Primitives. Every function works on `data`, the enclosing message's bytes *from the start of
 // the whole buffer* (so positions are absolute offsets) and ends at the message's end.
 // ---------------------------------------------------------------------------------------------
 
-type Res<T> = Result<T, WireError>;
+type Res<T> = Result<T, Fault>;
 
-/// Decodes a varint at `*pos` with prost's rules, advancing `*pos`.
+/// Decodes a varint at `*pos` with prost's rules, advancing `*pos`. One- and two-byte varints
+/// (keys of fields 1..=2047, lengths below 16 KiB) take the inline path.
 #[inline(always)]
 fn varint(data: &[u8], pos: &mut usize) -> Res<u64> {
-    if let Some(&b) = data.get(*pos) {
-        if b < 0x80 {
-            *pos += 1;
-            return Ok(u64::from(b));
+    let p = *pos;
+    if let Some(&b0) = data.get(p) {
+        if b0 < 0x80 {
+            *pos = p + 1;
+            return Ok(u64::from(b0));
+        }
+        if let Some(&b1) = data.get(p + 1) {
+            if b1 < 0x80 {
+                *pos = p + 2;
+                return Ok(u64::from(b0 & 0x7F) | (u64::from(b1) << 7));
+            }
         }
     }
     varint_slow(data, pos)
@@ -384,7 +416,29 @@ fn varint_slow(data: &[u8], pos: &mut usize) -> Res<u64> {
             return Ok(value);
         }
     }
-    Err(WireError::new(WireErrorKind::InvalidVarint, start))
+    Err(fault(WireErrorKind::InvalidVarint, start))
+}
+
+/// Advances past a varint whose value is not needed: a varint of at most 8 bytes is found with
+/// one 8-byte load; anything else goes through [`varint`].
+#[inline(always)]
+fn skip_varint(data: &[u8], pos: &mut usize) -> Res<()> {
+    let p = *pos;
+    if data.len() >= p + 8 {
+        let stops = !load64le(data, p) & 0x8080_8080_8080_8080;
+        if stops != 0 {
+            *pos = p + (stops.trailing_zeros() / 8) as usize + 1;
+            return Ok(());
+        }
+    }
+    varint(data, pos).map(drop)
+}
+
+#[inline(always)]
+fn load64le(b: &[u8], i: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[i..i + 8]);
+    u64::from_le_bytes(w)
 }
 
 /// Decodes a field key, returning `(field number, wire type)`.
@@ -393,18 +447,15 @@ fn key(data: &[u8], pos: &mut usize) -> Res<(u32, u8)> {
     let at = *pos;
     let key = varint(data, pos)?;
     if key > u64::from(u32::MAX) {
-        return Err(WireError::new(WireErrorKind::KeyTooLarge, at));
+        return Err(fault(WireErrorKind::KeyTooLarge, at));
     }
     let wire_type = (key & 7) as u8;
     if wire_type > I32 {
-        return Err(WireError::new(
-            WireErrorKind::InvalidWireType(wire_type),
-            at,
-        ));
+        return Err(fault(WireErrorKind::InvalidWireType(wire_type), at));
     }
     let tag = (key as u32) >> 3;
     if tag == 0 {
-        return Err(WireError::new(WireErrorKind::FieldNumberZero, at));
+        return Err(fault(WireErrorKind::FieldNumberZero, at));
     }
     Ok((tag, wire_type))
 }
@@ -417,7 +468,7 @@ fn len_delimited(data: &[u8], pos: &mut usize) -> Res<usize> {
     let len = varint(data, pos)?;
     let remaining = data.len() - *pos;
     if len > remaining as u64 {
-        return Err(WireError::new(WireErrorKind::LengthOutOfBounds, at));
+        return Err(fault(WireErrorKind::LengthOutOfBounds, at));
     }
     Ok(*pos + len as usize)
 }
@@ -426,7 +477,7 @@ fn len_delimited(data: &[u8], pos: &mut usize) -> Res<usize> {
 #[inline(always)]
 fn fixed(data: &[u8], pos: &mut usize, width: usize) -> Res<()> {
     if data.len() - *pos < width {
-        return Err(WireError::new(WireErrorKind::Truncated, *pos));
+        return Err(fault(WireErrorKind::Truncated, *pos));
     }
     *pos += width;
     Ok(())
@@ -435,7 +486,7 @@ fn fixed(data: &[u8], pos: &mut usize, width: usize) -> Res<()> {
 #[inline(always)]
 fn expect_wire_type(expected: u8, actual: u8, at: usize) -> Res<()> {
     if expected != actual {
-        return Err(WireError::new(
+        return Err(fault(
             WireErrorKind::UnexpectedWireType { expected, actual },
             at,
         ));
@@ -443,41 +494,101 @@ fn expect_wire_type(expected: u8, actual: u8, at: usize) -> Res<()> {
     Ok(())
 }
 
-/// UTF-8 check with a word-at-a-time ASCII fast path (most header/body text is ASCII), falling
-/// back to `core::str::from_utf8` from the first chunk that has a high bit set. Returns the
-/// index of the first invalid byte on failure.
-#[inline]
+/// UTF-8 check with an ASCII fast path (most header/body text is ASCII): the bytes are
+/// OR-reduced (which the compiler vectorises) and only if some byte has its high bit set does the
+/// out-of-line `core::str::from_utf8` run. Returns the index of the first invalid byte on failure.
+#[inline(always)]
 fn check_utf8(bytes: &[u8]) -> Result<(), usize> {
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let mut i = 0;
-    let mut chunks = bytes.chunks_exact(16);
-    for chunk in &mut chunks {
-        let (a, b) = chunk.split_at(8);
-        let a = u64::from_le_bytes(a.try_into().unwrap_or([0; 8]));
-        let b = u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
-        if (a | b) & HI != 0 {
-            break;
+    if is_ascii(bytes) {
+        Ok(())
+    } else {
+        check_utf8_slow(bytes)
+    }
+}
+
+/// Whether every byte is below 0x80. Long inputs are OR-reduced in 32-byte blocks (vectorised),
+/// short ones with overlapping 8- or 4-byte loads, so no input runs a byte-at-a-time loop longer
+/// than 3 bytes.
+#[inline(always)]
+fn is_ascii(b: &[u8]) -> bool {
+    const HI64: u64 = 0x8080_8080_8080_8080;
+    let n = b.len();
+    if n >= 32 {
+        let mut acc = 0u8;
+        for block in b.chunks_exact(32) {
+            acc |= block.iter().fold(0u8, |a, &x| a | x);
         }
-        i += 16;
+        acc |= b[n - 32..].iter().fold(0u8, |a, &x| a | x);
+        acc < 0x80
+    } else if n >= 8 {
+        let mut acc = load64(b, n - 8);
+        let mut i = 0;
+        while i + 8 < n {
+            acc |= load64(b, i);
+            i += 8;
+        }
+        acc & HI64 == 0
+    } else if n >= 4 {
+        (load32(b, 0) | load32(b, n - 4)) & 0x8080_8080 == 0
+    } else {
+        b.iter().fold(0u8, |a, &x| a | x) < 0x80
     }
-    let rest = &bytes[i..];
-    if rest.is_ascii() {
-        return Ok(());
+}
+
+#[inline(always)]
+fn load64(b: &[u8], i: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[i..i + 8]);
+    u64::from_ne_bytes(w)
+}
+
+#[inline(always)]
+fn load32(b: &[u8], i: usize) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&b[i..i + 4]);
+    u32::from_ne_bytes(w)
+}
+
+#[inline(never)]
+fn check_utf8_slow(bytes: &[u8]) -> Result<(), usize> {
+    core::str::from_utf8(bytes)
+        .map(drop)
+        .map_err(|e| e.valid_up_to())
+}
+
+/// Fast path for the most common entry shape of a `map<string, string>`: key field, then value
+/// field, one-byte keys and lengths, nothing else, all ASCII (so both strings are valid UTF-8).
+/// `true` only if the general walk would accept the entry; `false` means "use the general walk".
+#[inline(always)]
+fn ascii_string_entry(entry: &[u8]) -> bool {
+    let n = entry.len();
+    if n < 4 || entry[0] != 0x0A {
+        return false;
     }
-    match core::str::from_utf8(rest) {
-        Ok(_) => Ok(()),
-        Err(e) => Err(i + e.valid_up_to()),
+    let key_len = entry[1] as usize; // < 0x80 is implied by the ASCII check below
+    let value_key = 2 + key_len;
+    if value_key + 2 > n || entry[value_key] != 0x12 {
+        return false;
     }
+    value_key + 2 + entry[value_key + 1] as usize == n && is_ascii(entry)
 }
 
 /// Skips an unknown field like `prost::encoding::skip_field`, including its recursion budget
 /// check (which applies to every wire type, not only groups).
-fn skip(data: &[u8], pos: &mut usize, wire_type: u8, tag: u32, ctx: u32, at: usize) -> Res<()> {
+fn skip(
+    data: &[u8],
+    pos: &mut usize,
+    wire_type: u8,
+    tag: u32,
+    ctx: u32,
+    at: usize,
+    trail: &mut impl Trail,
+) -> Res<()> {
     if ctx == 0 {
-        return Err(WireError::new(WireErrorKind::RecursionLimit, at));
+        return Err(fault(WireErrorKind::RecursionLimit, at));
     }
     match wire_type {
-        VARINT => varint(data, pos).map(drop),
+        VARINT => skip_varint(data, pos),
         I64 => fixed(data, pos, 8),
         I32 => fixed(data, pos, 4),
         LEN => {
@@ -487,97 +598,146 @@ fn skip(data: &[u8], pos: &mut usize, wire_type: u8, tag: u32, ctx: u32, at: usi
         SGROUP => loop {
             let inner_at = *pos;
             if inner_at >= data.len() {
-                return Err(WireError::new(WireErrorKind::UnterminatedGroup, at));
+                return Err(fault(WireErrorKind::UnterminatedGroup, at));
             }
             let (inner_tag, inner_wt) = key(data, pos)?;
             if inner_wt == EGROUP {
                 if inner_tag != tag {
-                    return Err(WireError::new(WireErrorKind::UnexpectedEndGroup, inner_at));
+                    return Err(fault(WireErrorKind::UnexpectedEndGroup, inner_at));
                 }
                 return Ok(());
             }
-            skip(data, pos, inner_wt, inner_tag, ctx - 1, inner_at)
-                .map_err(|e| e.within(None, inner_tag))?;
+            trail.enter(inner_tag);
+            skip(data, pos, inner_wt, inner_tag, ctx - 1, inner_at, trail)?;
+            trail.leave();
         },
         // EGROUP (6 and 7 are rejected by `key`).
-        _ => Err(WireError::new(WireErrorKind::UnexpectedEndGroup, at)),
+        _ => Err(fault(WireErrorKind::UnexpectedEndGroup, at)),
     }
 }
 
 /// Walks the fields in `data[pos..]` against `schema`. `ctx` is prost's remaining recursion
 /// budget as passed to this message's `merge_field`.
-fn walk(data: &[u8], mut pos: usize, schema: &'static Schema, ctx: u32) -> Res<()> {
+///
+/// Length-delimited fields (the vast majority) are handled first: their length is read while the
+/// schema lookup is still in flight, and the kind dispatch afterwards is narrow. The conditions
+/// checked are exactly prost's; only the order in which two independent faults would be noticed
+/// can differ, which does not change the verdict.
+fn walk(
+    data: &[u8],
+    mut pos: usize,
+    schema: &'static Schema,
+    ctx: u32,
+    trail: &mut impl Trail,
+) -> Res<()> {
     while pos < data.len() {
         let at = pos;
         let (tag, wire_type) = key(data, &mut pos)?;
-        match schema.field(tag) {
-            Some(field) => {
-                known_field(data, &mut pos, field.kind, wire_type, ctx, at)
-                    .map_err(|e| e.within(Some(field), tag))?;
-            }
-            None => {
-                skip(data, &mut pos, wire_type, tag, ctx, at).map_err(|e| e.within(None, tag))?;
-            }
+        trail.enter(tag);
+        let field = schema.field(tag);
+        if wire_type == LEN {
+            let end = len_delimited(data, &mut pos)?;
+            let start = pos;
+            pos = end;
+            len_field(data, start, end, field, ctx, at, trail)?;
+        } else {
+            other_field(data, &mut pos, field, tag, wire_type, ctx, at, trail)?;
         }
+        trail.leave();
     }
     Ok(())
 }
 
+/// A wire-type-2 field whose payload is `data[start..end]` (already bounds-checked).
 #[inline(always)]
-fn known_field(
+fn len_field(
+    data: &[u8],
+    start: usize,
+    end: usize,
+    field: Option<&'static Field>,
+    ctx: u32,
+    at: usize,
+    trail: &mut impl Trail,
+) -> Res<()> {
+    let Some(field) = field else {
+        // Unknown: `skip_field` checks the recursion budget for every wire type.
+        return if ctx == 0 {
+            Err(fault(WireErrorKind::RecursionLimit, at))
+        } else {
+            Ok(())
+        };
+    };
+    match field.kind {
+        Str => {
+            check_utf8(&data[start..end]).map_err(|i| fault(WireErrorKind::InvalidUtf8, start + i))
+        }
+        Msg(schema) | Map(schema) => nested(data, start, end, schema, ctx, at, trail),
+        Bytes => Ok(()),
+        RepeatedDouble => {
+            if (end - start) & 7 != 0 {
+                return Err(fault(WireErrorKind::PackedLength, at));
+            }
+            Ok(())
+        }
+        Varint => expect_wire_type(VARINT, LEN, at),
+        Double => expect_wire_type(I64, LEN, at),
+    }
+}
+
+/// A message or map entry in `data[start..end]`: prost's `message::merge` / map merge check the
+/// budget, then walk the contents with one level less.
+#[inline(always)]
+fn nested(
+    data: &[u8],
+    start: usize,
+    end: usize,
+    schema: &'static Schema,
+    ctx: u32,
+    at: usize,
+    trail: &mut impl Trail,
+) -> Res<()> {
+    if ctx == 0 {
+        return Err(fault(WireErrorKind::RecursionLimit, at));
+    }
+    if core::ptr::eq(schema, &STRING_MAP) && ascii_string_entry(&data[start..end]) {
+        return Ok(());
+    }
+    walk(&data[..end], start, schema, ctx - 1, trail)
+}
+
+/// A field whose wire type is not 2.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn other_field(
     data: &[u8],
     pos: &mut usize,
-    kind: Kind,
+    field: Option<&'static Field>,
+    tag: u32,
     wire_type: u8,
     ctx: u32,
     at: usize,
+    trail: &mut impl Trail,
 ) -> Res<()> {
-    match kind {
-        Str => {
-            expect_wire_type(LEN, wire_type, at)?;
-            let end = len_delimited(data, pos)?;
-            let start = *pos;
-            *pos = end;
-            check_utf8(&data[start..end])
-                .map_err(|i| WireError::new(WireErrorKind::InvalidUtf8, start + i))
-        }
-        Msg(schema) | Map(schema) => {
-            if let Msg(_) = kind {
-                expect_wire_type(LEN, wire_type, at)?;
-            }
-            if ctx == 0 {
-                return Err(WireError::new(WireErrorKind::RecursionLimit, at));
-            }
-            let end = len_delimited(data, pos)?;
-            let start = *pos;
-            *pos = end;
-            walk(&data[..end], start, schema, ctx - 1)
-        }
+    let Some(field) = field else {
+        return skip(data, pos, wire_type, tag, ctx, at, trail);
+    };
+    match field.kind {
         Varint => {
             expect_wire_type(VARINT, wire_type, at)?;
-            varint(data, pos).map(drop)
+            skip_varint(data, pos)
         }
-        Bytes => {
-            expect_wire_type(LEN, wire_type, at)?;
-            *pos = len_delimited(data, pos)?;
-            Ok(())
-        }
-        Double => {
+        Double | RepeatedDouble => {
             expect_wire_type(I64, wire_type, at)?;
             fixed(data, pos, 8)
         }
-        RepeatedDouble => match wire_type {
-            I64 => fixed(data, pos, 8),
-            LEN => {
-                let end = len_delimited(data, pos)?;
-                if (end - *pos) % 8 != 0 {
-                    return Err(WireError::new(WireErrorKind::PackedLength, at));
-                }
-                *pos = end;
-                Ok(())
-            }
-            _ => expect_wire_type(I64, wire_type, at),
-        },
+        // prost's map merge ignores the wire type and reads a length-prefixed entry regardless.
+        Map(schema) => {
+            let end = len_delimited(data, pos)?;
+            let start = *pos;
+            *pos = end;
+            nested(data, start, end, schema, ctx, at, trail)
+        }
+        Str | Bytes | Msg(_) => expect_wire_type(LEN, wire_type, at),
     }
 }
 
@@ -585,7 +745,29 @@ fn known_field(
 /// accept, without decoding it. Accepts exactly the inputs prost accepts (see the module docs for
 /// the rules). Does not allocate.
 pub fn validate_object(buf: &[u8]) -> Result<(), WireError> {
-    walk(buf, 0, &OBJECT, RECURSION_LIMIT)
+    match walk(buf, 0, &OBJECT, RECURSION_LIMIT, &mut NoTrail) {
+        Ok(()) => Ok(()),
+        Err(first) => Err(explain(buf, first)),
+    }
+}
+
+/// Re-walks a rejected buffer, recording the field path to the fault.
+#[cold]
+#[inline(never)]
+fn explain(buf: &[u8], first: Fault) -> WireError {
+    let mut trail = PathTrail {
+        tags: [0; MAX_PATH],
+        depth: 0,
+    };
+    let f = walk(buf, 0, &OBJECT, RECURSION_LIMIT, &mut trail)
+        .err()
+        .unwrap_or(first);
+    WireError {
+        kind: f.kind,
+        offset: f.offset,
+        tags: trail.tags,
+        depth: trail.depth,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -606,7 +788,7 @@ fn skip_top_level(buf: &[u8], pos: &mut usize, tag: u32, wire_type: u8, at: usiz
         *pos = len_delimited(buf, pos)?;
         Ok(())
     } else {
-        skip(buf, pos, wire_type, tag, RECURSION_LIMIT, at)
+        skip(buf, pos, wire_type, tag, RECURSION_LIMIT, at, &mut NoTrail)
     }
 }
 
@@ -661,7 +843,16 @@ fn map_entry(data: &[u8], mut pos: usize) -> Option<(&[u8], &[u8])> {
             pos = end;
         } else {
             // Top-level fields run at budget 100; the map merge spends one level on the entry.
-            skip(data, &mut pos, wire_type, tag, RECURSION_LIMIT - 1, at).ok()?;
+            skip(
+                data,
+                &mut pos,
+                wire_type,
+                tag,
+                RECURSION_LIMIT - 1,
+                at,
+                &mut NoTrail,
+            )
+            .ok()?;
         }
     }
     Some((k, v))

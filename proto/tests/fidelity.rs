@@ -301,7 +301,7 @@ const GOLDEN_HEX: &str = concat!(
 );
 
 fn unhex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0);
+    assert_eq!(s.len() & 1, 0);
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())

@@ -90,7 +90,9 @@ impl DriverInstance {
                 [] => String::from("(no message)"),
                 bytes => {
                     let cut = &bytes[..bytes.len().min(MAX_DRIVER_MESSAGE)];
-                    String::from_utf8_lossy(cut).trim_end_matches('\0').to_owned()
+                    String::from_utf8_lossy(cut)
+                        .trim_end_matches('\0')
+                        .to_owned()
                 }
             };
             return Err(Error::new(
@@ -174,6 +176,8 @@ impl Drop for DriverInstance {
 pub fn bad_output(name: &str, why: impl std::fmt::Display) -> Error {
     Error::new(
         COPROCESS_ERR_DRIVER_BAD_OUTPUT,
-        format!("driver '{name}' returned bytes that are not a well-formed coprocess.Object: {why}"),
+        format!(
+            "driver '{name}' returned bytes that are not a well-formed coprocess.Object: {why}"
+        ),
     )
 }

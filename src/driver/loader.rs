@@ -73,11 +73,12 @@ impl DriverLibrary {
         let symbols = unsafe { DriverSymbols::from_library(library) }
             .map_err(|e| load_error(format!("cannot load driver library {shown}: {e}")))?;
 
-        let version_fn: AbiVersionFn = *symbols.CoProcessDriverAbiVersion.as_ref().map_err(|_| {
-            load_error(format!(
+        let version_fn: AbiVersionFn =
+            *symbols.CoProcessDriverAbiVersion.as_ref().map_err(|_| {
+                load_error(format!(
                 "{shown} is not a coprocess driver: it does not export CoProcessDriverAbiVersion"
             ))
-        })?;
+            })?;
         // SAFETY: the symbol has the declared signature per the driver ABI; it takes no arguments.
         let abi_version = unsafe { version_fn() };
         if abi_version != SUPPORTED_ABI_VERSION {
@@ -101,7 +102,8 @@ impl DriverLibrary {
         let dispatch: DispatchFn = required!(CoProcessDriverDispatch);
         let dispatch_event: DispatchEventFn = required!(CoProcessDriverDispatchEvent);
         let reload: ReloadFn = required!(CoProcessDriverReload);
-        let load_bundle: Option<LoadBundleFn> = symbols.CoProcessDriverLoadBundle.as_ref().ok().copied();
+        let load_bundle: Option<LoadBundleFn> =
+            symbols.CoProcessDriverLoadBundle.as_ref().ok().copied();
         let shutdown: Option<ShutdownFn> = symbols.CoProcessDriverShutdown.as_ref().ok().copied();
 
         Ok(DriverLibrary {

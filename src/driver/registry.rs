@@ -51,7 +51,10 @@ struct DriverSlot {
 
 impl DriverSlot {
     fn current(&self) -> Arc<DriverInstance> {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -96,7 +99,10 @@ impl Registry {
     /// Loads `path` under `name` with `config_json` (None = "{}").
     pub fn load(&self, name: &str, path: &str, config_json: Option<&str>) -> Result<()> {
         if name.is_empty() {
-            return Err(Error::new(COPROCESS_ERR_LOAD_FAILED, "driver name is empty"));
+            return Err(Error::new(
+                COPROCESS_ERR_LOAD_FAILED,
+                "driver name is empty",
+            ));
         }
         if self.read().contains_key(name) {
             return Err(already_loaded(name));
@@ -250,12 +256,14 @@ impl Registry {
         // The mapping survives the unlink; removing the copy now leaves nothing behind.
         let _ = std::fs::remove_file(&copy);
         let library = Arc::new(opened.map_err(|e| e.message)?);
-        DriverInstance::start(slot.name.clone(), library, self.host, &slot.config).map_err(|e| e.message)
+        DriverInstance::start(slot.name.clone(), library, self.host, &slot.config)
+            .map_err(|e| e.message)
     }
 
     /// Removes every driver. Each instance is shut down when its last in-flight call returns.
     pub fn shutdown(&self) {
-        let slots: Vec<Arc<DriverSlot>> = self.write().drain().map(|(_, s)| s).collect();
+        // Take the whole map (not `drain`, which keeps its allocation alive after shutdown).
+        let slots = std::mem::take(&mut *self.write());
         drop(slots);
         self.retired
             .lock()

@@ -11,7 +11,7 @@ use crate::error::{
     COPROCESS_ERR_PANIC,
 };
 use crate::events::CoProcessEventHandler;
-use crate::logging::{Level, CoProcessLogHandler};
+use crate::logging::{CoProcessLogHandler, Level};
 use crate::message::{malloc_cstring, CoProcessMessage};
 use crate::runtime::global;
 
@@ -201,10 +201,7 @@ pub extern "C" fn CoProcessLastError() -> *const c_char {
 /// several threads at once; its strings are valid only during the call. `user_data` is passed back
 /// untouched. Thread-safe.
 #[no_mangle]
-pub extern "C" fn CoProcessSetEventHandler(
-    handler: CoProcessEventHandler,
-    user_data: *mut c_void,
-) {
+pub extern "C" fn CoProcessSetEventHandler(handler: CoProcessEventHandler, user_data: *mut c_void) {
     ffi_boundary!((), { global().events.set_handler(handler, user_data) })
 }
 
@@ -221,7 +218,10 @@ pub extern "C" fn CoProcessSetLogHandler(handler: CoProcessLogHandler, user_data
 /// malloc'd strings the caller frees with CoProcessFree (or free) and returns 0; returns
 /// COPROCESS_ERR_EMPTY when no event is waiting (nothing is written). Thread-safe.
 #[no_mangle]
-pub extern "C" fn CoProcessNextEvent(event_name: *mut *mut c_char, payload: *mut *mut c_char) -> c_int {
+pub extern "C" fn CoProcessNextEvent(
+    event_name: *mut *mut c_char,
+    payload: *mut *mut c_char,
+) -> c_int {
     ffi_boundary!(PANIC, {
         if event_name.is_null() || payload.is_null() {
             return fail(Error::new(

@@ -16,7 +16,10 @@ use crate::store::ttl_from_seconds;
 pub extern "C" fn TykStoreData(key: *mut c_char, value: *mut c_char, ttl: c_int) {
     ffi_boundary!((), {
         // SAFETY: NULL or NUL-terminated strings.
-        let args = unsafe { cstr_arg(key, "TykStoreData: key").and_then(|k| Ok((k, cstr_arg(value, "TykStoreData: value")?))) };
+        let args = unsafe {
+            cstr_arg(key, "TykStoreData: key")
+                .and_then(|k| Ok((k, cstr_arg(value, "TykStoreData: value")?)))
+        };
         match args {
             Ok((k, v)) => global().store().set(
                 &k.to_string_lossy(),

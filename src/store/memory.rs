@@ -104,7 +104,10 @@ mod tests {
         let t0 = Instant::now();
         s.set_at("k", "v", Some(Duration::from_secs(10)), t0);
         s.set_at("forever", "x", None, t0);
-        assert_eq!(s.get_at("k", t0 + Duration::from_secs(9)).as_deref(), Some("v"));
+        assert_eq!(
+            s.get_at("k", t0 + Duration::from_secs(9)).as_deref(),
+            Some("v")
+        );
         assert_eq!(s.get_at("k", t0 + Duration::from_secs(10)), None);
         assert_eq!(s.len(), 1, "an expired key is removed when read");
         let far = t0 + Duration::from_secs(1_000_000);
@@ -118,7 +121,10 @@ mod tests {
         let t0 = Instant::now();
         s.set_at("k", "a", Some(Duration::from_secs(1)), t0);
         s.set_at("k", "b", None, t0);
-        assert_eq!(s.get_at("k", t0 + Duration::from_secs(5)).as_deref(), Some("b"));
+        assert_eq!(
+            s.get_at("k", t0 + Duration::from_secs(5)).as_deref(),
+            Some("b")
+        );
     }
 
     #[test]
@@ -132,7 +138,11 @@ mod tests {
         for i in 0..SWEEP_EVERY {
             s.set_at(&format!("new{i}"), "v", None, later);
         }
-        assert_eq!(s.len(), SWEEP_EVERY as usize, "the 100 expired keys were swept");
+        assert_eq!(
+            s.len(),
+            SWEEP_EVERY as usize,
+            "the 100 expired keys were swept"
+        );
     }
 
     #[test]

@@ -45,7 +45,10 @@ pub fn load(name: &str, path: &Path, config: Option<&str>) -> Result<(), Failure
 /// Takes a Dispatch result: copies the bytes and frees the malloc'd buffer with CoProcessMessageFree.
 fn take(rc: i32, mut out: CoProcessMessage) -> Result<Vec<u8>, Failure> {
     if rc != 0 {
-        assert!(out.p_data.is_null() && out.length == 0, "a failed dispatch leaves out = {{NULL, 0}}");
+        assert!(
+            out.p_data.is_null() && out.length == 0,
+            "a failed dispatch leaves out = {{NULL, 0}}"
+        );
         return Err((rc, last_error()));
     }
     let bytes = if out.p_data.is_null() {

@@ -34,13 +34,21 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-/// The bridge as the host links it. Cargo builds it for integration tests because the library's
-/// crate types include `cdylib`.
+/// The bridge as a host links it. Cargo builds it for integration tests because the library's crate
+/// types include `cdylib`, but it leaves it in `target/<profile>/deps/`: only `cargo build` (where
+/// the library is a root unit) copies it up to `target/<profile>/`, so that copy may be stale or
+/// missing under `cargo test`. The `deps/` one comes from the same compilation as the rlib linked
+/// into this test.
 pub fn bridge_cdylib() -> PathBuf {
+    let deps = target_dir().join("deps").join("libcoprocess_bridge.so");
+    if deps.is_file() {
+        return deps;
+    }
     let path = target_dir().join("libcoprocess_bridge.so");
     assert!(
         path.is_file(),
-        "{} does not exist: cargo builds it before integration tests run (crate-type cdylib)",
+        "neither {} nor {} exists: cargo builds the bridge's cdylib before integration tests run",
+        deps.display(),
         path.display()
     );
     path
@@ -93,9 +101,9 @@ pub fn build_c_driver(source: &Path, defines: &[&str]) -> PathBuf {
     compile_cached(source, &args, &[], &deps, ".so")
 }
 
-/// Compiles a C program linked against the bridge (`-lcoprocess_bridge`, with an rpath to
-/// `target/<profile>`) and returns the executable's path, cached like [`build_c_driver`]. Both the
-/// repository root (for `api.h`) and `include/` are on the include path.
+/// Compiles a C program linked against the bridge (`-lcoprocess_bridge`, with an rpath to the
+/// directory of [`bridge_cdylib`]) and returns the executable's path, cached like
+/// [`build_c_driver`]. Both the repository root (for `api.h`) and `include/` are on the include path.
 pub fn build_c_host(source: &Path, defines: &[&str]) -> PathBuf {
     let root = repo_root();
     let lib_dir = bridge_cdylib()
