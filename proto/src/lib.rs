@@ -10,7 +10,7 @@ mod generated {
 }
 
 pub use generated::*;
-pub use prost::Message;
+pub use prost::{self, DecodeError, Message};
 
 pub mod wire;
 

@@ -445,6 +445,13 @@ fn load64le(b: &[u8], i: usize) -> u64 {
 #[inline(always)]
 fn key(data: &[u8], pos: &mut usize) -> Res<(u32, u8)> {
     let at = *pos;
+    if let Some(&b) = data.get(at) {
+        // Fast path for a one-byte key with field number 1..=15 and wire type 0..=5.
+        if (8..0x80).contains(&b) && (b & 7) <= I32 {
+            *pos = at + 1;
+            return Ok((u32::from(b >> 3), b & 7));
+        }
+    }
     let key = varint(data, pos)?;
     if key > u64::from(u32::MAX) {
         return Err(fault(WireErrorKind::KeyTooLarge, at));
@@ -667,12 +674,21 @@ fn len_field(
             Ok(())
         };
     };
-    match field.kind {
-        Str => {
-            check_utf8(&data[start..end]).map_err(|i| fault(WireErrorKind::InvalidUtf8, start + i))
-        }
-        Msg(schema) | Map(schema) => nested(data, start, end, schema, ctx, at, trail),
-        Bytes => Ok(()),
+    // An if-chain in order of frequency: measurably faster than a `match` (jump table) here.
+    if let Str = field.kind {
+        return check_utf8(&data[start..end])
+            .map_err(|i| fault(WireErrorKind::InvalidUtf8, start + i));
+    }
+    if let Msg(schema) | Map(schema) = field.kind {
+        return nested(data, start, end, schema, ctx, at, trail);
+    }
+    len_field_rare(field.kind, start, end, at)
+}
+
+/// The uncommon wire-type-2 kinds: `bytes`, packed doubles, and wire-type mismatches.
+#[inline(never)]
+fn len_field_rare(kind: Kind, start: usize, end: usize, at: usize) -> Res<()> {
+    match kind {
         RepeatedDouble => {
             if (end - start) & 7 != 0 {
                 return Err(fault(WireErrorKind::PackedLength, at));
@@ -681,6 +697,8 @@ fn len_field(
         }
         Varint => expect_wire_type(VARINT, LEN, at),
         Double => expect_wire_type(I64, LEN, at),
+        // Str, Msg and Map are handled by `len_field`.
+        Bytes | Str | Msg(_) | Map(_) => Ok(()),
     }
 }
 

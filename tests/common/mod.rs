@@ -317,3 +317,26 @@ pub fn describe(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     )
 }
+
+/// Builds a `cdylib` crate of this workspace with cargo (same profile as the tests) and returns the
+/// library's path, `target/<profile>/lib<lib_name>.so`. `cargo test` does not produce other members'
+/// cdylibs, so tests that load them ask for them here; cargo's own lock serialises concurrent builds.
+pub fn build_workspace_cdylib(package: &str, lib_name: &str) -> PathBuf {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let profile_dir = target_dir();
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", package])
+        .current_dir(repo_root());
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let out = run(&mut cmd);
+    assert!(
+        out.status.success(),
+        "building {package} failed:\n{}",
+        describe(&out)
+    );
+    let lib = profile_dir.join(format!("lib{lib_name}.so"));
+    assert!(lib.is_file(), "{} was not produced", lib.display());
+    lib
+}

@@ -1,0 +1,166 @@
+//! An example driver on the Rust SDK (`coprocess-driver`), loaded by the tests through the bridge.
+//!
+//! Config (JSON given to CoProcessLoadDriver):
+//! `{"tokens": ["secret-1", ...], "rate": 100, "per": 60, "cache_seconds": 30, "header": "X-Rust-Driver"}`
+//!
+//! - Pre hooks add `<header>: rust` (a patch: the Object is not decoded).
+//! - CustomKeyCheck accepts `Authorization: Bearer <token>` for listed tokens: it sets the session's
+//!   rate/per and `metadata["token"]`, and `id_extractor_deadline` (now + cache_seconds) so the bridge can
+//!   cache the session; anything else is answered 403 through return_overrides.
+//! - Response hooks rewrite the body to a JSON summary and the status to 200 (a full decode).
+//! - Every event increments the store key `rust_driver:events`.
+//! - A hook named `Panic` panics, to show that a panic fails that call only.
+
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use coprocess_driver::proto::SessionState;
+use coprocess_driver::{
+    export_driver, Call, Driver, Error, HookType, Host, Level, ObjectPatch, Reply, Result,
+};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default)]
+    tokens: Vec<String>,
+    #[serde(default = "default_rate")]
+    rate: f64,
+    #[serde(default = "default_per")]
+    per: f64,
+    #[serde(default = "default_cache_seconds")]
+    cache_seconds: i64,
+    #[serde(default = "default_header")]
+    header: String,
+}
+
+fn default_rate() -> f64 {
+    100.0
+}
+fn default_per() -> f64 {
+    60.0
+}
+fn default_cache_seconds() -> i64 {
+    30
+}
+fn default_header() -> String {
+    "X-Rust-Driver".into()
+}
+
+pub struct ExampleDriver {
+    host: Host,
+    config: Config,
+    /// Serialises read-modify-write of the event counter in the host store.
+    event_counter: Mutex<()>,
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl ExampleDriver {
+    fn custom_key_check(&self, call: &Call) -> Result<Reply> {
+        let object = call.decode()?;
+        let request = object.request.unwrap_or_default();
+        let token = request
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            .and_then(|(_, v)| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        match token {
+            Some(t) if self.config.tokens.iter().any(|ok| ok == t) => {
+                let mut session = SessionState {
+                    rate: self.config.rate,
+                    per: self.config.per,
+                    id_extractor_deadline: now_unix() + self.config.cache_seconds,
+                    ..Default::default()
+                };
+                session.metadata.insert("token".into(), t.into());
+                Ok(ObjectPatch::new()
+                    .session(&session)
+                    .metadata("token", t)
+                    .into())
+            }
+            _ => {
+                self.host.log(
+                    Level::Info,
+                    "rust_driver: refused a request without a known bearer token",
+                );
+                Ok(ObjectPatch::new()
+                    .return_error(403, "Key not authorised")
+                    .return_override(403, r#"{"error": "Key not authorised"}"#)
+                    .into())
+            }
+        }
+    }
+
+    fn response(&self, call: &Call) -> Result<Reply> {
+        let mut object = call.decode()?;
+        let response = object.response.get_or_insert_with(Default::default);
+        let summary = serde_json::json!({
+            "rewritten_by": "rust_driver",
+            "upstream_status": response.status_code,
+            "upstream_bytes": response.raw_body.len(),
+        })
+        .to_string();
+        response.status_code = 200;
+        response.raw_body = summary.clone().into_bytes();
+        response.body = summary;
+        response
+            .headers
+            .insert("Content-Type".into(), "application/json".into());
+        Ok(object.into())
+    }
+}
+
+impl Driver for ExampleDriver {
+    fn new(host: Host, config: &str) -> Result<Self> {
+        let config: Config = serde_json::from_str(config)
+            .map_err(|e| Error::new(format!("rust_driver config: {e}")))?;
+        host.log(
+            Level::Info,
+            &format!("rust_driver ready ({} tokens)", config.tokens.len()),
+        );
+        Ok(ExampleDriver {
+            host,
+            config,
+            event_counter: Mutex::new(()),
+        })
+    }
+
+    fn dispatch(&self, call: &Call) -> Result<Reply> {
+        if call.bytes().windows(5).any(|w| w == b"Panic") && call.decode()?.hook_name == "Panic" {
+            panic!("the Panic hook panics on purpose");
+        }
+        match call.hook_type() {
+            HookType::Pre => Ok(ObjectPatch::new()
+                .set_header(&self.config.header, "rust")
+                .into()),
+            HookType::CustomKeyCheck => self.custom_key_check(call),
+            HookType::Response => self.response(call),
+            _ => Ok(Reply::Unchanged),
+        }
+    }
+
+    fn event(&self, _event_json: &str) {
+        let _guard = self.event_counter.lock().unwrap_or_else(|p| p.into_inner());
+        let n: u64 = self
+            .host
+            .get("rust_driver:events")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        self.host
+            .store("rust_driver:events", &(n + 1).to_string(), 0);
+    }
+
+    fn reload(&self) {
+        self.host.log(Level::Info, "rust_driver: reload requested");
+    }
+}
+
+export_driver!(ExampleDriver);

@@ -1,0 +1,270 @@
+//! The glue behind `export_driver!`: the C entry points, generic over the driver type. Every entry point
+//! checks its pointers and catches panics, so nothing unwinds into the bridge.
+
+use std::any::Any;
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use coprocess_proto::Message;
+
+use crate::host::{Host, Level};
+use crate::sys::{CoProcessHostApi, CoProcessMessage};
+use crate::{Call, Driver, Reply};
+
+/// Return codes of a failed call (any non-zero value means failure to the bridge).
+const FAILED: c_int = 1;
+const PANICKED: c_int = 2;
+
+fn panic_text(payload: Box<dyn Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Allocates `len` bytes with malloc and lets `fill` write them; NULL when out of memory.
+fn malloc_filled(len: usize, fill: impl FnOnce(&mut [u8])) -> *mut u8 {
+    // SAFETY: plain allocation of at least one byte; checked for NULL below.
+    let p = unsafe { libc::malloc(len.max(1)) } as *mut u8;
+    if !p.is_null() {
+        // SAFETY: `p` holds `len` writable bytes owned by nobody else yet.
+        fill(unsafe { std::slice::from_raw_parts_mut(p, len) });
+    }
+    p
+}
+
+/// Hands `len` malloc'd bytes to the bridge through `out`.
+fn hand_over(out: &mut CoProcessMessage, len: usize, fill: impl FnOnce(&mut [u8])) -> c_int {
+    let Ok(length) = c_int::try_from(len) else {
+        return fail(
+            out,
+            &format!("the result ({len} bytes) is too large for the driver ABI"),
+        );
+    };
+    let p = malloc_filled(len, fill);
+    if p.is_null() {
+        return fail(out, "out of memory");
+    }
+    out.p_data = p.cast();
+    out.length = length;
+    0
+}
+
+/// Reports a failure to the bridge: a malloc'd message in `out`, and a non-zero code.
+fn fail(out: &mut CoProcessMessage, message: &str) -> c_int {
+    fail_with(out, message, FAILED)
+}
+
+fn fail_with(out: &mut CoProcessMessage, message: &str, code: c_int) -> c_int {
+    let bytes = message.as_bytes();
+    let p = malloc_filled(bytes.len(), |dst| dst.copy_from_slice(bytes));
+    if !p.is_null() {
+        out.p_data = p.cast();
+        out.length = c_int::try_from(bytes.len()).unwrap_or(0);
+    }
+    code
+}
+
+fn write_reply(input: &[u8], reply: Reply, out: &mut CoProcessMessage) -> c_int {
+    match reply {
+        Reply::Unchanged => hand_over(out, input.len(), |dst| dst.copy_from_slice(input)),
+        Reply::Patch(patch) => {
+            let tail = patch.as_bytes();
+            hand_over(out, input.len() + tail.len(), |dst| {
+                dst[..input.len()].copy_from_slice(input);
+                dst[input.len()..].copy_from_slice(tail);
+            })
+        }
+        Reply::Object(object) => {
+            let len = object.encoded_len();
+            // Encode straight into the buffer we hand over: no intermediate Vec, no extra copy.
+            hand_over(out, len, |mut dst| {
+                object
+                    .encode(&mut dst)
+                    .expect("encoded_len bytes are enough for encode")
+            })
+        }
+    }
+}
+
+/// # Safety
+/// Arguments as `CoProcessDriverInit` receives them from the bridge.
+pub unsafe fn init<D: Driver>(
+    host: *const CoProcessHostApi,
+    config_json: *const c_char,
+    instance: *mut *mut c_void,
+) -> c_int {
+    // SAFETY: the bridge keeps `host` valid until shutdown of this instance.
+    let host = unsafe { Host::from_raw(host) };
+    if instance.is_null() {
+        host.log(Level::Error, "CoProcessDriverInit: instance is NULL");
+        return FAILED;
+    }
+    let config = if config_json.is_null() {
+        "{}"
+    } else {
+        // SAFETY: a NUL-terminated string valid for the call.
+        match unsafe { CStr::from_ptr(config_json) }.to_str() {
+            Ok(s) => s,
+            Err(_) => {
+                host.log(Level::Error, "driver config is not valid UTF-8");
+                return FAILED;
+            }
+        }
+    };
+    match catch_unwind(AssertUnwindSafe(|| D::new(host, config))) {
+        Ok(Ok(driver)) => {
+            // SAFETY: checked non-NULL; the bridge owns the slot.
+            unsafe { *instance = Box::into_raw(Box::new(Instance { host, driver })).cast() };
+            0
+        }
+        Ok(Err(e)) => {
+            host.log(Level::Error, &format!("driver init failed: {e}"));
+            FAILED
+        }
+        Err(p) => {
+            host.log(
+                Level::Error,
+                &format!("driver init panicked: {}", panic_text(p)),
+            );
+            PANICKED
+        }
+    }
+}
+
+/// What the opaque instance pointer holds: the driver and the host it was given, so the glue can log
+/// failures that have no other way out (bundles, events).
+struct Instance<D> {
+    host: Host,
+    driver: D,
+}
+
+/// The instance pointer `init` produced.
+///
+/// # Safety
+/// `instance` must be NULL or a pointer returned by `init::<D>` and not yet shut down.
+unsafe fn instance<'a, D: Driver>(instance: *mut c_void) -> Option<&'a Instance<D>> {
+    // SAFETY: per the contract, a live Box<Instance<D>>.
+    unsafe { (instance as *const Instance<D>).as_ref() }
+}
+
+/// # Safety
+/// Arguments as `CoProcessDriverDispatch` receives them from the bridge.
+pub unsafe fn dispatch<D: Driver>(
+    instance: *mut c_void,
+    input: *const CoProcessMessage,
+    out: *mut CoProcessMessage,
+) -> c_int {
+    // SAFETY: the bridge passes a valid, zeroed out-parameter (or NULL, refused here).
+    let Some(out) = (unsafe { out.as_mut() }) else {
+        return FAILED;
+    };
+    // SAFETY: as above for `input` and `instance`.
+    let (Some(input), Some(me)) = (unsafe { input.as_ref() }, unsafe {
+        self::instance::<D>(instance)
+    }) else {
+        return fail(out, "CoProcessDriverDispatch: NULL instance or input");
+    };
+    let bytes: &[u8] = match usize::try_from(input.length) {
+        Ok(0) => &[],
+        Ok(_) if input.p_data.is_null() => return fail(out, "input p_data is NULL"),
+        // SAFETY: the bridge hands `length` readable bytes, valid for the call.
+        Ok(n) => unsafe { std::slice::from_raw_parts(input.p_data as *const u8, n) },
+        Err(_) => return fail(out, "input length is negative"),
+    };
+    let call = Call::new(bytes);
+    match catch_unwind(AssertUnwindSafe(|| me.driver.dispatch(&call))) {
+        Ok(Ok(reply)) => write_reply(bytes, reply, out),
+        Ok(Err(e)) => fail(out, e.message()),
+        Err(p) => fail_with(
+            out,
+            &format!("driver panicked: {}", panic_text(p)),
+            PANICKED,
+        ),
+    }
+}
+
+/// # Safety
+/// Arguments as `CoProcessDriverDispatchEvent` receives them from the bridge.
+pub unsafe fn dispatch_event<D: Driver>(instance: *mut c_void, event_json: *const c_char) {
+    // SAFETY: per the ABI.
+    let Some(me) = (unsafe { self::instance::<D>(instance) }) else {
+        return;
+    };
+    if event_json.is_null() {
+        return;
+    }
+    // SAFETY: a NUL-terminated string valid for the call.
+    let json = unsafe { CStr::from_ptr(event_json) }.to_string_lossy();
+    // A panicking event handler loses that event only.
+    if let Err(p) = catch_unwind(AssertUnwindSafe(|| me.driver.event(&json))) {
+        me.host.log(
+            Level::Error,
+            &format!("driver event handler panicked: {}", panic_text(p)),
+        );
+    }
+}
+
+/// # Safety
+/// Arguments as `CoProcessDriverReload` receives them from the bridge.
+pub unsafe fn reload<D: Driver>(instance: *mut c_void) {
+    // SAFETY: per the ABI.
+    if let Some(me) = unsafe { self::instance::<D>(instance) } {
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| me.driver.reload())) {
+            me.host.log(
+                Level::Error,
+                &format!("driver reload panicked: {}", panic_text(p)),
+            );
+        }
+    }
+}
+
+/// # Safety
+/// Arguments as `CoProcessDriverLoadBundle` receives them from the bridge.
+pub unsafe fn load_bundle<D: Driver>(instance: *mut c_void, bundle_path: *const c_char) -> c_int {
+    // SAFETY: per the ABI.
+    let Some(me) = (unsafe { self::instance::<D>(instance) }) else {
+        return FAILED;
+    };
+    if bundle_path.is_null() {
+        return FAILED;
+    }
+    // SAFETY: a NUL-terminated string valid for the call.
+    let path = unsafe { CStr::from_ptr(bundle_path) }.to_string_lossy();
+    match catch_unwind(AssertUnwindSafe(|| me.driver.load_bundle(&path))) {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
+            me.host
+                .log(Level::Error, &format!("loading bundle {path} failed: {e}"));
+            FAILED
+        }
+        Err(p) => {
+            me.host.log(
+                Level::Error,
+                &format!("loading bundle {path} panicked: {}", panic_text(p)),
+            );
+            PANICKED
+        }
+    }
+}
+
+/// # Safety
+/// Arguments as `CoProcessDriverShutdown` receives them from the bridge; nothing uses the instance after.
+pub unsafe fn shutdown<D: Driver>(instance: *mut c_void) {
+    if instance.is_null() {
+        return;
+    }
+    // SAFETY: `instance` is the Box<Instance<D>> made by `init`, released exactly once here.
+    let boxed = unsafe { Box::from_raw(instance as *mut Instance<D>) };
+    let host = boxed.host;
+    if let Err(p) = catch_unwind(AssertUnwindSafe(move || {
+        boxed.driver.shutdown();
+        drop(boxed);
+    })) {
+        host.log(
+            Level::Error,
+            &format!("driver shutdown panicked: {}", panic_text(p)),
+        );
+    }
+}
