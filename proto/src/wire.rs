@@ -501,9 +501,8 @@ fn expect_wire_type(expected: u8, actual: u8, at: usize) -> Res<()> {
     Ok(())
 }
 
-/// UTF-8 check with an ASCII fast path (most header/body text is ASCII): the bytes are
-/// OR-reduced (which the compiler vectorises) and only if some byte has its high bit set does the
-/// out-of-line `core::str::from_utf8` run. Returns the index of the first invalid byte on failure.
+/// UTF-8 check with an ASCII fast path (most header/body text is ASCII): only if some byte has
+/// its high bit set does the out-of-line `core::str::from_utf8` run. Returns the index of the first invalid byte on failure.
 #[inline(always)]
 fn check_utf8(bytes: &[u8]) -> Result<(), usize> {
     if is_ascii(bytes) {
@@ -513,20 +512,26 @@ fn check_utf8(bytes: &[u8]) -> Result<(), usize> {
     }
 }
 
-/// Whether every byte is below 0x80. Long inputs are OR-reduced in 32-byte blocks (vectorised),
-/// short ones with overlapping 8- or 4-byte loads, so no input runs a byte-at-a-time loop longer
-/// than 3 bytes.
+/// Whether every byte is below 0x80. Inputs of 32 bytes or more are OR-ed into four u64 lanes
+/// per 32-byte block (the last block overlapping) and reduced once; shorter ones use overlapping
+/// 8- or 4-byte loads, so no input runs a byte-at-a-time loop longer than 3 bytes.
 #[inline(always)]
 fn is_ascii(b: &[u8]) -> bool {
     const HI64: u64 = 0x8080_8080_8080_8080;
     let n = b.len();
     if n >= 32 {
-        let mut acc = 0u8;
+        // Four u64 lanes, reduced once at the end.
+        let mut lanes = [0u64; 4];
         for block in b.chunks_exact(32) {
-            acc |= block.iter().fold(0u8, |a, &x| a | x);
+            for (k, lane) in lanes.iter_mut().enumerate() {
+                *lane |= load64(block, 8 * k);
+            }
         }
-        acc |= b[n - 32..].iter().fold(0u8, |a, &x| a | x);
-        acc < 0x80
+        let tail = &b[n - 32..];
+        for (k, lane) in lanes.iter_mut().enumerate() {
+            *lane |= load64(tail, 8 * k);
+        }
+        (lanes[0] | lanes[1] | lanes[2] | lanes[3]) & HI64 == 0
     } else if n >= 8 {
         let mut acc = load64(b, n - 8);
         let mut i = 0;

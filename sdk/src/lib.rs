@@ -88,8 +88,8 @@ pub enum Reply {
     Unchanged,
     /// Changes stated as bytes appended to the input (no decode, no re-encode).
     Patch(ObjectPatch),
-    /// A whole new Object (after `Call::decode` and changes).
-    Object(Object),
+    /// A whole new Object (after `Call::decode` and changes). Boxed: an Object is large.
+    Object(Box<Object>),
 }
 
 impl From<ObjectPatch> for Reply {
@@ -100,7 +100,7 @@ impl From<ObjectPatch> for Reply {
 
 impl From<Object> for Reply {
     fn from(o: Object) -> Self {
-        Reply::Object(o)
+        Reply::Object(Box::new(o))
     }
 }
 

@@ -18,8 +18,10 @@ pub extern "C" fn CoProcessDriverAbiVersion() -> u32 {
     1
 }
 
+/// # Safety
+/// Called by the bridge with the arguments of `coprocess_driver.h`.
 #[no_mangle]
-pub extern "C" fn CoProcessDriverInit(
+pub unsafe extern "C" fn CoProcessDriverInit(
     _host: *const c_void,
     _config: *const c_char,
     instance: *mut *mut c_void,
@@ -77,8 +79,10 @@ fn run(input: &CoProcessMessage, out: &mut CoProcessMessage) -> c_int {
     0
 }
 
+/// # Safety
+/// Called by the bridge with the arguments of `coprocess_driver.h`.
 #[no_mangle]
-pub extern "C" fn CoProcessDriverDispatch(
+pub unsafe extern "C" fn CoProcessDriverDispatch(
     _instance: *mut c_void,
     input: *const CoProcessMessage,
     out: *mut CoProcessMessage,
