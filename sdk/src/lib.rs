@@ -1,18 +1,26 @@
 //! Write coprocess-bridge drivers in Rust.
 //!
-//! ```ignore
-//! use coprocess_driver::{export_driver, Call, Driver, Host, ObjectPatch, Reply, Result, HookType};
+//! ```
+//! use coprocess_driver::{export_driver, Call, Driver, HookType, Host, ObjectPatch, Reply, Result};
 //!
 //! struct AddHeader;
 //!
 //! impl Driver for AddHeader {
-//!     fn new(_host: Host, _config: &str) -> Result<Self> { Ok(AddHeader) }
+//!     fn new(_host: Host, _config: &str) -> Result<Self> {
+//!         Ok(AddHeader)
+//!     }
 //!     fn dispatch(&self, call: &Call) -> Result<Reply> {
-//!         if call.hook_type() != HookType::Pre { return Ok(Reply::Unchanged) }
+//!         if call.hook_type() != HookType::Pre {
+//!             return Ok(Reply::Unchanged);
+//!         }
 //!         Ok(ObjectPatch::new().set_header("X-Hello", "world").into())
 //!     }
 //! }
 //! export_driver!(AddHeader);
+//!
+//! // hook_type = Pre (field 1, varint 1): the driver answers with a patch.
+//! let reply = AddHeader.dispatch(&Call::new(&[0x08, 0x01])).unwrap();
+//! assert_eq!(reply, Reply::Patch(ObjectPatch::new().set_header("X-Hello", "world")));
 //! ```
 //!
 //! `export_driver!` emits the C symbols of `include/coprocess_driver.h`; build the crate as a `cdylib`
