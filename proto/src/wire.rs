@@ -2,7 +2,7 @@
 //!
 //! [`validate_object`] accepts exactly the byte strings that `Object::decode` (prost 0.14)
 //! accepts, without building the object: it walks the protobuf wire format against a small
-//! static description of the schema ([`Schema`] tables below, one per message plus one per map
+//! static description of the schema (`Schema` tables: one per message plus one per map
 //! entry shape) and applies prost's rules:
 //!
 //! * varints are at most 10 bytes, and a 10-byte varint's last byte must be `0x00` or `0x01`
