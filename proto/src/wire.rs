@@ -799,6 +799,7 @@ fn explain(buf: &[u8], first: Fault) -> WireError {
 
 /// Object field numbers read by the routing helpers.
 const OBJECT_HOOK_TYPE: u32 = 1;
+const OBJECT_HOOK_NAME: u32 = 2;
 const OBJECT_METADATA: u32 = 5;
 const OBJECT_SPEC: u32 = 6;
 
@@ -906,11 +907,50 @@ pub fn hook_type(buf: &[u8]) -> Option<i32> {
     found
 }
 
+/// Reads `hook_name` (field 2) without decoding or allocating: the last occurrence wins, as in a
+/// decode. `None` when the field is absent (the decoded value is then ""), when the top level is
+/// malformed, or when the winning value has the wrong wire type or is not UTF-8.
+pub fn hook_name(buf: &[u8]) -> Option<&str> {
+    let mut pos = 0;
+    let mut found = None;
+    while pos < buf.len() {
+        let at = pos;
+        let (tag, wire_type) = key(buf, &mut pos).ok()?;
+        if tag == OBJECT_HOOK_NAME {
+            if wire_type != LEN {
+                return None;
+            }
+            let end = len_delimited(buf, &mut pos).ok()?;
+            found = Some(&buf[pos..end]);
+            pos = end;
+        } else {
+            skip_top_level(buf, &mut pos, tag, wire_type, at).ok()?;
+        }
+    }
+    found.and_then(|b| core::str::from_utf8(b).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{HookType, MiniRequestObject, Monitor, Object, SessionState};
     use prost::Message;
+
+    #[test]
+    fn hook_name_reads_the_last_occurrence() {
+        let mut o = Object {
+            hook_name: "First".into(),
+            ..Default::default()
+        };
+        let mut buf = o.encode_to_vec();
+        assert_eq!(hook_name(&buf), Some("First"));
+        o.hook_name = "Second".into();
+        o.encode(&mut buf).unwrap();
+        assert_eq!(hook_name(&buf), Some("Second"));
+        assert_eq!(hook_name(&Object::default().encode_to_vec()), None);
+        assert_eq!(hook_name(b"\x12\x05ab"), None, "truncated");
+        assert_eq!(hook_name(b"\x12\x02\xc3\x28"), None, "not UTF-8");
+    }
 
     /// Appends a varint.
     fn v(out: &mut Vec<u8>, mut x: u64) {

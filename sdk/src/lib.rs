@@ -78,6 +78,11 @@ impl<'a> Call<'a> {
             .unwrap_or(HookType::Unknown)
     }
 
+    /// The hook name ("" when absent), read without decoding.
+    pub fn hook_name(&self) -> &'a str {
+        coprocess_proto::wire::hook_name(self.bytes).unwrap_or("")
+    }
+
     /// `spec[key]` (e.g. "APIID", "OrgID", "config_data"), read without decoding.
     pub fn spec(&self, key: &str) -> Option<&'a str> {
         coprocess_proto::wire::spec_value(self.bytes, key)

@@ -134,7 +134,7 @@ impl Driver for ExampleDriver {
     }
 
     fn dispatch(&self, call: &Call) -> Result<Reply> {
-        if call.bytes().windows(5).any(|w| w == b"Panic") && call.decode()?.hook_name == "Panic" {
+        if call.hook_name() == "Panic" {
             panic!("the Panic hook panics on purpose");
         }
         match call.hook_type() {
