@@ -103,6 +103,14 @@ enum CoProcessStatus {
    * A JSON argument (an event) was not valid JSON.
    */
   COPROCESS_ERR_INVALID_JSON = 15,
+  /**
+   * An API definition (CoProcessLoadApi) is not valid; the message names the field.
+   */
+  COPROCESS_ERR_INVALID_API = 16,
+  /**
+   * No API is loaded under the given api_id (CoProcessUnloadApi).
+   */
+  COPROCESS_ERR_UNKNOWN_API = 17,
 };
 
 /**
@@ -144,8 +152,9 @@ int CoProcessInit(const char *config_json);
 int CoProcessLoadDriver(const char *name, const char *path, const char *config_json);
 
 /**
- * Runs one hook: `in` holds a serialized coprocess.Object; it is routed to the only loaded driver
- * (API-based routing arrives with CoProcessLoadApi). The input is checked to be a well-formed Object
+ * Runs one hook: `in` holds a serialized coprocess.Object. When its `spec["APIID"]` names an API
+ * loaded with CoProcessLoadApi, it goes to that API's driver and chain (see CoProcessLoadApi);
+ * otherwise to the only loaded driver. The input is checked to be a well-formed Object
  * before any driver sees it, and so is the driver's output.
  * Ownership: `in` is BORROWED: the caller keeps and frees it (Tyk's old cgo Python driver consumed its
  * input; this bridge does not). On success `out->p_data` is a malloc'd buffer of `out->length` bytes
@@ -231,10 +240,60 @@ int CoProcessLoadBundle(const char *driver, const char *bundle_path);
 
 /**
  * Calls every driver's shutdown hook (each as soon as its calls in flight return), unloads them, and
- * forgets queued events and stored data. The bridge may be initialised and used again afterwards.
+ * forgets loaded APIs, queued events and stored data. The bridge may be initialised and used again afterwards.
  * Thread-safe.
  */
 void CoProcessShutdown(void);
+
+/**
+ * Tells the bridge about an API: `api_definition_json` is a Tyk API definition, classic
+ * (`api_id`, `org_id`, `custom_middleware` with `pre`/`post`/`post_key_auth`/`response` lists,
+ * `auth_check`, `driver`, `id_extractor`; `enable_coprocess_auth` or `custom_plugin_auth_enabled`;
+ * `config_data`, `config_data_disabled`) or Tyk OAS (`x-tyk-api-gateway`: `info.id`, `info.orgId`,
+ * `middleware.global.pluginConfig.driver`, `prePlugins`, `postAuthenticationPlugins`, `postPlugins`,
+ * `responsePlugins`, `server.authentication.custom`). A definition with an api_id already loaded
+ * replaces it. From then on Dispatch routes Objects whose `spec["APIID"]` is that id to the API's
+ * driver and, when `hook_name` is empty, runs the API's whole chain for the Object's `hook_type`:
+ * each hook's output feeds the next; one that sets `request.return_overrides.response_code >= 0`
+ * ends the chain (so build requests with response_code = -1, as Tyk does); disabled hooks are
+ * skipped; Pre and CustomKeyCheck hooks get no session; `spec["config_data"]` is added when the API
+ * has config data. CustomKeyCheck runs the `auth_check` behind the ID extractor and its cache: a
+ * cached session whose `id_extractor_deadline` is in the future is returned without calling the
+ * driver; a request the extractor finds nothing in is answered 400 "Authorization field missing".
+ * A failed hook is answered through return_overrides: 403 "Key not authorised" for CustomKeyCheck,
+ * 500 "Middleware error" otherwise (see CoProcessSetPlainErrors).
+ * Ownership: borrowed for the call. Thread-safe.
+ * Returns 0, or COPROCESS_ERR_INVALID_API with a message naming the faulty field.
+ */
+int CoProcessLoadApi(const char *api_definition_json);
+
+/**
+ * Forgets the API loaded under `api_id`: Objects naming it are routed as if it had never been loaded.
+ * Ownership: borrowed. Thread-safe.
+ * Returns 0, or COPROCESS_ERR_UNKNOWN_API when no API has that id.
+ */
+int CoProcessUnloadApi(const char *api_id);
+
+/**
+ * The loaded APIs as a JSON array of their normalised form (`api_id`, `org_id`, `name`, `driver`,
+ * `pre`, `post_key_auth`, `post`, `response` (lists of `{name, path, require_session, raw_body_only,
+ * disabled}`), `auth_check`, `id_extractor`, `config_data`, `listen_path`, `strip_listen_path`,
+ * `target_url`), sorted by api_id: what a host needs to route requests and to know which hook types
+ * an API uses. Returns a malloc'd NUL-terminated string the caller frees with CoProcessFree (or
+ * free), or NULL when memory is exhausted. Thread-safe.
+ */
+char *CoProcessListApis(void);
+
+/**
+ * Chooses how a failed hook on the API path (a driver error, panic or malformed output) is reported.
+ * 0 (the default): as Tyk's gateway does, Dispatch succeeds and returns the hook's input answered
+ * through `request.return_overrides`: 403 "Key not authorised" for CustomKeyCheck, 500 "Middleware
+ * error" for the other hooks (the cause goes to the log). Non-zero: Dispatch fails with the plain
+ * error code (COPROCESS_ERR_DRIVER_FAILED, COPROCESS_ERR_DRIVER_BAD_OUTPUT) and the cause in
+ * CoProcessLastError(), as it does for Objects not routed to an API. Thread-safe; reset by
+ * CoProcessShutdown.
+ */
+void CoProcessSetPlainErrors(int plain);
 
 /**
  * Stores `value` under `key` for `ttl` seconds (0 or less = no expiry) in the bridge's store.

@@ -40,6 +40,9 @@ pub struct BridgeConfig {
     /// Minimum log level delivered: debug, info, warning, error.
     #[serde(default)]
     pub log_level: Option<String>,
+    /// tyk.conf's `hash_key_function`: when set, ID-extractor session ids take Tyk's base64 JSON form.
+    #[serde(default)]
+    pub hash_key_function: Option<String>,
 }
 
 impl BridgeConfig {

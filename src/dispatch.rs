@@ -4,7 +4,7 @@ use std::ffi::CStr;
 
 use coprocess_proto::wire;
 
-use crate::driver::instance::bad_output;
+use crate::driver::instance::{bad_output, DriverInstance};
 use crate::error::{
     Error, Result, COPROCESS_ERR_DISABLED, COPROCESS_ERR_INVALID_JSON,
     COPROCESS_ERR_INVALID_OBJECT, COPROCESS_ERR_INVALID_UTF8,
@@ -13,8 +13,10 @@ use crate::logging::Level;
 use crate::message::MallocBuf;
 use crate::runtime::Runtime;
 
-/// Runs one hook: `driver` names the driver, or `None` routes to the only one loaded. Returns the
-/// driver's malloc'd output, checked to be a well-formed `coprocess.Object`.
+/// Runs one hook: `driver` names the driver; `None` routes by `spec["APIID"]` to an API loaded with
+/// `CoProcessLoadApi` (which runs its hook chain, see `crate::chain`) or, when no loaded API matches,
+/// to the only driver loaded. Returns the malloc'd output, checked to be a well-formed
+/// `coprocess.Object`.
 ///
 /// Both checks are zero-allocation wire walks (`coprocess_proto::wire`), not prost decodes: they accept
 /// exactly what a decode accepts at a fraction of its cost (see benches/dispatch.rs).
@@ -31,10 +33,20 @@ pub fn dispatch(rt: &Runtime, driver: Option<&str>, input: &[u8]) -> Result<Mall
             format!("input is not a well-formed coprocess.Object: {e}"),
         )
     })?;
+    if driver.is_none() && !rt.apis.is_empty() {
+        if let Some(api) = wire::spec_value(input, "APIID").and_then(|id| rt.apis.get(id)) {
+            return crate::chain::dispatch_api(rt, &api, input);
+        }
+    }
     let instance = match driver {
         Some(name) => rt.registry.get(name)?,
         None => rt.registry.only()?,
     };
+    call_driver(&instance, input)
+}
+
+/// Calls one driver with an already validated Object and checks what it returns.
+pub(crate) fn call_driver(instance: &DriverInstance, input: &[u8]) -> Result<MallocBuf> {
     let output = instance.dispatch(input)?;
     check_output(input, output.as_slice()).map_err(|e| bad_output(instance.name(), e))?;
     Ok(output)

@@ -41,6 +41,10 @@ pub enum CoProcessStatus {
     COPROCESS_ERR_PANIC = 14,
     /// A JSON argument (an event) was not valid JSON.
     COPROCESS_ERR_INVALID_JSON = 15,
+    /// An API definition (CoProcessLoadApi) is not valid; the message names the field.
+    COPROCESS_ERR_INVALID_API = 16,
+    /// No API is loaded under the given api_id (CoProcessUnloadApi).
+    COPROCESS_ERR_UNKNOWN_API = 17,
 }
 
 pub use CoProcessStatus::*;

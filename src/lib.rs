@@ -4,12 +4,15 @@
 //! routes it to a driver (a shared library loaded at run time, see `include/coprocess_driver.h`) and hands
 //! back the driver's Object. The C surface is in [`ffi`] and `api.h`; everything else is safe Rust.
 
+pub mod api;
+pub mod chain;
 pub mod config;
 pub mod dispatch;
 pub mod driver;
 pub mod error;
 pub mod events;
 pub mod ffi;
+pub mod id_extractor;
 pub mod logging;
 pub mod message;
 pub mod runtime;

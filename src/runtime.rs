@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
 
+use crate::api::ApiRegistry;
 use crate::config::{driver_config_text, effective_driver_config, BridgeConfig};
 use crate::driver::bindings::CoProcessHostApi;
 use crate::driver::{Registry, ReloadOutcome};
@@ -19,6 +20,12 @@ pub struct Runtime {
     store: RwLock<Arc<dyn Store>>,
     config: RwLock<BridgeConfig>,
     enabled: AtomicBool,
+    /// APIs loaded with `CoProcessLoadApi` (routing by `spec["APIID"]`, hook chains).
+    pub apis: ApiRegistry,
+    /// Failed hooks on the API path come back as error codes instead of 403/500 Objects.
+    plain_errors: AtomicBool,
+    /// tyk.conf's `hash_key_function` (ID-extractor session ids).
+    hash_key_function: RwLock<Option<Arc<str>>>,
 }
 
 static GLOBAL: LazyLock<Runtime> =
@@ -38,6 +45,9 @@ impl Runtime {
             store: RwLock::new(Arc::new(MemoryStore::new())),
             config: RwLock::new(BridgeConfig::default()),
             enabled: AtomicBool::new(true),
+            apis: ApiRegistry::default(),
+            plain_errors: AtomicBool::new(false),
+            hash_key_function: RwLock::new(None),
         }
     }
 
@@ -52,6 +62,10 @@ impl Runtime {
         if let Some(level) = &cfg.log_level {
             self.logs.set_min_level(Level::parse(level));
         }
+        *self
+            .hash_key_function
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = cfg.hash_key_function.as_deref().map(Arc::from);
         let drivers = cfg.drivers.clone();
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = cfg;
         let loaded = self.registry.names();
@@ -77,6 +91,23 @@ impl Runtime {
 
     pub fn enabled(&self) -> bool {
         self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// Whether failed hooks on the API path are reported as error codes (see `CoProcessSetPlainErrors`).
+    pub fn plain_errors(&self) -> bool {
+        self.plain_errors.load(Ordering::Relaxed)
+    }
+
+    pub fn set_plain_errors(&self, on: bool) {
+        self.plain_errors.store(on, Ordering::Relaxed);
+    }
+
+    /// The configured `hash_key_function`, if any.
+    pub fn hash_key_function(&self) -> Option<Arc<str>> {
+        self.hash_key_function
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn store(&self) -> Arc<dyn Store> {
@@ -107,6 +138,12 @@ impl Runtime {
     /// Shuts every driver down and forgets state; the runtime can be configured again afterwards.
     pub fn shutdown(&self) {
         self.registry.shutdown();
+        self.apis.clear();
+        self.plain_errors.store(false, Ordering::Relaxed);
+        *self
+            .hash_key_function
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = None;
         self.events.clear();
         *self.store.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(MemoryStore::new());
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = BridgeConfig::default();

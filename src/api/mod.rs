@@ -1,0 +1,170 @@
+//! API definitions: which hooks an API runs, on which driver, with which ID extractor (DESIGN §6–7).
+//!
+//! Tyk keeps this in its API definitions; a host hands the same JSON to `CoProcessLoadApi` (Tyk classic
+//! `custom_middleware`, or Tyk OAS `x-tyk-api-gateway`) and `Dispatch` then routes by `spec["APIID"]` and
+//! runs the API's hook chains (see `crate::chain`). Parsing lives in [`parse`]; this module holds the
+//! normalised form and the registry of loaded APIs.
+
+pub(crate) mod parse;
+
+pub use parse::parse_definition;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result, COPROCESS_ERR_UNKNOWN_API};
+use crate::id_extractor::IdExtractor;
+
+/// One plugin function of an API (`{name, path, require_session, raw_body_only, disabled}` in Tyk).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HookDef {
+    pub name: String,
+    pub path: String,
+    pub require_session: bool,
+    pub raw_body_only: bool,
+    pub disabled: bool,
+}
+
+/// An API definition, reduced to what the bridge and a host need.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ApiDefinition {
+    pub api_id: String,
+    pub org_id: String,
+    pub name: String,
+    /// The driver (a name given to CoProcessLoadDriver); `None` routes to the only loaded driver.
+    pub driver: Option<String>,
+    pub pre: Vec<HookDef>,
+    pub post_key_auth: Vec<HookDef>,
+    pub post: Vec<HookDef>,
+    pub response: Vec<HookDef>,
+    /// The custom authentication plugin, present only when custom plugin auth is enabled.
+    pub auth_check: Option<HookDef>,
+    /// The ID extractor of the custom authentication plugin (ignored without `auth_check`).
+    pub id_extractor: Option<IdExtractor>,
+    /// `config_data` as JSON text, absent when the definition has none or disables it.
+    pub config_data: Option<String>,
+    /// Where the API listens and proxies to (for hosts such as the demo gateway; the bridge ignores them).
+    pub listen_path: String,
+    pub strip_listen_path: bool,
+    pub target_url: String,
+}
+
+impl ApiDefinition {
+    /// The hooks run for a chain of `hook_type` (Tyk's `HookType` numbers), disabled ones left out.
+    /// CustomKeyCheck is never a chain: it yields the auth check alone.
+    pub fn hooks(&self, hook_type: i32) -> impl Iterator<Item = &HookDef> {
+        use coprocess_proto::HookType;
+        let list: &[HookDef] = match HookType::try_from(hook_type) {
+            Ok(HookType::Pre) => &self.pre,
+            Ok(HookType::PostKeyAuth) => &self.post_key_auth,
+            Ok(HookType::Post) => &self.post,
+            Ok(HookType::Response) => &self.response,
+            Ok(HookType::CustomKeyCheck) => self.auth_check.as_slice(),
+            _ => &[],
+        };
+        list.iter().filter(|h| !h.disabled)
+    }
+}
+
+/// The APIs loaded with `CoProcessLoadApi`, by API id.
+#[derive(Default)]
+pub struct ApiRegistry {
+    apis: RwLock<HashMap<String, Arc<ApiDefinition>>>,
+    /// Whether any API is loaded: lets `Dispatch` skip the spec lookup entirely when none is.
+    any: AtomicBool,
+}
+
+impl ApiRegistry {
+    /// Parses and registers a definition, replacing one with the same id (Tyk reloads APIs that way).
+    /// Returns the API id.
+    pub fn load(&self, definition_json: &str) -> Result<String> {
+        let api = parse_definition(definition_json)?;
+        let id = api.api_id.clone();
+        let mut apis = self.apis.write().unwrap_or_else(|p| p.into_inner());
+        apis.insert(id.clone(), Arc::new(api));
+        self.any.store(true, Ordering::Release);
+        Ok(id)
+    }
+
+    /// Removes an API; an unknown id is an error naming it.
+    pub fn unload(&self, api_id: &str) -> Result<()> {
+        let mut apis = self.apis.write().unwrap_or_else(|p| p.into_inner());
+        if apis.remove(api_id).is_none() {
+            return Err(Error::new(
+                COPROCESS_ERR_UNKNOWN_API,
+                format!("no API with api_id '{api_id}' is loaded"),
+            ));
+        }
+        self.any.store(!apis.is_empty(), Ordering::Release);
+        Ok(())
+    }
+
+    /// The API loaded under `api_id`.
+    pub fn get(&self, api_id: &str) -> Option<Arc<ApiDefinition>> {
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
+        self.apis
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(api_id)
+            .cloned()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.any.load(Ordering::Acquire)
+    }
+
+    /// Every loaded API, sorted by id.
+    pub fn all(&self) -> Vec<Arc<ApiDefinition>> {
+        let mut all: Vec<_> = self
+            .apis
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.api_id.cmp(&b.api_id));
+        all
+    }
+
+    /// Forgets every API.
+    pub fn clear(&self) {
+        self.apis.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.any.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coprocess_proto::HookType;
+
+    const API: &str = r#"{"api_id": "a1", "org_id": "o1", "custom_middleware": {
+        "pre": [{"name": "p1"}, {"name": "p2", "disabled": true}, {"name": "p3"}],
+        "auth_check": {"name": "auth"}, "driver": "native"},
+        "custom_plugin_auth_enabled": true}"#;
+
+    #[test]
+    fn registry_loads_replaces_and_unloads() {
+        let r = ApiRegistry::default();
+        assert!(r.is_empty());
+        assert_eq!(r.load(API).unwrap(), "a1");
+        let api = r.get("a1").unwrap();
+        let pre: Vec<_> = api.hooks(HookType::Pre as i32).map(|h| &h.name).collect();
+        assert_eq!(pre, ["p1", "p3"], "disabled hooks are left out");
+        let auth: Vec<_> = api.hooks(HookType::CustomKeyCheck as i32).collect();
+        assert_eq!(auth.len(), 1);
+        assert_eq!(api.hooks(HookType::Unknown as i32).count(), 0);
+        r.load(&API.replace("\"p1\"", "\"p0\"")).unwrap();
+        assert_eq!(r.get("a1").unwrap().pre[0].name, "p0", "same id replaces");
+        assert_eq!(r.all().len(), 1);
+        let e = r.unload("nope").unwrap_err();
+        assert_eq!(e.message, "no API with api_id 'nope' is loaded");
+        r.unload("a1").unwrap();
+        assert!(r.is_empty() && r.get("a1").is_none());
+    }
+}

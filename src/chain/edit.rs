@@ -1,0 +1,305 @@
+//! Reading and editing serialized `coprocess.Object`s at the top level, without decoding them: the
+//! chain runs these on every hook, and a decode-modify-encode would copy every header and body each
+//! time. All functions expect a buffer that `wire::validate_object` accepted; on anything else they
+//! stay in bounds and give a harmless answer (`None` / unchanged).
+//!
+//! Protobuf's merge rules do the rest: a field appended to an Object overrides a singular scalar
+//! (`hook_name`), merges into a message (`request.return_overrides`) and adds a map entry (`spec`).
+
+use coprocess_proto::prost::encoding::{encode_key, encode_varint, WireType};
+
+// Field numbers (DESIGN §5).
+const OBJECT_HOOK_NAME: u32 = 2;
+const OBJECT_REQUEST: u32 = 3;
+const OBJECT_SESSION: u32 = 4;
+const OBJECT_SPEC: u32 = 6;
+const REQUEST_RETURN_OVERRIDES: u32 = 10;
+const OVERRIDES_RESPONSE_CODE: u32 = 1;
+const OVERRIDES_RESPONSE_ERROR: u32 = 2;
+
+fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..70).step_by(7) {
+        let b = *buf.get(*pos)?;
+        *pos += 1;
+        value |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// One field record: its number, wire type, where the record starts, where its payload starts and
+/// where it ends.
+struct Record {
+    tag: u32,
+    wire_type: u8,
+    start: usize,
+    payload: usize,
+    end: usize,
+}
+
+/// Reads the record at `pos` and moves past it. Groups are skipped whole (prost accepts them as
+/// unknown fields).
+fn record(buf: &[u8], pos: &mut usize) -> Option<Record> {
+    let start = *pos;
+    let key = varint(buf, pos)?;
+    let tag = u32::try_from(key >> 3).ok()?;
+    let wire_type = (key & 7) as u8;
+    let payload = *pos;
+    match wire_type {
+        0 => {
+            varint(buf, pos)?;
+        }
+        1 => *pos = pos.checked_add(8)?,
+        2 => {
+            let len = usize::try_from(varint(buf, pos)?).ok()?;
+            let payload_start = *pos;
+            *pos = pos.checked_add(len)?;
+            if *pos > buf.len() {
+                return None;
+            }
+            return Some(Record {
+                tag,
+                wire_type,
+                start,
+                payload: payload_start,
+                end: *pos,
+            });
+        }
+        3 => loop {
+            let inner = record(buf, pos)?;
+            if inner.wire_type == 4 && inner.tag == tag {
+                break;
+            }
+        },
+        4 => {}
+        5 => *pos = pos.checked_add(4)?,
+        _ => return None,
+    }
+    if *pos > buf.len() {
+        return None;
+    }
+    Some(Record {
+        tag,
+        wire_type,
+        start,
+        payload,
+        end: *pos,
+    })
+}
+
+/// Calls `f` with every record of `buf`; stops (returning false) at a malformed one.
+fn each(buf: &[u8], mut f: impl FnMut(&Record)) -> bool {
+    let mut pos = 0;
+    while pos < buf.len() {
+        match record(buf, &mut pos) {
+            Some(r) => f(&r),
+            None => return false,
+        }
+    }
+    true
+}
+
+/// `hook_name` (the last occurrence wins, as in a decode); "" when absent.
+pub fn hook_name(buf: &[u8]) -> &[u8] {
+    let mut name: &[u8] = &[];
+    each(buf, |r| {
+        if r.tag == OBJECT_HOOK_NAME && r.wire_type == 2 {
+            name = &buf[r.payload..r.end];
+        }
+    });
+    name
+}
+
+/// Whether the Object carries a `session`.
+pub fn has_session(buf: &[u8]) -> bool {
+    let mut found = false;
+    each(buf, |r| found |= r.tag == OBJECT_SESSION);
+    found
+}
+
+/// The Object without its `session` records.
+pub fn without_session(buf: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(buf.len());
+    let mut copied = 0;
+    each(buf, |r| {
+        if r.tag == OBJECT_SESSION {
+            out.extend_from_slice(&buf[copied..r.start]);
+            copied = r.end;
+        }
+    });
+    out.extend_from_slice(&buf[copied..]);
+    out
+}
+
+/// The payloads of every `session` record, concatenated: decoding that gives the merged session.
+pub fn session_bytes(buf: &[u8]) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    each(buf, |r| {
+        if r.tag == OBJECT_SESSION && r.wire_type == 2 {
+            out.get_or_insert_with(Vec::new)
+                .extend_from_slice(&buf[r.payload..r.end]);
+        }
+    });
+    out
+}
+
+/// `request.return_overrides.response_code`, or `None` when no `return_overrides` is present at all
+/// (a host that does not set Tyk's -1 is then not taken to have asked for status 0).
+pub fn response_code(buf: &[u8]) -> Option<i32> {
+    let mut present = false;
+    let mut code = 0i32;
+    each(buf, |r| {
+        if r.tag != OBJECT_REQUEST || r.wire_type != 2 {
+            return;
+        }
+        let request = &buf[r.payload..r.end];
+        each(request, |ro| {
+            if ro.tag != REQUEST_RETURN_OVERRIDES || ro.wire_type != 2 {
+                return;
+            }
+            present = true;
+            let overrides = &request[ro.payload..ro.end];
+            each(overrides, |f| {
+                if f.tag == OVERRIDES_RESPONSE_CODE && f.wire_type == 0 {
+                    let mut p = f.payload;
+                    if let Some(v) = varint(overrides, &mut p) {
+                        code = v as i32;
+                    }
+                }
+            });
+        });
+    });
+    present.then_some(code)
+}
+
+fn put_bytes(out: &mut Vec<u8>, tag: u32, value: &[u8]) {
+    encode_key(tag, WireType::LengthDelimited, out);
+    encode_varint(value.len() as u64, out);
+    out.extend_from_slice(value);
+}
+
+/// Appends `hook_name = name`.
+pub fn push_hook_name(out: &mut Vec<u8>, name: &str) {
+    put_bytes(out, OBJECT_HOOK_NAME, name.as_bytes());
+}
+
+/// Appends the entry `spec[key] = value`.
+pub fn push_spec(out: &mut Vec<u8>, key: &str, value: &str) {
+    let mut entry = Vec::with_capacity(key.len() + value.len() + 4);
+    put_bytes(&mut entry, 1, key.as_bytes());
+    put_bytes(&mut entry, 2, value.as_bytes());
+    put_bytes(out, OBJECT_SPEC, &entry);
+}
+
+/// Appends a `session` (already encoded).
+pub fn push_session(out: &mut Vec<u8>, session: &[u8]) {
+    put_bytes(out, OBJECT_SESSION, session);
+}
+
+/// Appends `request.return_overrides = {response_code: code, response_error: error}`.
+pub fn push_return_error(out: &mut Vec<u8>, code: i32, error: &str) {
+    let mut overrides = Vec::with_capacity(error.len() + 16);
+    encode_key(OVERRIDES_RESPONSE_CODE, WireType::Varint, &mut overrides);
+    encode_varint(i64::from(code) as u64, &mut overrides);
+    put_bytes(&mut overrides, OVERRIDES_RESPONSE_ERROR, error.as_bytes());
+    let mut request = Vec::with_capacity(overrides.len() + 4);
+    put_bytes(&mut request, REQUEST_RETURN_OVERRIDES, &overrides);
+    put_bytes(out, OBJECT_REQUEST, &request);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coprocess_proto::{
+        fixtures, HookType, Message, MiniRequestObject, Object, ReturnOverrides, SessionState,
+    };
+
+    fn typical() -> Object {
+        let mut o = fixtures::typical_object();
+        o.hook_type = HookType::Pre as i32;
+        o
+    }
+
+    #[test]
+    fn edits_decode_as_the_equivalent_object() {
+        let o = typical();
+        let mut buf = o.encode_to_vec();
+        assert!(has_session(&buf));
+        buf = without_session(&buf);
+        assert!(!has_session(&buf));
+        push_hook_name(&mut buf, "Next");
+        push_spec(&mut buf, "config_data", "{}");
+        push_return_error(&mut buf, 500, "Middleware error");
+        let got = Object::decode(buf.as_slice()).unwrap();
+        let mut want = o.clone();
+        want.session = None;
+        want.hook_name = "Next".into();
+        want.spec.insert("config_data".into(), "{}".into());
+        let ro = want
+            .request
+            .get_or_insert_with(Default::default)
+            .return_overrides
+            .get_or_insert_with(Default::default);
+        ro.response_code = 500;
+        ro.response_error = "Middleware error".into();
+        assert_eq!(got, want);
+        assert_eq!(hook_name(&buf), b"Next");
+        assert_eq!(response_code(&buf), Some(500));
+    }
+
+    #[test]
+    fn response_code_follows_merges_and_presence() {
+        let mut o = Object::default();
+        assert_eq!(response_code(&o.encode_to_vec()), None);
+        o.request = Some(MiniRequestObject {
+            return_overrides: Some(ReturnOverrides {
+                response_code: -1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let mut buf = o.encode_to_vec();
+        assert_eq!(response_code(&buf), Some(-1));
+        push_return_error(&mut buf, 403, "no");
+        assert_eq!(response_code(&buf), Some(403));
+        o.request.as_mut().unwrap().return_overrides = Some(ReturnOverrides::default());
+        assert_eq!(response_code(&o.encode_to_vec()), Some(0));
+    }
+
+    #[test]
+    fn sessions_merge_across_records() {
+        let mut buf = Object::default().encode_to_vec();
+        push_session(
+            &mut buf,
+            &SessionState {
+                rate: 1.0,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        );
+        push_session(
+            &mut buf,
+            &SessionState {
+                per: 2.0,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        );
+        let s = SessionState::decode(session_bytes(&buf).unwrap().as_slice()).unwrap();
+        assert_eq!((s.rate, s.per), (1.0, 2.0));
+        assert_eq!(session_bytes(&Object::default().encode_to_vec()), None);
+    }
+
+    #[test]
+    fn malformed_input_is_harmless() {
+        for junk in [&b"\xff"[..], b"\x12\x05ab", b"\x1a\x02\x52"] {
+            let _ = hook_name(junk);
+            let _ = response_code(junk);
+            let _ = without_session(junk);
+            let _ = session_bytes(junk);
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Hook chains for APIs loaded with `CoProcessLoadApi` (DESIGN §6–7): what Tyk's gateway does around
+//! each plugin call, done inside the bridge so every host gets it.
+//!
+//! - An Object with a `hook_name` runs that one hook. One without runs the API's whole chain for its
+//!   `hook_type`, in definition order, disabled hooks skipped: each hook's output is the next one's
+//!   input, and a hook whose output has `request.return_overrides.response_code >= 0` ends the chain.
+//! - CustomKeyCheck is never chained: it runs the API's `auth_check`, behind the ID extractor and its
+//!   cache when the API configures one.
+//! - Pre and CustomKeyCheck hooks never see a session (Tyk sends none there); every hook sees
+//!   `spec["config_data"]` when the API has config data.
+//! - A failing hook (the driver returns an error, panics or returns garbage) becomes an answer, as in
+//!   Tyk: return_overrides 403 "Key not authorised" for CustomKeyCheck, 500 "Middleware error" for the
+//!   others; the cause is logged. A host that prefers the error code calls
+//!   `CoProcessSetPlainErrors(1)`.
+
+pub mod edit;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use coprocess_proto::{HookType, Message, Object};
+
+use crate::api::{ApiDefinition, HookDef};
+use crate::dispatch::call_driver;
+use crate::driver::instance::DriverInstance;
+use crate::error::{Error, Result, COPROCESS_ERR_DRIVER_BAD_OUTPUT, COPROCESS_ERR_DRIVER_FAILED};
+use crate::id_extractor::{cache, session_id};
+use crate::logging::Level;
+use crate::message::MallocBuf;
+use crate::runtime::Runtime;
+
+/// Tyk's answers for failed hooks and failed extraction.
+pub const KEY_NOT_AUTHORISED: &str = "Key not authorised";
+pub const MIDDLEWARE_ERROR: &str = "Middleware error";
+pub const AUTHORIZATION_FIELD_MISSING: &str = "Authorization field missing";
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs `input` (an already validated Object whose `spec["APIID"]` names `api`) through the API.
+pub fn dispatch_api(rt: &Runtime, api: &ApiDefinition, input: &[u8]) -> Result<MallocBuf> {
+    let driver = match &api.driver {
+        Some(name) => rt.registry.get(name)?,
+        None => rt.registry.only()?,
+    };
+    let hook_type = coprocess_proto::wire::hook_type(input).unwrap_or(0);
+    let run = Run {
+        rt,
+        api,
+        driver,
+        hook_type,
+    };
+    let name = edit::hook_name(input);
+    if !name.is_empty() {
+        // One named hook; its definition (if listed) does not change the call.
+        return run.one(input, None);
+    }
+    if hook_type == HookType::CustomKeyCheck as i32 {
+        return run.auth(input);
+    }
+    run.chain(input)
+}
+
+struct Run<'a> {
+    rt: &'a Runtime,
+    api: &'a ApiDefinition,
+    driver: Arc<DriverInstance>,
+    hook_type: i32,
+}
+
+impl Run<'_> {
+    fn is_auth(&self) -> bool {
+        self.hook_type == HookType::CustomKeyCheck as i32
+    }
+
+    /// The input of one hook: without a session for Pre and CustomKeyCheck, with the API's config
+    /// data, with `hook_name` set when `hook` is given.
+    fn prepare<'b>(&self, current: &'b [u8], hook: Option<&HookDef>) -> Cow<'b, [u8]> {
+        let mut bytes = Cow::Borrowed(current);
+        let sessionless = self.hook_type == HookType::Pre as i32 || self.is_auth();
+        if sessionless && edit::has_session(current) {
+            bytes = Cow::Owned(edit::without_session(current));
+        }
+        if let Some(config) = &self.api.config_data {
+            if coprocess_proto::wire::spec_value(&bytes, "config_data") != Some(config.as_str()) {
+                edit::push_spec(bytes.to_mut(), "config_data", config);
+            }
+        }
+        if let Some(hook) = hook {
+            edit::push_hook_name(bytes.to_mut(), &hook.name);
+        }
+        bytes
+    }
+
+    /// Calls the driver with the prepared input of one hook; a failure becomes Tyk's answer (or stays
+    /// an error for hosts that asked for plain errors).
+    fn one(&self, current: &[u8], hook: Option<&HookDef>) -> Result<MallocBuf> {
+        let prepared = self.prepare(current, hook);
+        match call_driver(&self.driver, &prepared) {
+            Ok(out) => Ok(out),
+            Err(e) => self.failed(&prepared, e),
+        }
+    }
+
+    fn failed(&self, input: &[u8], e: Error) -> Result<MallocBuf> {
+        let driver_fault = matches!(
+            e.status,
+            COPROCESS_ERR_DRIVER_FAILED | COPROCESS_ERR_DRIVER_BAD_OUTPUT
+        );
+        if !driver_fault || self.rt.plain_errors() {
+            return Err(e);
+        }
+        let (code, answer) = if self.is_auth() {
+            (403, KEY_NOT_AUTHORISED)
+        } else {
+            (500, MIDDLEWARE_ERROR)
+        };
+        self.rt.logs.log(
+            Level::Error,
+            &format!(
+                "API '{}': hook failed, answering {code} \"{answer}\": {}",
+                self.api.api_id, e.message
+            ),
+        );
+        Ok(answered(input, code, answer))
+    }
+
+    /// The chain of a Pre, PostKeyAuth, Post or Response hook type.
+    fn chain(&self, input: &[u8]) -> Result<MallocBuf> {
+        let mut current: Option<MallocBuf> = None;
+        for hook in self.api.hooks(self.hook_type) {
+            let bytes = current.as_ref().map_or(input, MallocBuf::as_slice);
+            let out = self.one(bytes, Some(hook))?;
+            let stop = edit::response_code(out.as_slice()).is_some_and(|c| c >= 0);
+            current = Some(out);
+            if stop {
+                break;
+            }
+        }
+        Ok(current.unwrap_or_else(|| MallocBuf::copy_from(input)))
+    }
+
+    /// CustomKeyCheck: the ID extractor and its cache, then the auth_check hook.
+    fn auth(&self, input: &[u8]) -> Result<MallocBuf> {
+        let Some(hook) = self.api.hooks(self.hook_type).next() else {
+            // No custom auth configured for this API: nothing to check.
+            return Ok(MallocBuf::copy_from(input));
+        };
+        let Some(extractor) = &self.api.id_extractor else {
+            return self.one(input, Some(hook));
+        };
+        let request = Object::decode(input)
+            .map(|o| o.request.unwrap_or_default())
+            .unwrap_or_default();
+        let value = match extractor.extract(&request) {
+            Ok(v) => v,
+            Err(why) => {
+                self.rt.logs.log(
+                    Level::Debug,
+                    &format!(
+                        "API '{}': ID extractor found nothing ({}): answering 400",
+                        self.api.api_id, why.0
+                    ),
+                );
+                let prepared = self.prepare(input, Some(hook));
+                return Ok(answered(&prepared, 400, AUTHORIZATION_FIELD_MISSING));
+            }
+        };
+        let hash = self.rt.hash_key_function();
+        let sid = session_id(&self.api.org_id, &value, hash.as_deref());
+        let store = self.rt.store();
+        let now = now_unix();
+        if let Some(session) = cache::lookup(store.as_ref(), &sid, now) {
+            let mut out = self.prepare(input, Some(hook)).into_owned();
+            edit::push_session(&mut out, &session.encode_to_vec());
+            return Ok(MallocBuf::copy_from(&out));
+        }
+        let out = self.one(input, Some(hook))?;
+        let passed = edit::response_code(out.as_slice()).is_none_or(|c| c < 0);
+        if passed {
+            if let Some(session) = edit::session_bytes(out.as_slice())
+                .and_then(|b| coprocess_proto::SessionState::decode(b.as_slice()).ok())
+            {
+                cache::save(store.as_ref(), &sid, &session, now);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `input` answered with `code` and `error` through return_overrides.
+fn answered(input: &[u8], code: i32, error: &str) -> MallocBuf {
+    let mut out = Vec::with_capacity(input.len() + error.len() + 16);
+    out.extend_from_slice(input);
+    edit::push_return_error(&mut out, code, error);
+    MallocBuf::copy_from(&out)
+}
