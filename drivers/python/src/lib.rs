@@ -1,0 +1,66 @@
+//! `libcoprocess_python.so`: a coprocess-bridge driver that embeds CPython and runs Tyk Python plugin
+//! bundles unchanged (`from tyk.decorators import *`, `from gateway import TykGateway as tyk`).
+//!
+//! Config JSON: `{"bundle_root": PATH, "python_path": [DIR, ...]}`. Every directory under
+//! `bundle_root` is a bundle (`manifest.json` + `middleware.py`), keyed by its directory name, which
+//! the gateway sends as `spec["bundle_hash"]`. See `python/runtime.py` for the Python side and
+//! `src/interpreter.rs` for how the interpreter is started (or shared with a Python host).
+
+mod config;
+mod host_api;
+mod interpreter;
+mod runtime;
+
+use coprocess_driver::{
+    export_driver, Call, Driver, Error, Host, Level, Message, Object, Reply, Result,
+};
+
+use crate::config::Config;
+use crate::runtime::Runtime;
+
+pub struct PythonDriver {
+    host: Host,
+    runtime: Runtime,
+}
+
+impl Driver for PythonDriver {
+    fn new(host: Host, config: &str) -> Result<Self> {
+        let config = Config::parse(config)?;
+        if let Some(note) = interpreter::ensure_initialized()? {
+            host.log(Level::Warning, &format!("python driver: {note}"));
+        }
+        let runtime = Runtime::start(host, &config)?;
+        Ok(PythonDriver { host, runtime })
+    }
+
+    fn dispatch(&self, call: &Call) -> Result<Reply> {
+        let input = call.bytes();
+        let output = self.runtime.dispatch(input).map_err(Error::from)?;
+        if output == input {
+            return Ok(Reply::Unchanged);
+        }
+        let object = Object::decode(output.as_slice())
+            .map_err(|e| Error::new(format!("python driver produced an invalid Object: {e}")))?;
+        Ok(Reply::Object(Box::new(object)))
+    }
+
+    fn event(&self, event_json: &str) {
+        self.runtime.event(&self.host, event_json);
+    }
+
+    fn reload(&self) {
+        self.runtime.reload(&self.host);
+    }
+
+    fn load_bundle(&self, path: &str) -> Result<()> {
+        self.runtime
+            .load_bundle(&self.host, path)
+            .map_err(Error::from)
+    }
+
+    fn shutdown(&self) {
+        self.runtime.shutdown(&self.host);
+    }
+}
+
+export_driver!(PythonDriver);
