@@ -1,4 +1,6 @@
 //! Compiles the Tyk coprocess schema with prost-build, parsed by protox (no system `protoc`).
+//! With the `json` feature it also generates protobuf canonical JSON (serde) impls with pbjson-build
+//! and writes the encoded `FileDescriptorSet` for `FILE_DESCRIPTOR_SET`.
 fn main() {
     const FILES: &[&str] = &[
         "coprocess_common.proto",
@@ -12,7 +14,23 @@ fn main() {
         println!("cargo:rerun-if-changed={f}");
     }
     let fds = protox::compile(FILES, ["."]).expect("the coprocess .proto files must parse");
+    #[cfg(feature = "json")]
+    json(&fds);
     prost_build::Config::new()
         .compile_fds(fds)
         .expect("prost-build must generate the coprocess types");
+}
+
+#[cfg(feature = "json")]
+fn json(fds: &protox::prost_reflect::prost_types::FileDescriptorSet) {
+    use protox::prost::Message;
+    let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let bytes = fds.encode_to_vec();
+    std::fs::write(out.join("coprocess_descriptor_set.bin"), &bytes)
+        .expect("writing the descriptor set into OUT_DIR");
+    pbjson_build::Builder::new()
+        .register_descriptors(&bytes)
+        .expect("pbjson-build must read the descriptor set")
+        .build(&[".coprocess"])
+        .expect("pbjson-build must generate the coprocess serde impls");
 }
