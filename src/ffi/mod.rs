@@ -90,3 +90,47 @@ pub(crate) unsafe fn opt_str_arg<'a>(p: *const c_char, what: &str) -> Result<Opt
     // SAFETY: forwarded contract.
     unsafe { str_arg(p, what) }.map(Some)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{last_error, COPROCESS_ERR_PANIC};
+
+    fn exported_that_panics(fail: bool) -> i32 {
+        ffi_boundary!(COPROCESS_ERR_PANIC as i32, {
+            if fail {
+                panic!("boom at the boundary");
+            }
+            0
+        })
+    }
+
+    #[test]
+    fn a_panic_becomes_a_status_and_a_message() {
+        assert_eq!(exported_that_panics(false), 0);
+        assert_eq!(exported_that_panics(true), COPROCESS_ERR_PANIC as i32);
+        assert_eq!(
+            last_error(),
+            "internal error in coprocess-bridge (caught at the C boundary, the host keeps running): \
+             boom at the boundary"
+        );
+    }
+
+    #[test]
+    fn string_arguments_are_checked() {
+        // SAFETY: NULL and valid C strings only.
+        unsafe {
+            assert_eq!(
+                str_arg(std::ptr::null(), "x").unwrap_err().message,
+                "x is NULL"
+            );
+            assert_eq!(str_arg(c"ok".as_ptr(), "x").unwrap(), "ok");
+            let bad = [0xc3u8, 0x28, 0];
+            assert_eq!(
+                str_arg(bad.as_ptr().cast(), "x").unwrap_err().message,
+                "x is not valid UTF-8"
+            );
+            assert_eq!(opt_str_arg(std::ptr::null(), "x").unwrap(), None);
+        }
+    }
+}
