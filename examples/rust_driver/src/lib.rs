@@ -10,7 +10,18 @@
 //! - Response hooks rewrite the body to a JSON summary and the status to 200 (a full decode).
 //! - Every event increments the store key `rust_driver:events`.
 //! - A hook named `Panic` panics, to show that a panic fails that call only.
+//!
+//! Named hooks for chains (Pre, PostKeyAuth and Post; used by the API/chain tests and the demo gateway):
+//! - `Chain...` appends its name to the request header `X-Chain` (comma-separated), so the upstream sees
+//!   the order hooks ran in, and counts its calls in the store key `rust_driver:calls:<name>`.
+//! - `Deny` answers 418 through return_overrides (which ends the chain) when the request carries an
+//!   `X-Deny` header, with the `X-Chain` so far in the body; otherwise it changes nothing.
+//! - `ShowConfig` copies `spec["config_data"]` to the request header `X-Config-Data`.
+//! - `Fail` fails (the bridge answers 500 "Middleware error" on the API path).
+//! - CustomKeyCheck also sets the request header `X-Auth-Call: <n>` (n counts the driver's auth calls),
+//!   so a cached session (no driver call) is visible upstream by its absence.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -51,8 +62,10 @@ fn default_header() -> String {
 pub struct ExampleDriver {
     host: Host,
     config: Config,
-    /// Serialises read-modify-write of the event counter in the host store.
+    /// Serialises read-modify-write of the counters in the host store.
     event_counter: Mutex<()>,
+    /// CustomKeyCheck calls that reached this driver.
+    auth_calls: AtomicU64,
 }
 
 fn now_unix() -> i64 {
@@ -81,8 +94,10 @@ impl ExampleDriver {
                     ..Default::default()
                 };
                 session.metadata.insert("token".into(), t.into());
+                let n = self.auth_calls.fetch_add(1, Ordering::Relaxed) + 1;
                 Ok(ObjectPatch::new()
                     .session(&session)
+                    .set_header("X-Auth-Call", &n.to_string())
                     .metadata("token", t)
                     .into())
             }
@@ -97,6 +112,64 @@ impl ExampleDriver {
                     .into())
             }
         }
+    }
+
+    /// Adds 1 to the store counter `key`.
+    fn count(&self, key: &str) {
+        let _guard = self.event_counter.lock().unwrap_or_else(|p| p.into_inner());
+        let n: u64 = self.host.get(key).and_then(|v| v.parse().ok()).unwrap_or(0);
+        self.host.store(key, &(n + 1).to_string(), 0);
+    }
+
+    /// The named hooks of Pre, PostKeyAuth and Post chains; `None` for other names.
+    fn named(&self, call: &Call) -> Option<Result<Reply>> {
+        let name = call.hook_name();
+        let chain_so_far = |object: &coprocess_driver::proto::Object| {
+            let request = object.request.clone().unwrap_or_default();
+            request
+                .set_headers
+                .get("X-Chain")
+                .or_else(|| request.headers.get("X-Chain"))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let reply = match name {
+            n if n.starts_with("Chain") => {
+                self.count(&format!("rust_driver:calls:{n}"));
+                call.decode().map(|object| {
+                    let so_far = chain_so_far(&object);
+                    let value = if so_far.is_empty() {
+                        n.to_owned()
+                    } else {
+                        format!("{so_far},{n}")
+                    };
+                    ObjectPatch::new().set_header("X-Chain", &value).into()
+                })
+            }
+            "Deny" => call.decode().map(|object| {
+                let request = object.request.clone().unwrap_or_default();
+                if request
+                    .headers
+                    .keys()
+                    .any(|k| k.eq_ignore_ascii_case("x-deny"))
+                {
+                    let body =
+                        serde_json::json!({"denied_by": "Deny", "chain": chain_so_far(&object)});
+                    ObjectPatch::new()
+                        .return_override(418, &body.to_string())
+                        .return_header("Content-Type", "application/json")
+                        .into()
+                } else {
+                    Reply::Unchanged
+                }
+            }),
+            "ShowConfig" => Ok(ObjectPatch::new()
+                .set_header("X-Config-Data", call.spec("config_data").unwrap_or(""))
+                .into()),
+            "Fail" => Err(Error::new("the Fail hook fails on purpose")),
+            _ => return None,
+        };
+        Some(reply)
     }
 
     fn response(&self, call: &Call) -> Result<Reply> {
@@ -130,12 +203,21 @@ impl Driver for ExampleDriver {
             host,
             config,
             event_counter: Mutex::new(()),
+            auth_calls: AtomicU64::new(0),
         })
     }
 
     fn dispatch(&self, call: &Call) -> Result<Reply> {
         if call.hook_name() == "Panic" {
             panic!("the Panic hook panics on purpose");
+        }
+        if matches!(
+            call.hook_type(),
+            HookType::Pre | HookType::PostKeyAuth | HookType::Post
+        ) {
+            if let Some(reply) = self.named(call) {
+                return reply;
+            }
         }
         match call.hook_type() {
             HookType::Pre => Ok(ObjectPatch::new()
@@ -148,14 +230,7 @@ impl Driver for ExampleDriver {
     }
 
     fn event(&self, _event_json: &str) {
-        let _guard = self.event_counter.lock().unwrap_or_else(|p| p.into_inner());
-        let n: u64 = self
-            .host
-            .get("rust_driver:events")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        self.host
-            .store("rust_driver:events", &(n + 1).to_string(), 0);
+        self.count("rust_driver:events");
     }
 
     fn reload(&self) {

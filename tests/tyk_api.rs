@@ -1,0 +1,335 @@
+//! API definitions, routing by spec["APIID"], hook chains, Tyk's error answers and the ID extractor's
+//! auth cache, through the bridge's C exports with the SDK's example driver (examples/rust_driver)
+//! loaded as "native".
+
+mod abi;
+mod common;
+
+use std::sync::OnceLock;
+
+use abi::*;
+use coprocess_bridge::error::CoProcessStatus::*;
+use coprocess_bridge::ffi::host::{
+    CoProcessListApis, CoProcessLoadApi, CoProcessSetPlainErrors, CoProcessUnloadApi,
+};
+use coprocess_bridge::proto::{
+    HookType, Message, MiniRequestObject, Object, ReturnOverrides, SessionState,
+};
+
+const CONFIG: &str = r#"{"tokens": ["tok-1", "tok-2"], "cache_seconds": 60}"#;
+
+fn driver() {
+    static LOADED: OnceLock<()> = OnceLock::new();
+    LOADED.get_or_init(|| {
+        let lib = common::build_workspace_cdylib(
+            "coprocess-rust-driver-example",
+            "coprocess_rust_driver",
+        );
+        load("native", &lib, Some(CONFIG)).unwrap();
+    });
+}
+
+fn load_api(json: &str) -> Result<(), (i32, String)> {
+    driver();
+    let text = c(json);
+    match CoProcessLoadApi(text.as_ptr()) {
+        0 => Ok(()),
+        rc => Err((rc, last_error())),
+    }
+}
+
+/// A classic definition with the given custom_middleware body (custom auth enabled when it has an
+/// auth_check).
+fn classic(api_id: &str, middleware: &str) -> String {
+    let auth = middleware.contains("auth_check");
+    format!(
+        r#"{{"api_id": "{api_id}", "org_id": "org1", "config_data": {{"greeting": "hi"}},
+        "custom_plugin_auth_enabled": {auth},
+        "custom_middleware": {{"driver": "native", {middleware}}}}}"#
+    )
+}
+
+/// An Object as Tyk's gateway builds it: return_overrides.response_code = -1, spec with the API.
+fn request(api_id: &str, hook: HookType, headers: &[(&str, &str)]) -> Object {
+    Object {
+        hook_type: hook as i32,
+        request: Some(MiniRequestObject {
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            url: "/x".into(),
+            request_uri: "/x".into(),
+            method: "GET".into(),
+            return_overrides: Some(ReturnOverrides {
+                response_code: -1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        spec: [("APIID", api_id), ("OrgID", "org1"), ("bundle_hash", "")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn run(o: &Object) -> Result<Object, (i32, String)> {
+    dispatch(&o.encode_to_vec()).map(|out| Object::decode(out.as_slice()).unwrap())
+}
+
+fn set_header(o: &Object, name: &str) -> Option<String> {
+    o.request.as_ref()?.set_headers.get(name).cloned()
+}
+
+fn overrides(o: &Object) -> ReturnOverrides {
+    o.request
+        .as_ref()
+        .and_then(|r| r.return_overrides.clone())
+        .unwrap_or_default()
+}
+
+fn calls(name: &str) -> u64 {
+    get(&format!("rust_driver:calls:{name}"))
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_chain_runs_in_order_and_feeds_each_hook_the_previous_output() {
+    load_api(&classic(
+        "chain",
+        r#""pre": [{"name": "ChainA1"}, {"name": "Off", "disabled": true}, {"name": "ChainA2"}, {"name": "ShowConfig"}],
+           "post": [{"name": "ChainA3"}], "auth_check": {"name": "Auth"}"#,
+    ))
+    .unwrap();
+    let out = run(&request("chain", HookType::Pre, &[])).unwrap();
+    assert_eq!(
+        set_header(&out, "X-Chain").as_deref(),
+        Some("ChainA1,ChainA2")
+    );
+    assert_eq!(
+        set_header(&out, "X-Config-Data").as_deref(),
+        Some(r#"{"greeting":"hi"}"#),
+        "spec carries config_data"
+    );
+    assert_eq!(overrides(&out).response_code, -1);
+    let post = run(&request("chain", HookType::Post, &[("X-Chain", "before")])).unwrap();
+    assert_eq!(
+        set_header(&post, "X-Chain").as_deref(),
+        Some("before,ChainA3")
+    );
+}
+
+#[test]
+fn a_hook_that_sets_a_response_code_ends_the_chain() {
+    load_api(&classic(
+        "stop",
+        r#""pre": [{"name": "ChainS1"}, {"name": "Deny"}, {"name": "ChainS2"}], "auth_check": {"name": "A"}"#,
+    ))
+    .unwrap();
+    let before = calls("ChainS2");
+    let out = run(&request("stop", HookType::Pre, &[("X-Deny", "1")])).unwrap();
+    let ro = overrides(&out);
+    assert_eq!(ro.response_code, 418);
+    assert_eq!(
+        ro.response_body,
+        r#"{"chain":"ChainS1","denied_by":"Deny"}"#
+    );
+    assert_eq!(
+        calls("ChainS2"),
+        before,
+        "the hook after the stop never ran"
+    );
+    let out = run(&request("stop", HookType::Pre, &[])).unwrap();
+    assert_eq!(
+        set_header(&out, "X-Chain").as_deref(),
+        Some("ChainS1,ChainS2")
+    );
+    assert_eq!(calls("ChainS2"), before + 1);
+}
+
+#[test]
+fn pre_and_custom_key_check_hooks_never_see_a_session() {
+    load_api(&classic(
+        "nosession",
+        r#""pre": [{"name": "ChainN"}], "post": [{"name": "ChainP"}], "auth_check": {"name": "Auth"}"#,
+    ))
+    .unwrap();
+    let mut o = request("nosession", HookType::Pre, &[]);
+    o.session = Some(SessionState {
+        rate: 9.0,
+        ..Default::default()
+    });
+    // The example driver patches its input, so a session in the output came from the input.
+    assert_eq!(run(&o).unwrap().session, None);
+    o.hook_type = HookType::Post as i32;
+    assert_eq!(run(&o).unwrap().session.map(|s| s.rate), Some(9.0));
+}
+
+#[test]
+fn custom_key_check_uses_the_id_extractor_cache() {
+    load_api(&classic(
+        "auth",
+        r#""auth_check": {"name": "Auth"},
+           "id_extractor": {"extract_from": "header", "extract_with": "value",
+                            "extractor_config": {"header_name": "Authorization"}}"#,
+    ))
+    .unwrap();
+    let ckc = |auth: Option<&str>| {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+        run(&request("auth", HookType::CustomKeyCheck, &headers)).unwrap()
+    };
+    let first = ckc(Some("Bearer tok-1"));
+    let n: u64 = set_header(&first, "X-Auth-Call").unwrap().parse().unwrap();
+    let session = first.session.clone().expect("a session");
+    assert!(session.id_extractor_deadline > 0);
+    let cached = ckc(Some("Bearer tok-1"));
+    assert_eq!(
+        set_header(&cached, "X-Auth-Call"),
+        None,
+        "served from the cache"
+    );
+    assert_eq!(
+        cached.session,
+        Some(session),
+        "the cached session is returned"
+    );
+    assert_eq!(overrides(&cached).response_code, -1);
+    let sid = coprocess_bridge::id_extractor::session_id("org1", "Bearer tok-1", None);
+    assert!(!get(&coprocess_bridge::id_extractor::cache::key(&sid)).is_empty());
+    let other = ckc(Some("Bearer tok-2"));
+    let m: u64 = set_header(&other, "X-Auth-Call").unwrap().parse().unwrap();
+    assert!(m > n, "another value reaches the driver");
+    let refused = ckc(Some("Bearer nope"));
+    assert_eq!(overrides(&refused).response_code, 403);
+    let again = ckc(Some("Bearer nope"));
+    assert_eq!(
+        overrides(&again).response_code,
+        403,
+        "refusals are not cached"
+    );
+    let missing = ckc(None);
+    let ro = overrides(&missing);
+    assert_eq!(
+        (ro.response_code, ro.response_error.as_str()),
+        (400, "Authorization field missing")
+    );
+}
+
+#[test]
+fn failed_hooks_answer_like_tyk_unless_plain_errors_are_asked_for() {
+    load_api(&classic(
+        "fail",
+        r#""pre": [{"name": "Fail"}, {"name": "ChainF"}], "auth_check": {"name": "Panic"}"#,
+    ))
+    .unwrap();
+    let out = run(&request("fail", HookType::Pre, &[])).unwrap();
+    let ro = overrides(&out);
+    assert_eq!(
+        (ro.response_code, ro.response_error.as_str()),
+        (500, "Middleware error")
+    );
+    assert_eq!(set_header(&out, "X-Chain"), None, "the chain stopped");
+    let out = run(&request("fail", HookType::CustomKeyCheck, &[])).unwrap();
+    let ro = overrides(&out);
+    assert_eq!(
+        (ro.response_code, ro.response_error.as_str()),
+        (403, "Key not authorised")
+    );
+
+    CoProcessSetPlainErrors(1);
+    let pre = run(&request("fail", HookType::Pre, &[]));
+    let ckc = run(&request("fail", HookType::CustomKeyCheck, &[]));
+    CoProcessSetPlainErrors(0);
+    let (code, msg) = pre.unwrap_err();
+    assert_eq!(code, COPROCESS_ERR_DRIVER_FAILED as i32);
+    assert!(msg.contains("the Fail hook fails on purpose"), "{msg}");
+    assert_eq!(ckc.unwrap_err().0, COPROCESS_ERR_DRIVER_FAILED as i32);
+}
+
+#[test]
+fn oas_definitions_route_and_chain_too() {
+    load_api(
+        r#"{"openapi": "3.0.3", "info": {"title": "o", "version": "1"}, "paths": {},
+        "x-tyk-api-gateway": {"info": {"id": "oas-api", "orgId": "org1", "state": {"active": true}},
+          "middleware": {"global": {"pluginConfig": {"driver": "native", "data": {"enabled": true, "value": {"k": 2}}},
+            "prePlugins": [{"enabled": true, "functionName": "ChainO1"}, {"enabled": true, "functionName": "ShowConfig"}],
+            "postAuthenticationPlugins": [{"enabled": true, "functionName": "ChainO2"}]}}}}"#,
+    )
+    .unwrap();
+    let out = run(&request("oas-api", HookType::Pre, &[])).unwrap();
+    assert_eq!(set_header(&out, "X-Chain").as_deref(), Some("ChainO1"));
+    assert_eq!(
+        set_header(&out, "X-Config-Data").as_deref(),
+        Some(r#"{"k":2}"#)
+    );
+    let out = run(&request("oas-api", HookType::PostKeyAuth, &[])).unwrap();
+    assert_eq!(set_header(&out, "X-Chain").as_deref(), Some("ChainO2"));
+}
+
+#[test]
+fn a_named_hook_runs_alone_and_unknown_apis_go_to_the_only_driver() {
+    load_api(&classic(
+        "named",
+        r#""pre": [{"name": "ChainX1"}, {"name": "ChainX2"}]"#,
+    ))
+    .unwrap();
+    let mut o = request("named", HookType::Pre, &[]);
+    o.hook_name = "ChainX2".into();
+    assert_eq!(
+        set_header(&run(&o).unwrap(), "X-Chain").as_deref(),
+        Some("ChainX2")
+    );
+    let unknown = request("not-loaded", HookType::Pre, &[]);
+    let out = run(&unknown).unwrap();
+    assert_eq!(set_header(&out, "X-Rust-Driver").as_deref(), Some("rust"));
+    assert!(!out.spec.contains_key("config_data"));
+}
+
+#[test]
+fn apis_are_listed_unloaded_and_bad_definitions_refused() {
+    load_api(&classic("listed", r#""post": [{"name": "ChainL"}]"#)).unwrap();
+    let p = CoProcessListApis();
+    // SAFETY: a malloc'd NUL-terminated string, freed right after.
+    let text = unsafe { std::ffi::CStr::from_ptr(p) }
+        .to_string_lossy()
+        .into_owned();
+    coprocess_bridge::ffi::host::CoProcessFree(p as *mut _);
+    let list: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let api = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["api_id"] == "listed")
+        .expect("listed");
+    assert_eq!(api["post"][0]["name"], "ChainL");
+    assert_eq!(api["driver"], "native");
+
+    let id = c("listed");
+    assert_eq!(CoProcessUnloadApi(id.as_ptr()), 0);
+    assert_eq!(
+        CoProcessUnloadApi(id.as_ptr()),
+        COPROCESS_ERR_UNKNOWN_API as i32
+    );
+    assert_eq!(last_error(), "no API with api_id 'listed' is loaded");
+    let out = run(&request("listed", HookType::Post, &[])).unwrap();
+    assert_eq!(
+        set_header(&out, "X-Chain"),
+        None,
+        "routed as an unknown API"
+    );
+
+    let (code, msg) =
+        load_api(r#"{"api_id": "b", "custom_middleware": {"pre": [{"name": 3}]}}"#).unwrap_err();
+    assert_eq!(code, COPROCESS_ERR_INVALID_API as i32);
+    assert_eq!(
+        msg,
+        "invalid API definition: custom_middleware.pre[0].name must be a string, not a number"
+    );
+    assert_eq!(
+        CoProcessLoadApi(std::ptr::null()),
+        COPROCESS_ERR_NULL_ARGUMENT as i32
+    );
+}
