@@ -1,13 +1,16 @@
 //! Safe wrappers over the bridge's C exports (`coprocess_bridge::ffi::host`): the CLI goes through the
 //! very functions a C host calls, so what it shows is what a gateway gets.
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use clap::Args;
 use coprocess_bridge::ffi::host::{
     CoProcessInit, CoProcessLastError, CoProcessLoadDriver, CoProcessMessageFree,
-    CoProcessNextEvent, CoProcessShutdown, DispatchEvent, DispatchWithDriver,
+    CoProcessNextEvent, CoProcessSetLogHandler, CoProcessShutdown, DispatchEvent,
+    DispatchWithDriver,
 };
 use coprocess_bridge::message::CoProcessMessage;
 
@@ -47,6 +50,41 @@ fn last_error() -> String {
     }
 }
 
+/// Log lines held back while a driver loads: a driver can say why its init failed only by logging it,
+/// so a failed load folds them into its one-line error instead of printing them.
+static CAPTURED_LOGS: Mutex<Option<Vec<(String, String)>>> = Mutex::new(None);
+
+/// The CLI's log handler: `[coprocess-bridge] LEVEL: MESSAGE` on stderr (the bridge's default format),
+/// or into [`CAPTURED_LOGS`] while a driver loads.
+unsafe extern "C" fn log_handler(message: *const c_char, level: *const c_char, _: *mut c_void) {
+    let text = |p: *const c_char| {
+        if p.is_null() {
+            String::new()
+        } else {
+            // SAFETY: the bridge passes NUL-terminated strings that are valid during this call.
+            unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+        }
+    };
+    let (message, level) = (text(message), text(level));
+    let mut captured = CAPTURED_LOGS.lock().unwrap_or_else(|p| p.into_inner());
+    match captured.as_mut() {
+        Some(lines) => lines.push((level, message)),
+        None => {
+            drop(captured);
+            let _ = writeln!(std::io::stderr(), "[coprocess-bridge] {level}: {message}");
+        }
+    }
+}
+
+fn capture_logs(on: bool) -> Vec<(String, String)> {
+    let mut captured = CAPTURED_LOGS.lock().unwrap_or_else(|p| p.into_inner());
+    let lines = captured.take().unwrap_or_default();
+    if on {
+        *captured = Some(Vec::new());
+    }
+    lines
+}
+
 /// CoProcessInit with the log level the user asked for ("warning", "info" or "debug"): the bridge's
 /// and the drivers' log lines at that level and above go to standard error.
 pub fn init(log_level: &str) -> Result<()> {
@@ -57,6 +95,7 @@ pub fn init(log_level: &str) -> Result<()> {
     if CoProcessInit(config.as_ptr()) != 0 {
         return Err(CliError::new(last_error()));
     }
+    CoProcessSetLogHandler(Some(log_handler), std::ptr::null_mut());
     Ok(())
 }
 
@@ -86,13 +125,27 @@ impl Bridge {
             .as_deref()
             .map(|c| cstring("--config", c))
             .transpose()?;
+        capture_logs(true);
         let rc = CoProcessLoadDriver(
             name.as_ptr(),
             path_c.as_ptr(),
             config.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
         );
+        let logs = capture_logs(false);
         if rc != 0 {
-            return Err(CliError::new(last_error()));
+            let why: Vec<&str> = logs
+                .iter()
+                .filter(|(level, _)| level == "error" || level == "warning")
+                .map(|(_, message)| message.as_str())
+                .collect();
+            let mut message = last_error();
+            if !why.is_empty() {
+                message = format!("{message} ({})", why.join("; "));
+            }
+            return Err(CliError::new(message));
+        }
+        for (level, message) in logs {
+            let _ = writeln!(std::io::stderr(), "[coprocess-bridge] {level}: {message}");
         }
         Ok(Bridge { name })
     }
