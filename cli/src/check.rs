@@ -9,6 +9,7 @@ use coprocess_bridge::driver::DriverLibrary;
 
 use crate::bridge::{Bridge, DriverArgs};
 use crate::error::{CliError, Result};
+use crate::output;
 
 #[derive(Debug, Args)]
 #[command(
@@ -36,18 +37,22 @@ pub fn run(args: CheckArgs) -> Result<()> {
     })?;
     let file = canonical_driver_path(shown).map_err(|e| CliError::new(e.message))?;
     let library = DriverLibrary::open(&file, &file).map_err(|e| CliError::new(e.message))?;
-    println!("driver       {}", file.display());
-    println!(
-        "ABI version  {} (this bridge supports {SUPPORTED_ABI_VERSION})",
-        library.abi_version
-    );
     let symbols = library.symbol_names();
-    println!("symbols      {}", symbols.join(", "));
+    let mut report = format!(
+        "driver       {}\nABI version  {} (this bridge supports {SUPPORTED_ABI_VERSION})\n\
+         symbols      {}",
+        file.display(),
+        library.abi_version,
+        symbols.join(", ")
+    );
     for optional in ["CoProcessDriverLoadBundle", "CoProcessDriverShutdown"] {
         if !symbols.contains(&optional) {
-            println!("             (optional {optional} not exported)");
+            report.push_str(&format!(
+                "\n             (optional {optional} not exported)"
+            ));
         }
     }
+    output::line(&report)?;
     drop(library);
 
     if args.no_init {
@@ -58,6 +63,5 @@ pub fn run(args: CheckArgs) -> Result<()> {
         config: args.config,
     })?;
     drop(bridge);
-    println!("init         ok");
-    Ok(())
+    output::line("init         ok")
 }

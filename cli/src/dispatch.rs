@@ -1,7 +1,6 @@
 //! `coprocess dispatch`: one Object through the bridge to a driver and back, the in-process twin of the
 //! grpcurl `make dispatch` loop of Tyk's Python gRPC plugin README.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
@@ -10,6 +9,7 @@ use coprocess_proto::{HookType, Message};
 use crate::bridge::{Bridge, DriverArgs};
 use crate::error::{CliError, Result};
 use crate::json::{self, HookTypeArg};
+use crate::output;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -78,19 +78,11 @@ pub fn run(args: DispatchArgs) -> Result<()> {
     } else {
         Format::Json
     });
-    let mut stdout = std::io::stdout().lock();
-    let written = match format {
-        Format::Binary => stdout.write_all(&output),
+    match format {
+        Format::Binary => output::stdout(&output),
         Format::Json => {
             let object = json::object_from_binary(&output, "the driver's output")?;
-            let text = json::object_to_json(&object)?;
-            writeln!(stdout, "{text}")
+            output::line(&json::object_to_json(&object)?)
         }
-    };
-    match written.and_then(|()| stdout.flush()) {
-        // The reader went away (`| head`): nothing left to tell anyone.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(CliError::new(format!("cannot write the result: {e}"))),
-        Ok(()) => Ok(()),
     }
 }

@@ -8,6 +8,8 @@ mod dispatch;
 mod error;
 mod event;
 mod json;
+mod output;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -20,7 +22,18 @@ use clap::{Parser, Subcommand};
 /// DispatchEvent, ...), the code paths a gateway uses. Objects are read and printed as protobuf
 /// canonical JSON, the text Google's json_format.MessageToJson prints.
 #[derive(Debug, Parser)]
-#[command(name = "coprocess", version, propagate_version = true)]
+#[command(
+    name = "coprocess",
+    version,
+    propagate_version = true,
+    after_help = "\
+Watch a driver change a real Object (from a clone of the repository):
+  cargo build --release -p coprocess-cli -p coprocess-rust-driver-example
+  echo '{\"hookType\": \"Pre\", \"request\": {\"url\": \"/pet\", \"method\": \"GET\"}}' |
+    target/release/coprocess dispatch --driver target/release/libcoprocess_rust_driver.so
+
+Run `coprocess help <COMMAND>` for each command's options and examples."
+)]
 struct Cli {
     /// Show more of the bridge's and the driver's log lines on standard error: -v info, -vv debug
     /// (default: warnings and errors).
@@ -40,6 +53,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Measure throughput and latency percentiles of a driver through the bridge.
     Bench(bench::BenchArgs),
+    /// Serve the drivers over gRPC as a Tyk coprocess Dispatcher (tcp:// or unix://).
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +84,7 @@ fn main() -> ExitCode {
         Command::Event(args) => event::run(args),
         Command::Check(args) => check::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

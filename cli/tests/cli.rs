@@ -601,3 +601,48 @@ fn bench_errors_are_one_line() {
     ]));
     assert!(line.contains("cannot read"), "{line}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// the sample files in cli/objects/ (the README's commands use them)
+
+fn objects_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("objects")
+}
+
+#[test]
+fn sample_pre_object_is_the_seeds_payload() {
+    let committed = std::fs::read_to_string(objects_dir().join("pre.json")).unwrap();
+    assert_eq!(parse_json(&committed), parse_json(&seeds_example_payload()));
+    let out = dispatch_json(&[
+        "--driver".as_ref(),
+        rust_driver().as_os_str(),
+        objects_dir().join("pre.json").as_os_str(),
+    ]);
+    assert_eq!(
+        out["request"]["setHeaders"]["X-Rust-Driver"], "rust",
+        "{out:#}"
+    );
+}
+
+#[test]
+fn sample_custom_key_check_and_event() {
+    let out = dispatch_json(&[
+        "--driver".as_ref(),
+        rust_driver().as_os_str(),
+        "--config".as_ref(),
+        r#"{"tokens": ["s3cret"]}"#.as_ref(),
+        objects_dir().join("custom_key_check.json").as_os_str(),
+    ]);
+    assert_eq!(out["metadata"]["token"], "s3cret", "{out:#}");
+    let event = std::fs::read(objects_dir().join("event.json")).unwrap();
+    let out = coprocess_with_stdin(
+        [
+            "event".as_ref(),
+            "--driver".as_ref(),
+            c_driver().as_os_str(),
+            "-".as_ref(),
+        ],
+        &event,
+    );
+    assert!(ok_stdout(&out).contains("CDriverEvent"));
+}

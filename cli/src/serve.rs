@@ -1,0 +1,509 @@
+//! `coprocess serve`: a gRPC `coprocess.Dispatcher` server (the service Tyk's gateway calls for gRPC
+//! plugins) that runs in-process drivers through the bridge. A gateway that only speaks Tyk's gRPC
+//! protocol can use native, Rust and Python drivers this way.
+//!
+//! Every call goes through the bridge's C exports (`Dispatch`, `DispatchWithDriver`, `DispatchEvent`),
+//! on tokio's blocking pool (a driver may block: Python, I/O). Objects cross as bytes: no decode, no
+//! encode on this side (the bridge checks input and output with its wire walk).
+
+use std::ffi::{c_char, CStr, CString};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use coprocess_bridge::error::CoProcessStatus::*;
+use coprocess_bridge::ffi::host::{
+    CoProcessLastError, CoProcessLoadApi, CoProcessLoadDriver, CoProcessMessageFree,
+    CoProcessShutdown, Dispatch, DispatchEvent, DispatchWithDriver,
+};
+use coprocess_bridge::message::CoProcessMessage;
+use coprocess_grpc_service::tonic::codegen::Bytes;
+use coprocess_grpc_service::tonic::transport::server::TcpIncoming;
+use coprocess_grpc_service::tonic::transport::Server;
+use coprocess_grpc_service::tonic::{self, Request, Response, Status};
+use coprocess_grpc_service::{Dispatcher, DispatcherServer, Listen, RawObject};
+use coprocess_proto::{Event, EventReply};
+
+use crate::error::{CliError, Result};
+
+/// gRPC request metadata that picks a driver by name (otherwise the bridge routes like `Dispatch`: by
+/// the API's driver when API definitions are loaded, or to the only driver).
+pub const DRIVER_METADATA: &str = "x-coprocess-driver";
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  coprocess serve --listen tcp://127.0.0.1:5555 --driver target/release/libcoprocess_rust_driver.so
+  coprocess serve --listen unix:///run/coprocess.sock \\
+      --driver python=target/release/libcoprocess_python.so --config 'python={\"bundle_root\": \"bundles\"}' \\
+      --driver native=./libmy_driver.so --api api.json
+
+Point Tyk at it as at any gRPC plugin server:
+  \"coprocess_options\": {\"enable_coprocess\": true, \"coprocess_grpc_server\": \"tcp://127.0.0.1:5555\"}
+
+Calls go to the driver an API definition names (--api), to the driver named by the request's
+x-coprocess-driver metadata, or to the only driver. SIGTERM or SIGINT: stop accepting, finish the
+calls in flight (up to --grace-ms), shut the drivers down, exit 0.")]
+pub struct ServeArgs {
+    /// Where to listen: tcp://HOST:PORT, HOST:PORT or unix:///PATH (port 0 picks a free port; the
+    /// address is printed as "listening on ADDRESS").
+    #[arg(long, value_name = "ADDRESS")]
+    pub listen: String,
+    /// A driver library to load, under NAME (default: the file name without "lib" and extension).
+    /// Repeat for several drivers.
+    #[arg(long = "driver", value_name = "[NAME=]PATH", required = true)]
+    pub drivers: Vec<String>,
+    /// A driver's config JSON (handed to its init). NAME= may be left out with one driver. Repeatable.
+    #[arg(long = "config", value_name = "[NAME=]JSON")]
+    pub configs: Vec<String>,
+    /// A Tyk API definition (classic or OAS JSON) to load, so calls are routed by API. Repeatable.
+    #[arg(long = "api", value_name = "FILE")]
+    pub apis: Vec<PathBuf>,
+    /// The largest message accepted or sent, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+    /// How long calls in flight may take to finish after SIGTERM/SIGINT, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub grace_ms: u64,
+}
+
+/// `[NAME=]PATH` → (name, path).
+fn driver_spec(spec: &str) -> Result<(String, String)> {
+    let (name, path) = match spec.split_once('=') {
+        Some((n, p)) if !n.is_empty() && !n.contains('/') => (n.to_owned(), p.to_owned()),
+        _ => {
+            let stem = Path::new(spec)
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default();
+            let stem = stem.strip_prefix("lib").unwrap_or(stem);
+            (stem.to_owned(), spec.to_owned())
+        }
+    };
+    if name.is_empty() || path.is_empty() {
+        return Err(CliError::new(format!(
+            "--driver {spec}: expected [NAME=]PATH to a driver library"
+        )));
+    }
+    Ok((name, path))
+}
+
+/// `[NAME=]JSON` → (name or None, JSON).
+fn config_spec(spec: &str) -> (Option<String>, String) {
+    if spec.trim_start().starts_with('{') {
+        return (None, spec.to_owned());
+    }
+    match spec.split_once('=') {
+        Some((n, json)) => (Some(n.to_owned()), json.to_owned()),
+        None => (None, spec.to_owned()),
+    }
+}
+
+/// The drivers to load: (name, path, config).
+fn plan(args: &ServeArgs) -> Result<Vec<(String, String, Option<String>)>> {
+    let mut drivers: Vec<(String, String, Option<String>)> = Vec::new();
+    for spec in &args.drivers {
+        let (name, path) = driver_spec(spec)?;
+        if drivers.iter().any(|(n, _, _)| *n == name) {
+            return Err(CliError::new(format!(
+                "two drivers are named '{name}': give them names (--driver NAME=PATH)"
+            )));
+        }
+        drivers.push((name, path, None));
+    }
+    for spec in &args.configs {
+        let (name, json) = config_spec(spec);
+        serde_json::from_str::<serde_json::Value>(&json)
+            .map_err(|e| CliError::new(format!("--config {spec}: not valid JSON: {e}")))?;
+        let slot = match name {
+            Some(n) => drivers
+                .iter_mut()
+                .find(|(d, _, _)| *d == n)
+                .ok_or_else(|| {
+                    CliError::new(format!("--config {n}=...: no driver is named '{n}'"))
+                })?,
+            None if drivers.len() == 1 => &mut drivers[0],
+            None => {
+                return Err(CliError::new(
+                    "--config without NAME= is ambiguous with several drivers: write NAME=JSON",
+                ))
+            }
+        };
+        if slot.2.replace(json).is_some() {
+            return Err(CliError::new(format!(
+                "driver '{}' has two --config options",
+                slot.0
+            )));
+        }
+    }
+    Ok(drivers)
+}
+
+fn cstring(what: &str, s: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| CliError::new(format!("{what} contains a NUL byte")))
+}
+
+/// CoProcessLastError() of this thread, copied.
+fn last_error() -> String {
+    let p = CoProcessLastError();
+    if p.is_null() {
+        return "unknown error".into();
+    }
+    // SAFETY: a NUL-terminated string valid until the next failing call on this thread; copied at once.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+fn load_drivers(args: &ServeArgs) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for (name, path, config) in plan(args)? {
+        let n = cstring("the driver name", &name)?;
+        let p = cstring("the driver path", &path)?;
+        let c = config
+            .as_deref()
+            .map(|c| cstring("the config", c))
+            .transpose()?;
+        let rc = CoProcessLoadDriver(
+            n.as_ptr(),
+            p.as_ptr(),
+            c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+        );
+        if rc != 0 {
+            return Err(CliError::new(format!(
+                "loading driver '{name}' from {path}: {}",
+                last_error()
+            )));
+        }
+        names.push(name);
+    }
+    for file in &args.apis {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| CliError::new(format!("--api {}: {e}", file.display())))?;
+        let t = cstring("the API definition", &text)?;
+        if CoProcessLoadApi(t.as_ptr()) != 0 {
+            return Err(CliError::new(format!(
+                "--api {}: {}",
+                file.display(),
+                last_error()
+            )));
+        }
+    }
+    Ok(names)
+}
+
+/// A Dispatch result handed to gRPC without a copy: freed with CoProcessMessageFree when gRPC is done.
+struct BridgeBuffer(CoProcessMessage);
+
+// SAFETY: the buffer is plain malloc'd memory owned by this value alone; it may be read and freed from
+// any thread.
+unsafe impl Send for BridgeBuffer {}
+
+impl AsRef<[u8]> for BridgeBuffer {
+    fn as_ref(&self) -> &[u8] {
+        if self.0.p_data.is_null() || self.0.length <= 0 {
+            return &[];
+        }
+        // SAFETY: a successful Dispatch leaves `length` malloc'd bytes at `p_data`, owned by us.
+        unsafe { std::slice::from_raw_parts(self.0.p_data as *const u8, self.0.length as usize) }
+    }
+}
+
+impl Drop for BridgeBuffer {
+    fn drop(&mut self) {
+        CoProcessMessageFree(&mut self.0);
+    }
+}
+
+/// The gRPC status for a bridge failure.
+fn status_for(code: i32, message: String) -> Status {
+    let is = |s: coprocess_bridge::error::CoProcessStatus| code == s.code();
+    if is(COPROCESS_ERR_INVALID_OBJECT) || is(COPROCESS_ERR_INVALID_LENGTH) {
+        Status::invalid_argument(message)
+    } else if is(COPROCESS_ERR_UNKNOWN_DRIVER) {
+        Status::not_found(message)
+    } else if is(COPROCESS_ERR_NO_DRIVER) || is(COPROCESS_ERR_DISABLED) {
+        Status::failed_precondition(message)
+    } else {
+        Status::internal(message)
+    }
+}
+
+/// One hook through the bridge (blocking: runs on tokio's blocking pool).
+fn dispatch_blocking(driver: Option<String>, input: Bytes) -> std::result::Result<Bytes, Status> {
+    let length = i32::try_from(input.len())
+        .map_err(|_| Status::out_of_range("the Object is larger than the bridge's int length"))?;
+    let msg = CoProcessMessage {
+        p_data: input.as_ptr() as *mut _,
+        length,
+    };
+    let mut out = CoProcessMessage::empty();
+    let rc = match &driver {
+        Some(name) => {
+            let name = CString::new(name.as_str())
+                .map_err(|_| Status::invalid_argument("the driver name contains a NUL byte"))?;
+            DispatchWithDriver(name.as_ptr(), &msg, &mut out)
+        }
+        None => Dispatch(&msg, &mut out),
+    };
+    if rc != 0 {
+        return Err(status_for(rc, last_error()));
+    }
+    Ok(Bytes::from_owner(BridgeBuffer(out)))
+}
+
+struct BridgeDispatcher;
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::result::Result<T, Status> + Send + 'static,
+) -> std::result::Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("the dispatching thread failed: {e}")))?
+}
+
+#[tonic::async_trait]
+impl Dispatcher for BridgeDispatcher {
+    async fn dispatch(
+        &self,
+        request: Request<RawObject>,
+    ) -> std::result::Result<Response<RawObject>, Status> {
+        let driver = match request.metadata().get(DRIVER_METADATA) {
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| {
+                        Status::invalid_argument(format!("{DRIVER_METADATA} is not ASCII text"))
+                    })?
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        let input = request.into_inner().0;
+        let output = blocking(move || dispatch_blocking(driver, input)).await?;
+        Ok(Response::new(RawObject(output)))
+    }
+
+    async fn dispatch_event(
+        &self,
+        request: Request<Event>,
+    ) -> std::result::Result<Response<EventReply>, Status> {
+        let payload = request.into_inner().payload;
+        serde_json::from_str::<serde_json::Value>(&payload)
+            .map_err(|e| Status::invalid_argument(format!("the event is not valid JSON: {e}")))?;
+        let text = CString::new(payload)
+            .map_err(|_| Status::invalid_argument("the event contains a NUL byte"))?;
+        blocking(move || {
+            DispatchEvent(text.as_ptr() as *const c_char);
+            Ok(())
+        })
+        .await?;
+        Ok(Response::new(EventReply {}))
+    }
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+async fn terminated() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the process still dies by the default action; serve until then.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Removes a Unix socket file left by an earlier run (only a socket: never a regular file).
+fn clear_stale_socket(path: &Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)
+            .map_err(|e| CliError::new(format!("removing stale socket {}: {e}", path.display()))),
+        Ok(_) => Err(CliError::new(format!(
+            "{} exists and is not a socket: not replacing it",
+            path.display()
+        ))),
+        Err(_) => Ok(()),
+    }
+}
+
+async fn serve(args: &ServeArgs, listen: Listen) -> Result<()> {
+    let service = DispatcherServer::new(BridgeDispatcher)
+        .max_decoding_message_size(args.max_message_bytes)
+        .max_encoding_message_size(args.max_message_bytes);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        let _ = stop_rx.await;
+    };
+    let router = Server::builder().add_service(service);
+    let server: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> = match &listen {
+        Listen::Tcp(authority) => {
+            let listener = tokio::net::TcpListener::bind(authority.as_str())
+                .await
+                .map_err(|e| CliError::new(format!("cannot listen on {listen}: {e}")))?;
+            let bound = listener
+                .local_addr()
+                .map_err(|e| CliError::new(format!("{listen}: {e}")))?;
+            announce(&format!("tcp://{bound}"));
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            Box::pin(router.serve_with_incoming_shutdown(incoming, shutdown))
+        }
+        Listen::Unix(path) => {
+            clear_stale_socket(path)?;
+            let listener = tokio::net::UnixListener::bind(path)
+                .map_err(|e| CliError::new(format!("cannot listen on {listen}: {e}")))?;
+            announce(&listen.to_string());
+            let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+            Box::pin(router.serve_with_incoming_shutdown(incoming, shutdown))
+        }
+    };
+    let mut server = server;
+    let result = tokio::select! {
+        r = &mut server => r,
+        _ = terminated() => {
+            eprintln!("coprocess serve: stopping (finishing calls in flight)");
+            let _ = stop_tx.send(());
+            match tokio::time::timeout(Duration::from_millis(args.grace_ms), &mut server).await {
+                Ok(r) => r,
+                Err(_) => {
+                    eprintln!(
+                        "coprocess serve: calls still running after {} ms (--grace-ms); stopping anyway",
+                        args.grace_ms
+                    );
+                    Ok(())
+                }
+            }
+        }
+    };
+    if let Listen::Unix(path) = &listen {
+        let _ = std::fs::remove_file(path);
+    }
+    result.map_err(|e| CliError::new(format!("the gRPC server failed: {e}")))
+}
+
+/// The line scripts and tests wait for.
+fn announce(address: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening on {address}");
+    let _ = out.flush();
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let listen = Listen::parse(&args.listen).map_err(|e| CliError::new(format!("--listen {e}")))?;
+    let names = load_drivers(&args)?;
+    eprintln!(
+        "coprocess serve: drivers {} on {listen}",
+        names
+            .iter()
+            .map(|n| format!("'{n}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("coprocess-serve")
+        .build()
+        .map_err(|e| CliError::new(format!("cannot start the tokio runtime: {e}")))?;
+    let result = runtime.block_on(serve(&args, listen));
+    // Calls still running past the grace period are abandoned with the runtime, then drivers shut down.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    CoProcessShutdown();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        a: ServeArgs,
+    }
+
+    fn args(extra: &[&str]) -> ServeArgs {
+        let mut v = vec!["t", "--listen", "tcp://127.0.0.1:0"];
+        v.extend_from_slice(extra);
+        T::try_parse_from(v).unwrap().a
+    }
+
+    #[test]
+    fn driver_names_default_to_the_library_name() {
+        assert_eq!(
+            driver_spec("target/libcoprocess_rust_driver.so").unwrap(),
+            (
+                "coprocess_rust_driver".into(),
+                "target/libcoprocess_rust_driver.so".into()
+            )
+        );
+        assert_eq!(
+            driver_spec("py=./x/libpy.so").unwrap(),
+            ("py".into(), "./x/libpy.so".into())
+        );
+        assert_eq!(
+            driver_spec("./a=b/libz.so").unwrap(),
+            ("z".into(), "./a=b/libz.so".into()),
+            "a '/' before '=' means the '=' is part of the path"
+        );
+        assert!(driver_spec("x=").is_err());
+    }
+
+    #[test]
+    fn configs_attach_to_drivers() {
+        let p = plan(&args(&["--driver", "a.so", "--config", r#"{"k": 1}"#])).unwrap();
+        assert_eq!(
+            p,
+            vec![("a".into(), "a.so".into(), Some(r#"{"k": 1}"#.into()))]
+        );
+
+        let p = plan(&args(&[
+            "--driver",
+            "x=a.so",
+            "--driver",
+            "y=b.so",
+            "--config",
+            r#"y={"k": 2}"#,
+        ]))
+        .unwrap();
+        assert_eq!(p[0].2, None);
+        assert_eq!(p[1].2.as_deref(), Some(r#"{"k": 2}"#));
+
+        for (extra, why) in [
+            (
+                &["--driver", "a.so", "--driver", "b=a.so", "--config", "{}"][..],
+                "ambiguous",
+            ),
+            (
+                &["--driver", "a.so", "--config", "z={}"][..],
+                "no driver is named 'z'",
+            ),
+            (&["--driver", "a.so", "--config", "{"][..], "not valid JSON"),
+            (
+                &["--driver", "a.so", "--driver", "x/a.so"][..],
+                "two drivers are named 'a'",
+            ),
+            (
+                &["--driver", "a.so", "--config", "{}", "--config", "{}"][..],
+                "two --config",
+            ),
+        ] {
+            let e = plan(&args(extra)).unwrap_err().to_string();
+            assert!(e.contains(why), "{extra:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn bridge_codes_map_to_grpc_codes() {
+        use tonic::Code;
+        let code =
+            |c: coprocess_bridge::error::CoProcessStatus| status_for(c.code(), "m".into()).code();
+        assert_eq!(code(COPROCESS_ERR_INVALID_OBJECT), Code::InvalidArgument);
+        assert_eq!(code(COPROCESS_ERR_UNKNOWN_DRIVER), Code::NotFound);
+        assert_eq!(code(COPROCESS_ERR_NO_DRIVER), Code::FailedPrecondition);
+        assert_eq!(code(COPROCESS_ERR_DRIVER_FAILED), Code::Internal);
+    }
+}
