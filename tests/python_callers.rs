@@ -194,6 +194,8 @@ fn cython_module_triggers_events_and_dispatches_through_the_bridge() {
     );
     for check in [
         "call(): TykTriggerEvent('my event', 'my payload') reached the event queue",
+        "an exception in a handler is reported through sys.unraisablehook",
+        "log lines reach the Python log handler",
         "the driver set request header X-Cython-Host: tyk_bridge",
         "800 dispatches from 4 threads all agree",
         "dispatch_event() reached the driver, which raised CDriverEvent back to Python",

@@ -89,9 +89,32 @@ def main(argv):
     checks.check(events == [("CythonEvent", '{"from": "cython"}')],
                  "trigger_event() reached the Python event handler")
 
-    # 3. Load the C driver and dispatch a Pre hook through it.
+    # 3. A handler that raises: the exception goes to sys.unraisablehook, never into C.
+    unraisable = []
+    default_hook = sys.unraisablehook
+    sys.unraisablehook = unraisable.append
+
+    def broken_handler(name, payload):
+        raise RuntimeError(f"handler failed on {name}")
+
+    tyk_bridge.set_event_handler(broken_handler)
+    tyk_bridge.trigger_event("BrokenHandlerEvent", "")
+    sys.unraisablehook = default_hook
+    checks.check(len(unraisable) == 1 and "BrokenHandlerEvent" in str(unraisable[0].exc_value),
+                 "an exception in a handler is reported through sys.unraisablehook")
+    tyk_bridge.set_event_handler(on_event)
+
+    # 4. Log lines, the bridge's own and ours, reach a Python log handler.
+    logs = []
+    tyk_bridge.set_log_handler(lambda message, level: logs.append((level, message)))
+
+    # 5. Load the C driver and dispatch a Pre hook through it.
     config = json.dumps({"header_name": HEADER_NAME, "header_value": HEADER_VALUE})
     tyk_bridge.load_driver("native", driver, config)
+    tyk_bridge.log("hello from Cython", "warning")
+    checks.check(any("loaded driver 'native'" in m for _, m in logs)
+                 and ("warning", "hello from Cython") in logs,
+                 "log lines reach the Python log handler")
     request = pre_object()
     result = tyk_bridge.dispatch(request)
     print(f"dispatched {len(request)} bytes, got {len(result)} bytes back")
@@ -102,7 +125,7 @@ def main(argv):
     checks.check(tyk_bridge.dispatch(request, driver="native") == result,
                  "dispatch(driver='native') routes to the same driver")
 
-    # 4. Dispatch from several Python threads at once (the GIL is released while the driver runs).
+    # 6. Dispatch from several Python threads at once (the GIL is released while the driver runs).
     results = []
 
     def worker():
@@ -118,19 +141,19 @@ def main(argv):
         t.join()
     checks.check(len(results) == 800 and all(results), "800 dispatches from 4 threads all agree")
 
-    # 5. Events through the driver: DispatchEvent -> driver -> trigger_event -> our handler.
+    # 7. Events through the driver: DispatchEvent -> driver -> trigger_event -> our handler.
     with lock:
         events.clear()
     tyk_bridge.dispatch_event('{"message": {"key": "value"}, "handler_name": "cython"}')
     checks.check(any(name == "CDriverEvent" and '"handler_name"' in payload for name, payload in events),
                  "dispatch_event() reached the driver, which raised CDriverEvent back to Python")
 
-    # 6. The store, both ways.
+    # 8. The store, both ways.
     tyk_bridge.store("cython:key", "value", 60)
     checks.check(tyk_bridge.get("cython:key") == "value", "store()/get() round-trip")
     checks.check(tyk_bridge.get("cython:absent") == "", "get() of an absent key is ''")
 
-    # 7. Errors are exceptions with the bridge's code and message, never crashes.
+    # 9. Errors are exceptions with the bridge's code and message, never crashes.
     try:
         tyk_bridge.dispatch(b"\xff\xff\xff")
         checks.check(False, "malformed input is refused")
@@ -152,6 +175,7 @@ def main(argv):
                      "a missing driver file raises BridgeError(COPROCESS_ERR_LOAD_FAILED) naming it")
 
     tyk_bridge.set_event_handler(None)
+    tyk_bridge.set_log_handler(None)
     tyk_bridge.shutdown()
 
     if checks.failed:
