@@ -395,7 +395,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let listen = Listen::parse(&args.listen).map_err(|e| CliError::new(format!("--listen {e}")))?;
     let names = load_drivers(&args)?;
     eprintln!(
-        "coprocess serve: drivers {} on {listen}",
+        "coprocess serve: loaded drivers {}",
         names
             .iter()
             .map(|n| format!("'{n}'"))
