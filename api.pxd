@@ -42,6 +42,8 @@ cdef extern from "api.h" nogil:
         COPROCESS_ERR_DISABLED = 13
         COPROCESS_ERR_PANIC = 14
         COPROCESS_ERR_INVALID_JSON = 15
+        COPROCESS_ERR_INVALID_API = 16
+        COPROCESS_ERR_UNKNOWN_API = 17
 
     # Handlers; NULL means "no handler". Their strings are valid only during the call.
     ctypedef void (*CoProcessEventHandler)(const char* event_name, const char* payload, void* user_data) noexcept
@@ -53,6 +55,12 @@ cdef extern from "api.h" nogil:
     int CoProcessLoadBundle(const char* driver, const char* bundle_path)
     void Reload()
     void CoProcessShutdown()
+
+    # Tyk API definitions: routing by spec["APIID"], hook chains, ID extractor (see api.h).
+    int CoProcessLoadApi(const char* api_definition_json)
+    int CoProcessUnloadApi(const char* api_id)
+    char* CoProcessListApis()  # malloc'd JSON array: CoProcessFree
+    void CoProcessSetPlainErrors(int plain)
 
     # Hooks and events. `input` is borrowed; on success `out.p_data` is malloc'd: CoProcessMessageFree.
     int Dispatch(const CoProcessMessage* input, CoProcessMessage* out)

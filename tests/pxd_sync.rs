@@ -494,19 +494,37 @@ fn differences(api_h: &str, api_pxd: &str) -> Vec<String> {
         |s| format!("(*) {s}"),
         &mut out,
     );
+    // Enums member by member (`CoProcessStatus::COPROCESS_OK`), so a new status code is one line.
+    let members = |enums: &BTreeMap<String, Vec<(String, Option<i64>)>>| {
+        enums
+            .iter()
+            .flat_map(|(name, members)| {
+                members
+                    .iter()
+                    .map(move |(member, value)| (format!("{name}::{member}"), *value))
+            })
+            .collect::<BTreeMap<String, Option<i64>>>()
+    };
+    let enum_names = |enums: &BTreeMap<String, Vec<(String, Option<i64>)>>| {
+        enums
+            .keys()
+            .map(|name| (name.clone(), ()))
+            .collect::<BTreeMap<String, ()>>()
+    };
     compare_maps(
         "enum",
-        &header.enums,
-        &pxd.enums,
-        |members| {
-            members
-                .iter()
-                .map(|(n, v)| match v {
-                    Some(v) => format!("{n} = {v}"),
-                    None => format!("{n} (no value)"),
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
+        &enum_names(&header.enums),
+        &enum_names(&pxd.enums),
+        |_| "an enum".to_owned(),
+        &mut out,
+    );
+    compare_maps(
+        "enum member",
+        &members(&header.enums),
+        &members(&pxd.enums),
+        |value| match value {
+            Some(v) => format!("= {v}"),
+            None => "no value".to_owned(),
         },
         &mut out,
     );
@@ -674,9 +692,12 @@ fn enum_struct_and_typedef_changes_are_reported() {
         "COPROCESS_ERR_INVALID_JSON = 15,\n  COPROCESS_ERR_TIMEOUT = 16,",
     );
     let diffs = differences(&new_code, &pxd);
-    assert!(
-        diffs.len() == 1 && diffs[0].contains("COPROCESS_ERR_TIMEOUT = 16"),
-        "{diffs:#?}"
+    assert_eq!(
+        diffs,
+        vec![
+            "enum member `CoProcessStatus::COPROCESS_ERR_TIMEOUT` is in api.h but not in api.pxd: \
+             api.h has `= 16`"
+        ]
     );
     let renumbered = pxd.replace("COPROCESS_ERR_EMPTY = 12", "COPROCESS_ERR_EMPTY = 21");
     assert_eq!(differences(&header, &renumbered).len(), 1);

@@ -197,6 +197,7 @@ fn cython_module_triggers_events_and_dispatches_through_the_bridge() {
         "an exception in a handler is reported through sys.unraisablehook",
         "log lines reach the Python log handler",
         "the driver set request header X-Cython-Host: tyk_bridge",
+        "load_api()/list_apis(): the API definition is loaded with its Pre hook",
         "800 dispatches from 4 threads all agree",
         "dispatch_event() reached the driver, which raised CDriverEvent back to Python",
         "malformed input raises BridgeError(COPROCESS_ERR_INVALID_OBJECT)",

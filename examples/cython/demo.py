@@ -125,6 +125,23 @@ def main(argv):
     checks.check(tyk_bridge.dispatch(request, driver="native") == result,
                  "dispatch(driver='native') routes to the same driver")
 
+    # Tyk API definitions: load one, see it listed, forget it.
+    api = {"api_id": "cython-api", "org_id": "default", "name": "Cython API",
+           "custom_middleware": {"driver": "native", "pre": [{"name": "MyPreMiddleware"}]}}
+    tyk_bridge.load_api(json.dumps(api))
+    listed = json.loads(tyk_bridge.list_apis())
+    checks.check([a["api_id"] for a in listed] == ["cython-api"]
+                 and [h["name"] for h in listed[0]["pre"]] == ["MyPreMiddleware"],
+                 "load_api()/list_apis(): the API definition is loaded with its Pre hook")
+    tyk_bridge.unload_api("cython-api")
+    checks.check(json.loads(tyk_bridge.list_apis()) == [], "unload_api() forgets it")
+    try:
+        tyk_bridge.unload_api("cython-api")
+        checks.check(False, "unloading an unknown API is refused")
+    except tyk_bridge.BridgeError as e:
+        checks.check(e.code == tyk_bridge.ERR_UNKNOWN_API,
+                     "unloading an unknown API raises BridgeError(COPROCESS_ERR_UNKNOWN_API)")
+
     # 6. Dispatch from several Python threads at once (the GIL is released while the driver runs).
     results = []
 

@@ -18,6 +18,7 @@
 from api cimport (
     CoProcessMessage, CoProcessStatus, COPROCESS_OK, COPROCESS_ERR_EMPTY,
     CoProcessInit, CoProcessLoadDriver, CoProcessLoadBundle, Reload, CoProcessShutdown,
+    CoProcessLoadApi, CoProcessUnloadApi, CoProcessListApis, CoProcessSetPlainErrors,
     Dispatch, DispatchWithDriver, DispatchEvent,
     CoProcessMessageFree, CoProcessFree, CoProcessLastError,
     CoProcessSetEventHandler, CoProcessSetLogHandler, CoProcessNextEvent,
@@ -30,6 +31,8 @@ ERR_EMPTY = COPROCESS_ERR_EMPTY
 ERR_INVALID_OBJECT = <int>CoProcessStatus.COPROCESS_ERR_INVALID_OBJECT
 ERR_UNKNOWN_DRIVER = <int>CoProcessStatus.COPROCESS_ERR_UNKNOWN_DRIVER
 ERR_LOAD_FAILED = <int>CoProcessStatus.COPROCESS_ERR_LOAD_FAILED
+ERR_INVALID_API = <int>CoProcessStatus.COPROCESS_ERR_INVALID_API
+ERR_UNKNOWN_API = <int>CoProcessStatus.COPROCESS_ERR_UNKNOWN_API
 
 
 class BridgeError(Exception):
@@ -91,6 +94,36 @@ def load_bundle(driver, bundle_path):
     cdef bytes d = _utf8(driver)
     cdef bytes b = _utf8(str(bundle_path))
     _check(CoProcessLoadBundle(d, b))
+
+
+def load_api(api_definition_json):
+    """CoProcessLoadApi: a Tyk API definition (classic or OAS, JSON text). Objects whose
+    spec["APIID"] names it are then routed to its driver and hook chain."""
+    cdef bytes d = _utf8(api_definition_json)
+    _check(CoProcessLoadApi(d))
+
+
+def unload_api(api_id):
+    """CoProcessUnloadApi: forget the API loaded under `api_id`."""
+    cdef bytes i = _utf8(api_id)
+    _check(CoProcessUnloadApi(i))
+
+
+def list_apis():
+    """CoProcessListApis: the loaded APIs, as JSON text (an array, sorted by api_id)."""
+    cdef char* text = CoProcessListApis()
+    if text == NULL:
+        raise MemoryError("CoProcessListApis returned NULL")
+    try:
+        return (<bytes>text).decode("utf-8", "replace")
+    finally:
+        CoProcessFree(text)
+
+
+def set_plain_errors(bint plain):
+    """CoProcessSetPlainErrors: report failed hooks on the API path as errors (True) or, as Tyk's
+    gateway does, as 403/500 answers through return_overrides (False, the default)."""
+    CoProcessSetPlainErrors(plain)
 
 
 def dispatch(const unsigned char[:] data, driver=None):
