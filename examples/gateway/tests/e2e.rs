@@ -1,0 +1,353 @@
+//! End to end over real HTTP on 127.0.0.1: the gateway binary (which dlopens the bridge), the SDK's
+//! example driver, API definition files in both formats, and an echo upstream started by the test.
+//! Every wait is bounded; each test starts its own gateway process and kills it when done.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Builds the bridge and the example driver into the gateway binary's target directory (once).
+fn target_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = PathBuf::from(env!("CARGO_BIN_EXE_coprocess-gateway"));
+        let dir = exe.parent().expect("the binary's directory").to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "coprocess-bridge",
+            "-p",
+            "coprocess-rust-driver-example",
+        ])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("running cargo build");
+        assert!(
+            status.success(),
+            "building the bridge and the example driver failed"
+        );
+        dir
+    })
+}
+
+/// The echo upstream (from the gateway crate), on a free port, for the whole test binary.
+fn upstream() -> SocketAddr {
+    static ADDR: OnceLock<SocketAddr> = OnceLock::new();
+    *ADDR.get_or_init(|| {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(l.local_addr().unwrap()).unwrap();
+                coprocess_gateway::echo::serve(l).await;
+            });
+        });
+        rx.recv_timeout(TIMEOUT).expect("the echo upstream starts")
+    })
+}
+
+/// A running gateway process, killed on drop.
+struct Gateway {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the gateway with the given API definitions (`{upstream}` in them is the echo's address).
+fn gateway(apis: &[&str]) -> Gateway {
+    let target = target_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let apps = dir.path().join("apps");
+    std::fs::create_dir(&apps).unwrap();
+    for (i, api) in apis.iter().enumerate() {
+        let text = api.replace("{upstream}", &format!("http://{}", upstream()));
+        std::fs::write(apps.join(format!("{i}.json")), text).unwrap();
+    }
+    let config = serde_json::json!({
+        "listen": "127.0.0.1:0",
+        "bridge": target.join("libcoprocess_bridge.so"),
+        "coprocess_options": {"drivers": [{
+            "name": "native",
+            "path": target.join("libcoprocess_rust_driver.so"),
+            "config": {"tokens": ["tok-a", "tok-b"], "cache_seconds": 60}
+        }]},
+        "apps": [apps],
+    });
+    let config_path = dir.path().join("gateway.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coprocess-gateway"))
+        .arg(&config_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting the gateway");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("coprocess-gateway listening on http://") {
+                let _ = tx.send(addr.to_owned());
+            }
+        }
+    });
+    let addr = match rx.recv_timeout(TIMEOUT) {
+        Ok(a) => a,
+        Err(_) => {
+            let _ = child.kill();
+            let status = child.wait().unwrap();
+            panic!("the gateway did not start ({status}); its stderr is above");
+        }
+    };
+    Gateway {
+        child,
+        addr,
+        _dir: dir,
+    }
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+
+    /// The echo upstream's view of a request header (lower-case name).
+    fn upstream_header(&self, name: &str) -> Option<String> {
+        self.json()["headers"][name][0].as_str().map(str::to_owned)
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`, read to the end.
+fn http(gw: &Gateway, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    let mut s = TcpStream::connect(&gw.addr).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        gw.addr,
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+    let mut lines = head.lines();
+    let status = lines.next().unwrap()[9..12].parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+const CLASSIC: &str = r#"{
+  "api_id": "classic", "org_id": "org", "name": "classic",
+  "proxy": {"listen_path": "/classic/", "target_url": "{upstream}", "strip_listen_path": true},
+  "config_data": {"greeting": "hi"},
+  "custom_plugin_auth_enabled": true,
+  "custom_middleware": {
+    "driver": "native",
+    "pre": [{"name": "AddHeader"}, {"name": "ChainPre1"}, {"name": "Deny"}, {"name": "ChainPre2"},
+            {"name": "Skipped", "disabled": true}, {"name": "ShowConfig"}],
+    "auth_check": {"name": "BearerAuth"},
+    "post_key_auth": [{"name": "ChainKey", "require_session": true}],
+    "post": [{"name": "ChainPost"}],
+    "id_extractor": {"extract_from": "header", "extract_with": "value",
+                     "extractor_config": {"header_name": "Authorization"}}
+  }
+}"#;
+
+const OAS: &str = r#"{
+  "openapi": "3.0.3", "info": {"title": "oas", "version": "1"}, "paths": {},
+  "x-tyk-api-gateway": {
+    "info": {"id": "oas", "orgId": "org", "state": {"active": true}},
+    "upstream": {"url": "{upstream}"},
+    "server": {"listenPath": {"value": "/oas/", "strip": true}},
+    "middleware": {"global": {
+      "pluginConfig": {"driver": "native"},
+      "prePlugins": [{"enabled": true, "functionName": "ChainO"}],
+      "responsePlugins": [{"enabled": true, "functionName": "Rewrite"}]}}
+  }
+}"#;
+
+const FAILING: &str = r#"{
+  "api_id": "failing", "org_id": "org",
+  "proxy": {"listen_path": "/failing/", "target_url": "{upstream}", "strip_listen_path": true},
+  "enable_coprocess_auth": true,
+  "custom_middleware": {"driver": "native", "pre": [{"name": "Fail"}], "auth_check": {"name": "Panic"}}
+}"#;
+
+const FAILING_AUTH: &str = r#"{
+  "api_id": "failing-auth", "org_id": "org",
+  "proxy": {"listen_path": "/failing-auth/", "target_url": "{upstream}", "strip_listen_path": true},
+  "enable_coprocess_auth": true,
+  "custom_middleware": {"driver": "native", "auth_check": {"name": "Panic"}}
+}"#;
+
+#[test]
+fn every_request_hook_runs_in_order_on_a_classic_api() {
+    let gw = gateway(&[CLASSIC]);
+    let r = http(
+        &gw,
+        "POST",
+        "/classic/things?x=1",
+        &[("Authorization", "Bearer tok-a")],
+        "payload",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let echo = r.json();
+    assert_eq!(echo["path"], "/things", "listen path stripped");
+    assert_eq!(echo["query"], "x=1");
+    assert_eq!(echo["method"], "POST");
+    assert_eq!(echo["body"], "payload");
+    assert_eq!(
+        r.upstream_header("x-rust-driver").as_deref(),
+        Some("rust"),
+        "Pre"
+    );
+    assert_eq!(
+        r.upstream_header("x-chain").as_deref(),
+        Some("ChainPre1,ChainPre2,ChainKey,ChainPost"),
+        "Pre chain, then PostKeyAuth, then Post"
+    );
+    assert_eq!(
+        r.upstream_header("x-config-data").as_deref(),
+        Some(r#"{"greeting":"hi"}"#)
+    );
+    assert!(
+        r.upstream_header("x-auth-call").is_some(),
+        "CustomKeyCheck ran"
+    );
+    assert_eq!(r.header("x-upstream"), Some("echo"));
+}
+
+#[test]
+fn a_hook_that_answers_ends_the_chain() {
+    let gw = gateway(&[CLASSIC]);
+    let r = http(
+        &gw,
+        "GET",
+        "/classic/",
+        &[("Authorization", "Bearer tok-a"), ("X-Deny", "1")],
+        "",
+    );
+    assert_eq!(r.status, 418);
+    assert_eq!(r.body, r#"{"chain":"ChainPre1","denied_by":"Deny"}"#);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+}
+
+#[test]
+fn auth_passes_refuses_with_403_and_answers_400_without_the_field() {
+    let gw = gateway(&[CLASSIC, FAILING_AUTH]);
+    let ok = http(
+        &gw,
+        "GET",
+        "/classic/",
+        &[("Authorization", "Bearer tok-b")],
+        "",
+    );
+    assert_eq!(ok.status, 200);
+    let refused = http(
+        &gw,
+        "GET",
+        "/classic/",
+        &[("Authorization", "Bearer nope")],
+        "",
+    );
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.body, r#"{"error": "Key not authorised"}"#);
+    let missing = http(&gw, "GET", "/classic/", &[], "");
+    assert_eq!(missing.status, 400);
+    assert_eq!(missing.body, r#"{"error":"Authorization field missing"}"#);
+    let failed = http(&gw, "GET", "/failing-auth/", &[], "");
+    assert_eq!(failed.status, 403, "a failing CustomKeyCheck");
+    assert_eq!(failed.body, r#"{"error":"Key not authorised"}"#);
+}
+
+#[test]
+fn a_cached_session_skips_the_driver_and_another_key_does_not() {
+    let gw = gateway(&[CLASSIC]);
+    let auth = |token: &str| {
+        let r = http(&gw, "GET", "/classic/", &[("Authorization", token)], "");
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.upstream_header("x-auth-call")
+    };
+    let first = auth("Bearer tok-a").expect("the first request reaches the driver");
+    assert_eq!(
+        auth("Bearer tok-a"),
+        None,
+        "the second is served from the cache"
+    );
+    let other = auth("Bearer tok-b").expect("another key reaches the driver");
+    assert!(other.parse::<u64>().unwrap() > first.parse::<u64>().unwrap());
+}
+
+#[test]
+fn response_hooks_rewrite_an_oas_api_response() {
+    let gw = gateway(&[OAS]);
+    let r = http(&gw, "GET", "/oas/pets", &[], "");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let body = r.json();
+    assert_eq!(body["rewritten_by"], "rust_driver");
+    assert_eq!(body["upstream_status"], 200);
+    let cookies: Vec<_> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .collect();
+    assert_eq!(cookies.len(), 2, "multivalue headers survive the hook");
+}
+
+#[test]
+fn failing_hooks_answer_500_and_unknown_paths_404() {
+    let gw = gateway(&[FAILING, OAS]);
+    let r = http(&gw, "GET", "/failing/", &[], "");
+    assert_eq!(r.status, 500);
+    assert_eq!(r.body, r#"{"error":"Middleware error"}"#);
+    let r = http(&gw, "GET", "/nowhere", &[], "");
+    assert_eq!(r.status, 404);
+}
