@@ -131,25 +131,23 @@ class Bridge:
     def trigger_event(self, name, payload):
         self.lib.TykTriggerEvent(name.encode(), payload.encode())
 
+    def _callback(self, c_type, handler):
+        """A C function pointer of `c_type` calling handler(str, str), kept alive with the bridge."""
+
+        def trampoline(first, second, _user_data):
+            handler(first.decode("utf-8", "replace"), second.decode("utf-8", "replace"))
+
+        callback = c_type(trampoline)
+        self._handlers.append(callback)
+        return callback
+
     def set_event_handler(self, handler):
         """handler(name: str, payload: str), called on the thread that raised the event."""
-
-        def trampoline(name, payload, _user_data):
-            handler(name.decode("utf-8", "replace"), payload.decode("utf-8", "replace"))
-
-        callback = EVENT_HANDLER(trampoline)
-        self._handlers.append(callback)
-        self.lib.CoProcessSetEventHandler(callback, None)
+        self.lib.CoProcessSetEventHandler(self._callback(EVENT_HANDLER, handler), None)
 
     def set_log_handler(self, handler):
         """handler(message: str, level: str)."""
-
-        def trampoline(message, level, _user_data):
-            handler(message.decode("utf-8", "replace"), level.decode("utf-8", "replace"))
-
-        callback = LOG_HANDLER(trampoline)
-        self._handlers.append(callback)
-        self.lib.CoProcessSetLogHandler(callback, None)
+        self.lib.CoProcessSetLogHandler(self._callback(LOG_HANDLER, handler), None)
 
     def shutdown(self):
         self.lib.CoProcessShutdown()

@@ -235,26 +235,23 @@ cdef object _event_handler = None
 cdef object _log_handler = None
 
 
-cdef void _on_event(const char* event_name, const char* payload, void* user_data) noexcept with gil:
-    handler = _event_handler
+cdef void _call_handler(object handler, const char* first, const char* second) noexcept:
+    """Calls handler(first, second) with the GIL held; an exception goes to sys.unraisablehook."""
     if handler is None:
         return
     try:
-        handler(event_name.decode("utf-8", "replace"), payload.decode("utf-8", "replace"))
+        handler(first.decode("utf-8", "replace"), second.decode("utf-8", "replace"))
     except BaseException as e:
         import sys
         sys.unraisablehook(_Unraisable(e, handler))
+
+
+cdef void _on_event(const char* event_name, const char* payload, void* user_data) noexcept with gil:
+    _call_handler(_event_handler, event_name, payload)
 
 
 cdef void _on_log(const char* message, const char* level, void* user_data) noexcept with gil:
-    handler = _log_handler
-    if handler is None:
-        return
-    try:
-        handler(message.decode("utf-8", "replace"), level.decode("utf-8", "replace"))
-    except BaseException as e:
-        import sys
-        sys.unraisablehook(_Unraisable(e, handler))
+    _call_handler(_log_handler, message, level)
 
 
 class _Unraisable:
