@@ -106,8 +106,9 @@ class Bridge:
         )
 
     def dispatch_raw(self, data):
-        """Dispatch: returns (status, output bytes or None). The input is borrowed by the bridge;
-        the output's malloc'd buffer is copied and released with CoProcessMessageFree."""
+        """Dispatch: returns (status, output bytes or None, (out.p_data, out.length) after a
+        failure). The input is borrowed by the bridge; the output's malloc'd buffer is copied and
+        released with CoProcessMessageFree."""
         buf = ctypes.create_string_buffer(data, len(data))
         message_in = CoProcessMessage(ctypes.cast(buf, ctypes.c_void_p), len(data))
         out = CoProcessMessage(None, 0)
