@@ -21,7 +21,10 @@ def object_class(fds_path):
     pool = descriptor_pool.DescriptorPool()
     for file_proto in fds.file:  # dependencies come first
         pool.Add(file_proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("coprocess.Object"))
+    descriptor = pool.FindMessageTypeByName("coprocess.Object")
+    if hasattr(message_factory, "GetMessageClass"):  # protobuf >= 4.22
+        return message_factory.GetMessageClass(descriptor)
+    return message_factory.MessageFactory(pool).GetPrototype(descriptor)
 
 
 def main():
