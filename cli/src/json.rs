@@ -5,7 +5,7 @@
 //! the original `snake_case` field names, and 64-bit integers as numbers or strings (as Google's
 //! `Parse` does). The serde impls come from the proto crate's `json` feature (pbjson).
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::Path;
 
 use clap::ValueEnum;
@@ -16,6 +16,11 @@ use crate::error::{CliError, Result};
 
 /// Parses an Object from canonical JSON. `source` names the input in the error.
 pub fn object_from_json(text: &str, source: &str) -> Result<Object> {
+    if text.trim().is_empty() {
+        return Err(CliError::new(format!(
+            "{source} is empty: expected a coprocess.Object in JSON"
+        )));
+    }
     serde_json::from_str(text).map_err(|e| {
         CliError::new(format!(
             "{source}: not a valid coprocess.Object in JSON: {e}"
@@ -109,6 +114,9 @@ pub fn sorted(value: Value) -> Value {
 /// Reads an input named on the command line: a file, or standard input for `-`.
 pub fn read_input(input: &Path) -> Result<(Vec<u8>, String)> {
     if input == Path::new("-") {
+        if std::io::stdin().is_terminal() {
+            eprintln!("coprocess: reading from standard input (end with Ctrl-D; --help for usage)");
+        }
         let mut buf = Vec::new();
         std::io::stdin()
             .read_to_end(&mut buf)
@@ -271,6 +279,11 @@ mod tests {
         );
         let e = object_from_json(r#"{"nope": 1}"#, "in.json").unwrap_err();
         assert!(e.to_string().contains("unknown field `nope`"), "{e}");
+        let e = object_from_json(" \n", "<stdin>").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "<stdin> is empty: expected a coprocess.Object in JSON"
+        );
         let e = object_from_binary(b"\xff\xff", "in.bin").unwrap_err();
         assert!(
             e.to_string().starts_with("in.bin: not a valid serialized"),
