@@ -13,6 +13,7 @@ const OBJECT_HOOK_NAME: u32 = 2;
 const OBJECT_REQUEST: u32 = 3;
 const OBJECT_SESSION: u32 = 4;
 const OBJECT_SPEC: u32 = 6;
+const REQUEST_HEADERS: u32 = 1;
 const REQUEST_RETURN_OVERRIDES: u32 = 10;
 const OVERRIDES_RESPONSE_CODE: u32 = 1;
 const OVERRIDES_RESPONSE_ERROR: u32 = 2;
@@ -100,6 +101,40 @@ fn each(buf: &[u8], mut f: impl FnMut(&Record)) -> bool {
         }
     }
     true
+}
+
+/// A request header by name, without decoding: the last entry with exactly that name wins (as in a
+/// map merge); without one, the first whose name matches ignoring ASCII case. `None` when absent or
+/// not UTF-8.
+pub fn request_header<'a>(buf: &'a [u8], name: &str) -> Option<&'a str> {
+    let mut exact: Option<&'a [u8]> = None;
+    let mut folded: Option<&'a [u8]> = None;
+    each(buf, |r| {
+        if r.tag != OBJECT_REQUEST || r.wire_type != 2 {
+            return;
+        }
+        let request = &buf[r.payload..r.end];
+        each(request, |h| {
+            if h.tag != REQUEST_HEADERS || h.wire_type != 2 {
+                return;
+            }
+            let entry = &request[h.payload..h.end];
+            let (mut key, mut value): (&[u8], &[u8]) = (&[], &[]);
+            each(entry, |f| {
+                if f.wire_type == 2 && f.tag == 1 {
+                    key = &entry[f.payload..f.end];
+                } else if f.wire_type == 2 && f.tag == 2 {
+                    value = &entry[f.payload..f.end];
+                }
+            });
+            if key == name.as_bytes() {
+                exact = Some(value);
+            } else if folded.is_none() && key.eq_ignore_ascii_case(name.as_bytes()) {
+                folded = Some(value);
+            }
+        });
+    });
+    std::str::from_utf8(exact.or(folded)?).ok()
 }
 
 /// `hook_name` (the last occurrence wins, as in a decode); "" when absent.
@@ -294,9 +329,31 @@ mod tests {
     }
 
     #[test]
+    fn request_headers_are_read_without_decoding() {
+        let mut o = typical();
+        let r = o.request.get_or_insert_with(Default::default);
+        r.headers.insert("Authorization".into(), "Bearer a".into());
+        r.headers.insert("x-lower".into(), "l".into());
+        let buf = o.encode_to_vec();
+        assert_eq!(request_header(&buf, "Authorization"), Some("Bearer a"));
+        assert_eq!(request_header(&buf, "X-Lower"), Some("l"));
+        assert_eq!(request_header(&buf, "Absent"), None);
+        let mut later = Object::default();
+        later
+            .request
+            .get_or_insert_with(Default::default)
+            .headers
+            .insert("Authorization".into(), "Bearer b".into());
+        let mut merged = buf.clone();
+        merged.extend(later.encode_to_vec());
+        assert_eq!(request_header(&merged, "Authorization"), Some("Bearer b"));
+    }
+
+    #[test]
     fn malformed_input_is_harmless() {
         for junk in [&b"\xff"[..], b"\x12\x05ab", b"\x1a\x02\x52"] {
             let _ = hook_name(junk);
+            let _ = request_header(junk, "A");
             let _ = response_code(junk);
             let _ = without_session(junk);
             let _ = session_bytes(junk);

@@ -19,7 +19,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use coprocess_proto::{HookType, Message, Object};
+use coprocess_proto::HookType;
 
 use crate::api::{ApiDefinition, HookDef};
 use crate::dispatch::call_driver;
@@ -154,10 +154,7 @@ impl Run<'_> {
         let Some(extractor) = &self.api.id_extractor else {
             return self.one(input, Some(hook));
         };
-        let request = Object::decode(input)
-            .map(|o| o.request.unwrap_or_default())
-            .unwrap_or_default();
-        let value = match extractor.extract(&request) {
+        let value = match extractor.extract_from_object(input) {
             Ok(v) => v,
             Err(why) => {
                 self.rt.logs.log(
@@ -177,15 +174,13 @@ impl Run<'_> {
         let now = now_unix();
         if let Some(session) = cache::lookup(store.as_ref(), &sid, now) {
             let mut out = self.prepare(input, Some(hook)).into_owned();
-            edit::push_session(&mut out, &session.encode_to_vec());
+            edit::push_session(&mut out, &session);
             return Ok(MallocBuf::copy_from(&out));
         }
         let out = self.one(input, Some(hook))?;
         let passed = edit::response_code(out.as_slice()).is_none_or(|c| c < 0);
         if passed {
-            if let Some(session) = edit::session_bytes(out.as_slice())
-                .and_then(|b| coprocess_proto::SessionState::decode(b.as_slice()).ok())
-            {
+            if let Some(session) = edit::session_bytes(out.as_slice()) {
                 cache::save(store.as_ref(), &sid, &session, now);
             }
         }

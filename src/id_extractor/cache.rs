@@ -2,6 +2,9 @@
 //! store serves several gateway instances) under their ID-extractor session id. An entry is used only
 //! while the session's `id_extractor_deadline` (unix seconds, set by the plugin) is in the future; the
 //! store expires it at that moment too.
+//!
+//! An entry is `<deadline>:<base64 of the serialized SessionState>`: a hit checks the deadline and
+//! hands the session bytes on without decoding or re-encoding them.
 
 use std::time::Duration;
 
@@ -15,23 +18,33 @@ pub fn key(session_id: &str) -> String {
     format!("id-extractor-session:{session_id}")
 }
 
-/// The cached session for `session_id`, if one is stored and its deadline is after `now`.
-pub fn lookup(store: &dyn Store, session_id: &str, now: i64) -> Option<SessionState> {
+/// The cached session (serialized) for `session_id`, if one is stored and its deadline is after `now`.
+pub fn lookup(store: &dyn Store, session_id: &str, now: i64) -> Option<Vec<u8>> {
     let text = store.get(&key(session_id))?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .ok()?;
-    let session = SessionState::decode(bytes.as_slice()).ok()?;
-    (session.id_extractor_deadline > now).then_some(session)
+    let (deadline, session) = text.split_once(':')?;
+    if deadline.parse::<i64>().ok()? <= now {
+        return None;
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(session)
+        .ok()
 }
 
-/// Caches `session` when its deadline is in the future; returns whether it did.
-pub fn save(store: &dyn Store, session_id: &str, session: &SessionState, now: i64) -> bool {
-    let remaining = session.id_extractor_deadline.saturating_sub(now);
+/// Caches a session (serialized; several records concatenate, as protobuf merges them) when its
+/// `id_extractor_deadline` is in the future; returns whether it did.
+pub fn save(store: &dyn Store, session_id: &str, session: &[u8], now: i64) -> bool {
+    let Ok(decoded) = SessionState::decode(session) else {
+        return false;
+    };
+    let deadline = decoded.id_extractor_deadline;
+    let remaining = deadline.saturating_sub(now);
     if remaining <= 0 {
         return false;
     }
-    let text = base64::engine::general_purpose::STANDARD.encode(session.encode_to_vec());
+    let text = format!(
+        "{deadline}:{}",
+        base64::engine::general_purpose::STANDARD.encode(decoded.encode_to_vec())
+    );
     store.set(
         &key(session_id),
         &text,
@@ -53,8 +66,9 @@ mod tests {
             id_extractor_deadline: 1_000,
             ..Default::default()
         };
-        assert!(save(&store, "org1abc", &session, 900));
-        assert_eq!(lookup(&store, "org1abc", 999), Some(session.clone()));
+        assert!(save(&store, "org1abc", &session.encode_to_vec(), 900));
+        let hit = lookup(&store, "org1abc", 999).expect("a hit");
+        assert_eq!(SessionState::decode(hit.as_slice()).unwrap(), session);
         assert_eq!(lookup(&store, "org1abc", 1_000), None, "deadline reached");
         assert_eq!(lookup(&store, "other", 900), None);
         let stale = SessionState {
@@ -62,11 +76,14 @@ mod tests {
             ..Default::default()
         };
         assert!(
-            !save(&store, "s", &stale, 10),
-            "no deadline ahead: not cached"
+            !save(&store, "s", &stale.encode_to_vec(), 10),
+            "no deadline ahead"
         );
         assert!(store.get(&key("s")).is_none());
-        store.set(&key("junk"), "%%%", None);
+        assert!(!save(&store, "g", b"\xff", 0), "garbage is not cached");
+        store.set(&key("junk"), "5000:%%%", None);
         assert_eq!(lookup(&store, "junk", 0), None, "garbage is a miss");
+        store.set(&key("nodeadline"), "abc", None);
+        assert_eq!(lookup(&store, "nodeadline", 0), None);
     }
 }
