@@ -417,3 +417,48 @@ fn nothing_listening_is_an_error_at_once() {
     let (_, message) = run(&driver, &object(HookType::Pre, "Nobody")).unwrap_err();
     assert!(message.contains("no gRPC server reachable"), "{message}");
 }
+
+#[test]
+fn many_threads_share_one_driver_and_its_servers() {
+    skip_unless_python_grpc!();
+    let a = PyServer::tcp().name("A").start();
+    let sock = socket_path("py-many");
+    let b = PyServer::default()
+        .listen(format!("unix://{}", sock.display()))
+        .name("B")
+        .start();
+    let driver =
+        load_grpc(serde_json::json!({"coprocess_grpc_server": [a.address, b.address]})).unwrap();
+    let served: Vec<String> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..16)
+            .map(|i| {
+                let driver = &driver;
+                s.spawn(move || {
+                    (0..20)
+                        .map(|j| {
+                            let mut o = object(HookType::Pre, &format!("t{i}-{j}"));
+                            o.request.as_mut().unwrap().body = format!("{i}/{j}");
+                            let out = run(driver, &o).unwrap();
+                            assert_eq!(
+                                out.hook_name, o.hook_name,
+                                "each caller gets its own answer"
+                            );
+                            assert_eq!(out.request.as_ref().unwrap().body, format!("{i}/{j}"));
+                            header(&out, "X-Served-By").unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    assert_eq!(served.len(), 320);
+    assert_eq!(
+        served.iter().filter(|s| *s == "A").count(),
+        160,
+        "even round-robin"
+    );
+}
