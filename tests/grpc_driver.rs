@@ -462,3 +462,34 @@ fn many_threads_share_one_driver_and_its_servers() {
         "even round-robin"
     );
 }
+
+#[test]
+fn mutual_tls_sends_the_client_certificate() {
+    skip_unless_python_grpc!();
+    skip_unless_tool!("openssl");
+    let dir = scratch_dir("mtls");
+    let (ca, cert, key) = make_certificates(&dir);
+    let server = PyServer::tcp()
+        .tls(&cert, &key)
+        .require_client_cert(&ca)
+        .name("mtls")
+        .start();
+    let address = format!("tcp://localhost:{}", server.port());
+
+    let with_cert = load_grpc(serde_json::json!({
+        "coprocess_grpc_server": address,
+        "tls": {"ca_file": ca, "cert_file": dir.join("client.pem"), "key_file": dir.join("client.key")},
+    }))
+    .unwrap();
+    let out = run(&with_cert, &object(HookType::Pre, "Mtls")).unwrap();
+    assert_eq!(header(&out, "X-Served-By").as_deref(), Some("mtls"));
+
+    let without = load_grpc(serde_json::json!({
+        "coprocess_grpc_server": address, "timeout_ms": 5_000, "tls": {"ca_file": ca},
+    }))
+    .unwrap();
+    assert!(
+        run(&without, &object(HookType::Pre, "Mtls")).is_err(),
+        "the server wants a certificate"
+    );
+}

@@ -210,6 +210,7 @@ pub struct PyServer {
     pub max_message_bytes: Option<usize>,
     pub slow_ms: Option<u64>,
     pub tls: Option<(PathBuf, PathBuf)>,
+    pub tls_client_ca: Option<PathBuf>,
     pub events: Option<PathBuf>,
 }
 
@@ -246,6 +247,12 @@ impl PyServer {
         self
     }
 
+    /// Mutual TLS: client certificates must be signed by `ca`.
+    pub fn require_client_cert(mut self, ca: &Path) -> Self {
+        self.tls_client_ca = Some(ca.into());
+        self
+    }
+
     pub fn events(mut self, file: &Path) -> Self {
         self.events = Some(file.into());
         self
@@ -266,6 +273,9 @@ impl PyServer {
         }
         if let Some((cert, key)) = &self.tls {
             cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+        }
+        if let Some(ca) = &self.tls_client_ca {
+            cmd.arg("--tls-client-ca").arg(ca);
         }
         if let Some(f) = &self.events {
             cmd.arg("--events").arg(f);
@@ -327,66 +337,41 @@ pub fn coprocess_bin() -> PathBuf {
     .clone()
 }
 
-/// A self-signed CA and a server certificate for `localhost`/127.0.0.1 made with the openssl CLI, in
-/// `dir`: returns (ca.pem, server.pem, server.key).
+/// A self-signed CA, a server certificate for `localhost`/127.0.0.1 and a client certificate, made
+/// with the openssl CLI in `dir`: returns (ca.pem, server.pem, server.key); the client's are
+/// client.pem and client.key beside them.
 pub fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let run = |args: &[&str]| {
-        let out = common::run(Command::new("openssl").args(args).current_dir(dir));
+    let run = |args: &str| {
+        let out = common::run(
+            Command::new("openssl")
+                .args(args.split_whitespace())
+                .current_dir(dir),
+        );
         assert!(
             out.status.success(),
-            "openssl {args:?}:\n{}",
+            "openssl {args}:\n{}",
             common::describe(&out)
         );
     };
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=coprocess test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
+    let ext = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+    ext(
         "server.ext",
-        "-out",
-        "server.pem",
-    ]);
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    );
+    ext(
+        "client.ext",
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    );
+    run("req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=coprocess-test-CA -keyout ca.key -out ca.pem");
+    for (who, cn) in [("server", "localhost"), ("client", "coprocess-client")] {
+        run(&format!(
+            "req -newkey rsa:2048 -nodes -subj /CN={cn} -keyout {who}.key -out {who}.csr"
+        ));
+        run(&format!(
+            "x509 -req -in {who}.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+             -extfile {who}.ext -out {who}.pem"
+        ));
+    }
     (
         dir.join("ca.pem"),
         dir.join("server.pem"),

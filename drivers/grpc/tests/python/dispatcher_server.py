@@ -3,7 +3,7 @@
 end of the bridge's `grpc` driver in tests and benchmarks.
 
     dispatcher_server.py --listen tcp://127.0.0.1:0 [--name A] [--max-message-bytes N]
-                         [--tls-cert cert.pem --tls-key key.pem] [--events FILE]
+                         [--tls-cert cert.pem --tls-key key.pem [--tls-client-ca ca.pem]] [--events FILE]
 
 Prints `LISTENING <address>` (with the real port) once it serves. Plugin logic, by hook:
 - every Pre hook: set_headers["X-Rust-Driver"] = "rust" (what examples/rust_driver does in-process),
@@ -67,7 +67,12 @@ async def serve(args):
     address = coprocess_stubs.parse_address(args.listen)
     if args.tls_cert:
         with open(args.tls_key, "rb") as k, open(args.tls_cert, "rb") as c:
-            creds = grpc.ssl_server_credentials([(k.read(), c.read())])
+            pair = (k.read(), c.read())
+        if args.tls_client_ca:
+            with open(args.tls_client_ca, "rb") as ca:
+                creds = grpc.ssl_server_credentials([pair], root_certificates=ca.read(), require_client_auth=True)
+        else:
+            creds = grpc.ssl_server_credentials([pair])
         port = server.add_secure_port(address, creds)
     else:
         port = server.add_insecure_port(address)
@@ -95,6 +100,7 @@ def main():
     p.add_argument("--slow-ms", type=int, default=2000)
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
+    p.add_argument("--tls-client-ca", help="require client certificates signed by this CA (mutual TLS)")
     p.add_argument("--events")
     asyncio.run(serve(p.parse_args()))
 
