@@ -1006,3 +1006,98 @@ print("python host ok")
         common::describe(&out)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The bridge's ID extractor and auth cache in front of a Python auth_check
+
+#[test]
+fn id_extractor_deadline_set_in_python_feeds_the_auth_cache() {
+    python_or_skip!();
+    let root = fresh_root("auth-cache");
+    write_bundle(
+        &root,
+        "c",
+        &["CountingAuth"],
+        &[(
+            "middleware.py",
+            r#"
+import time
+from tyk.decorators import *
+from gateway import TykGateway as tyk
+
+@Hook
+def CountingAuth(request, session, metadata, spec):
+    token = request.get_header("Authorization") or ""
+    key = "py-cache-calls:" + token
+    tyk.store_data(key, str(int(tyk.get_data(key) or b"0") + 1), 0)
+    if token.startswith("cache-good"):
+        session.rate = 42.0
+        session.id_extractor_deadline = int(time.time()) + 60
+    elif token.startswith("cache-expired"):
+        session.rate = 1.0
+        session.id_extractor_deadline = int(time.time()) - 1
+    else:
+        request.object.return_overrides.response_code = 403
+        request.object.return_overrides.response_error = "Key not authorised"
+        return request, session, metadata
+    metadata["token"] = token
+    return request, session, metadata
+"#,
+        )],
+    );
+    load_driver("py-cache", &root).unwrap();
+    let api = serde_json::json!({
+        "api_id": "api-py-cache", "org_id": "org-py", "name": "python cache",
+        "enable_coprocess_auth": true,
+        "custom_middleware": {
+            "driver": "py-cache",
+            "auth_check": {"name": "CountingAuth", "path": "middleware.py"},
+            "id_extractor": {"extract_from": "header", "extract_with": "value",
+                             "extractor_config": {"header_name": "Authorization"}}
+        }
+    });
+    let rc = coprocess_bridge::ffi::host::CoProcessLoadApi(c(&api.to_string()).as_ptr());
+    assert_eq!(rc, 0, "{}", last_error());
+
+    let pid = std::process::id();
+    let auth = |token: &str| -> Object {
+        let mut o = object(
+            HookType::CustomKeyCheck,
+            "",
+            Some("c"),
+            &[("Authorization", token)],
+        );
+        o.spec.insert("APIID".into(), "api-py-cache".into());
+        let out = dispatch(&o.encode_to_vec()).unwrap_or_else(|e| panic!("{token}: {e:?}"));
+        Object::decode(out.as_slice()).unwrap()
+    };
+    let calls = |token: &str| get(&format!("py-cache-calls:{token}"));
+
+    let good = format!("cache-good-{pid}");
+    for _ in 0..3 {
+        let out = auth(&good);
+        let session = out.session.expect("a session");
+        assert_eq!(session.rate, 42.0);
+        assert!(session.id_extractor_deadline > now());
+    }
+    assert_eq!(
+        calls(&good),
+        "1",
+        "the cached session answers until its deadline"
+    );
+
+    let expired = format!("cache-expired-{pid}");
+    auth(&expired);
+    auth(&expired);
+    assert_eq!(calls(&expired), "2", "a deadline in the past is not cached");
+
+    let bad = format!("cache-bad-{pid}");
+    for _ in 0..2 {
+        let out = auth(&bad);
+        assert_eq!(
+            out.request.unwrap().return_overrides.unwrap().response_code,
+            403
+        );
+    }
+    assert_eq!(calls(&bad), "2", "failed auth is not cached");
+}

@@ -68,3 +68,58 @@ fn pin_library(symbol: *const c_void, extra_flags: libc::c_int) -> Result<(), St
     }
     Ok(())
 }
+
+/// Gives the calling thread a Python thread state that outlives one call, when it has none.
+///
+/// Attaching a thread that has no thread state creates one, and detaching deletes it again; on
+/// Python 3.11 that also maps and unmaps the frame stack, so a gateway thread would pay for it on
+/// every hook. Instead each bridge thread keeps one (with the GIL released: it is only taken around
+/// Python work) until the thread exits. Threads that Python itself owns (a Python host's threads)
+/// already have one and are left alone.
+pub fn keep_thread_state() {
+    thread_local! {
+        static KEPT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        static GUARD: std::cell::RefCell<Option<KeptThreadState>> = const { std::cell::RefCell::new(None) };
+    }
+    if KEPT.with(|k| k.replace(true)) {
+        return;
+    }
+    // SAFETY: the interpreter is initialised (drivers are created first); the GIL is not held by
+    // this thread here (callers are outside any attach).
+    let kept = unsafe {
+        if ffi::PyGILState_GetThisThreadState().is_null() {
+            let _ = ffi::PyGILState_Ensure();
+            ffi::PyEval_SaveThread();
+            true
+        } else {
+            false
+        }
+    };
+    if kept {
+        // try_with: during thread teardown the slot may be gone; then the state is simply kept.
+        let _ = GUARD.try_with(|g| *g.borrow_mut() = Some(KeptThreadState));
+    }
+}
+
+/// Deletes the kept thread state when its thread exits.
+struct KeptThreadState;
+
+impl Drop for KeptThreadState {
+    fn drop(&mut self) {
+        // SAFETY: this thread made its thread state in `keep_thread_state` and released the GIL;
+        // re-taking it and releasing the last reference deletes the state (and releases the GIL).
+        // Skipped when the interpreter is gone (finalised by a Python host) or the state was
+        // already deleted.
+        unsafe {
+            if ffi::Py_IsInitialized() == 0 {
+                return;
+            }
+            let state = ffi::PyGILState_GetThisThreadState();
+            if state.is_null() {
+                return;
+            }
+            ffi::PyEval_RestoreThread(state);
+            ffi::PyGILState_Release(ffi::PyGILState_STATE::PyGILState_UNLOCKED);
+        }
+    }
+}

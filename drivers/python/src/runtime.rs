@@ -78,6 +78,7 @@ impl Runtime {
 
     /// Runs a hook: the serialized Object out, or the error message.
     pub fn dispatch(&self, input: &[u8]) -> Result<Vec<u8>, String> {
+        crate::interpreter::keep_thread_state();
         Python::attach(|py| {
             let result = self
                 .object

@@ -1,0 +1,159 @@
+//! Per-call cost of a Python hook through the bridge: `DispatchWithDriver` into the Python driver
+//! (drivers/python), which takes the GIL, parses the Object with the `protobuf` package, calls the
+//! hook and serializes the result. Hooks: a no-op `return request, session`, and one that adds a
+//! header; small (~700 B) and typical (~3.3 KB) Objects. The SDK's Rust example driver (adds a header
+//! with an ObjectPatch) is the baseline.
+//!
+//! Run: `cargo bench --bench python` (builds both drivers in release first). Needs python3 with the
+//! `protobuf` package; without it the bench says so and measures nothing.
+
+use std::ffi::CString;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use coprocess_bridge::ffi::host::{CoProcessLoadDriver, CoProcessMessageFree, DispatchWithDriver};
+use coprocess_bridge::message::CoProcessMessage;
+use coprocess_bridge::proto::{fixtures, HookType, Message, Object};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+
+const MIDDLEWARE: &str = r#"
+from tyk.decorators import *
+
+@Hook
+def Noop(request, session, spec):
+    return request, session
+
+@Hook
+def AddHeader(request, session, spec):
+    request.add_header("X-Python", "1")
+    return request, session
+"#;
+
+fn target_dir() -> PathBuf {
+    // target/<profile>/deps/python-<hash> → target/<profile>
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+fn build(package: &str, lib: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "-p", package])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "building {package} failed");
+    target_dir().join(format!("lib{lib}.so"))
+}
+
+fn load(name: &str, path: &Path, config: &str) {
+    let (n, p, c) = (
+        CString::new(name).unwrap(),
+        CString::new(path.to_str().unwrap()).unwrap(),
+        CString::new(config).unwrap(),
+    );
+    assert_eq!(
+        CoProcessLoadDriver(n.as_ptr(), p.as_ptr(), c.as_ptr()),
+        0,
+        "loading {name}"
+    );
+}
+
+fn bridge_call(driver: &CString, input: &[u8]) {
+    let msg = CoProcessMessage {
+        p_data: input.as_ptr() as *mut _,
+        length: input.len() as i32,
+    };
+    let mut out = CoProcessMessage::empty();
+    assert_eq!(DispatchWithDriver(driver.as_ptr(), &msg, &mut out), 0);
+    CoProcessMessageFree(&mut out);
+}
+
+fn object(base: Object, hook: &str) -> Vec<u8> {
+    let mut o = base;
+    o.hook_type = HookType::Pre as i32;
+    o.hook_name = hook.into();
+    o.spec.insert("bundle_hash".into(), "bench".into());
+    o.encode_to_vec()
+}
+
+fn python_benches(c: &mut Criterion) {
+    let has_protobuf = Command::new("python3")
+        .args(["-c", "import google.protobuf"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_protobuf {
+        eprintln!("\nSKIPPED: bench python: python3 with the protobuf package not installed\n");
+        return;
+    }
+    let root = target_dir().join("bench-python-bundles");
+    let bundle = root.join("bench");
+    std::fs::create_dir_all(&bundle).unwrap();
+    std::fs::write(
+        bundle.join("manifest.json"),
+        r#"{"file_list": ["middleware.py"], "custom_middleware": {"driver": "python", "pre": [{"name": "Noop"}, {"name": "AddHeader"}]}}"#,
+    )
+    .unwrap();
+    std::fs::write(bundle.join("middleware.py"), MIDDLEWARE).unwrap();
+
+    let python = build("coprocess-python-driver", "coprocess_python");
+    load(
+        "python",
+        &python,
+        &serde_json::json!({ "bundle_root": root }).to_string(),
+    );
+    let rust = build("coprocess-rust-driver-example", "coprocess_rust_driver");
+    load("rust", &rust, r#"{"tokens": []}"#);
+    let (python, rust) = (
+        CString::new("python").unwrap(),
+        CString::new("rust").unwrap(),
+    );
+
+    for (size, base) in [
+        ("small", fixtures::small_object()),
+        ("typical", fixtures::typical_object()),
+    ] {
+        let mut group = c.benchmark_group(format!("python/{size}"));
+        for hook in ["Noop", "AddHeader"] {
+            let input = object(base.clone(), hook);
+            bridge_call(&python, &input);
+            group.bench_function(BenchmarkId::new("python", hook), |b| {
+                b.iter(|| bridge_call(&python, black_box(&input)))
+            });
+        }
+        // A gateway calls from its own worker threads, not from the thread that started Python.
+        let input = object(base.clone(), "Noop");
+        group.bench_function(BenchmarkId::new("python", "Noop_worker_thread"), |b| {
+            b.iter_custom(|iters| {
+                let (python, input) = (&python, &input);
+                std::thread::scope(|s| {
+                    s.spawn(move || {
+                        bridge_call(python, input);
+                        let start = std::time::Instant::now();
+                        for _ in 0..iters {
+                            bridge_call(python, black_box(input));
+                        }
+                        start.elapsed()
+                    })
+                    .join()
+                    .unwrap()
+                })
+            })
+        });
+        let input = object(base.clone(), "AddHeader");
+        group.bench_function(BenchmarkId::new("rust_sdk", "AddHeader"), |b| {
+            b.iter(|| bridge_call(&rust, black_box(&input)))
+        });
+        group.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(2));
+    targets = python_benches
+}
+criterion_main!(benches);
