@@ -137,17 +137,6 @@ pub fn request_header<'a>(buf: &'a [u8], name: &str) -> Option<&'a str> {
     std::str::from_utf8(exact.or(folded)?).ok()
 }
 
-/// `hook_name` (the last occurrence wins, as in a decode); "" when absent.
-pub fn hook_name(buf: &[u8]) -> &[u8] {
-    let mut name: &[u8] = &[];
-    each(buf, |r| {
-        if r.tag == OBJECT_HOOK_NAME && r.wire_type == 2 {
-            name = &buf[r.payload..r.end];
-        }
-    });
-    name
-}
-
 /// Whether the Object carries a `session`.
 pub fn has_session(buf: &[u8]) -> bool {
     let mut found = false;
@@ -281,7 +270,7 @@ mod tests {
         ro.response_code = 500;
         ro.response_error = "Middleware error".into();
         assert_eq!(got, want);
-        assert_eq!(hook_name(&buf), b"Next");
+        assert_eq!(coprocess_proto::wire::hook_name(&buf), Some("Next"));
         assert_eq!(response_code(&buf), Some(500));
     }
 
@@ -352,7 +341,6 @@ mod tests {
     #[test]
     fn malformed_input_is_harmless() {
         for junk in [&b"\xff"[..], b"\x12\x05ab", b"\x1a\x02\x52"] {
-            let _ = hook_name(junk);
             let _ = request_header(junk, "A");
             let _ = response_code(junk);
             let _ = without_session(junk);

@@ -55,8 +55,7 @@ pub fn dispatch_api(rt: &Runtime, api: &ApiDefinition, input: &[u8]) -> Result<M
         driver,
         hook_type,
     };
-    let name = edit::hook_name(input);
-    if !name.is_empty() {
+    if coprocess_proto::wire::hook_name(input).is_some_and(|n| !n.is_empty()) {
         // One named hook; its definition (if listed) does not change the call.
         return run.one(input, None);
     }
