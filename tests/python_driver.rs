@@ -354,6 +354,8 @@ from util.text import shout
 def AddHeaders(request, session, spec):
     request.add_header("X-Python", helpers.tag())
     request.add_header("X-Shout", shout("b"))
+    import helpers as late  # imported at call time: still this bundle's module
+    request.add_header("X-Late", late.tag())
     return request, session
 "#,
             ),
@@ -629,6 +631,7 @@ fn two_bundles_with_same_named_modules_stay_apart() {
     .unwrap();
     assert_eq!(set_headers(&out_a)["X-Python"], "bundle-a");
     assert_eq!(set_headers(&out_b)["X-Python"], "bundle-b");
+    assert_eq!(set_headers(&out_b)["X-Late"], "bundle-b");
     assert_eq!(
         set_headers(&out_b)["X-Shout"],
         "B!",
@@ -1100,4 +1103,67 @@ def CountingAuth(request, session, metadata, spec):
         );
     }
     assert_eq!(calls(&bad), "2", "failed auth is not cached");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Message classes, python_path
+
+/// The message classes come from proto/ (a FileDescriptorSet compiled at build time): every field of
+/// a fully populated Object survives the trip through Python's `protobuf` and back.
+#[test]
+fn every_field_survives_the_python_message_classes() {
+    python_or_skip!();
+    let root = fresh_root("fidelity");
+    write_bundle(
+        &root,
+        "f",
+        &["Touch"],
+        &[(
+            "middleware.py",
+            r#"
+from tyk.decorators import *
+import coprocess_object_pb2, coprocess_session_state_pb2, coprocess_common_pb2
+
+@Hook
+def Touch(request, session, metadata, spec):
+    # Tyk's generated module names work, and name the same classes the hook receives.
+    assert isinstance(session, coprocess_session_state_pb2.SessionState)
+    assert coprocess_common_pb2.HookType.Name(coprocess_common_pb2.Post) == "Post"
+    assert type(request.object).DESCRIPTOR.full_name == "coprocess.MiniRequestObject"
+    return request, session, metadata
+"#,
+        )],
+    );
+    load_driver("py-fidelity", &root).unwrap();
+    let mut input = coprocess_bridge::proto::fixtures::fully_populated_object();
+    input.hook_type = HookType::Post as i32;
+    input.hook_name = "Touch".into();
+    input.spec.insert("bundle_hash".into(), "f".into());
+    let out = run("py-fidelity", &input).unwrap();
+    assert_eq!(out, input);
+}
+
+#[test]
+fn python_path_extends_the_import_path() {
+    python_or_skip!();
+    let root = fresh_root("python-path");
+    let libs = fresh_root("python-path-libs");
+    fs::write(
+        libs.join("extlib_for_coprocess_test.py"),
+        "VALUE = 'from python_path'\n",
+    )
+    .unwrap();
+    write_bundle(
+        &root,
+        "p",
+        &["UsesLib"],
+        &[(
+            "middleware.py",
+            "from tyk.decorators import *\nimport extlib_for_coprocess_test as ext\n\n@Hook\ndef UsesLib(request, session, spec):\n    request.add_header('X-Ext', ext.VALUE)\n    return request, session\n",
+        )],
+    );
+    let config = serde_json::json!({ "bundle_root": root, "python_path": [libs] }).to_string();
+    load("py-path", &driver_lib().unwrap(), Some(&config)).unwrap();
+    let out = run("py-path", &object(HookType::Pre, "UsesLib", Some("p"), &[])).unwrap();
+    assert_eq!(set_headers(&out)["X-Ext"], "from python_path");
 }

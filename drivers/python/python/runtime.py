@@ -323,13 +323,17 @@ class Runtime(object):
         self.pool = descriptor_pool.DescriptorPool()
         for f in files.file:
             self.pool.Add(f)
+        if hasattr(message_factory, "GetMessageClass"):
+            message_class = message_factory.GetMessageClass
+        else:  # protobuf < 4.22
+            message_class = message_factory.MessageFactory(self.pool).GetPrototype
         self.files = {}
         for f in files.file:
             fd = self.pool.FindFileByName(f.name)
             module = types.ModuleType(f.name[: -len(".proto")] + "_pb2")
             module.DESCRIPTOR = fd
             for name, desc in fd.message_types_by_name.items():
-                setattr(module, name, message_factory.GetMessageClass(desc))
+                setattr(module, name, message_class(desc))
             for name, desc in fd.enum_types_by_name.items():
                 setattr(module, name, enum_type_wrapper.EnumTypeWrapper(desc))
                 for value in desc.values:
