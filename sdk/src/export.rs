@@ -76,6 +76,7 @@ fn write_reply(input: &[u8], reply: Reply, out: &mut CoProcessMessage) -> c_int 
                 dst[input.len()..].copy_from_slice(tail);
             })
         }
+        Reply::Encoded(bytes) => hand_over(out, bytes.len(), |dst| dst.copy_from_slice(&bytes)),
         Reply::Object(object) => {
             let len = object.encoded_len();
             // Encode straight into the buffer we hand over: no intermediate Vec, no extra copy.

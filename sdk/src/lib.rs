@@ -103,6 +103,9 @@ pub enum Reply {
     Patch(ObjectPatch),
     /// A whole new Object (after `Call::decode` and changes). Boxed: an Object is large.
     Object(Box<Object>),
+    /// An Object already serialized by other means (e.g. a language runtime's own protobuf library):
+    /// handed over as is, without a decode and re-encode. The bridge checks that it is well-formed.
+    Encoded(Vec<u8>),
 }
 
 impl From<ObjectPatch> for Reply {

@@ -11,9 +11,7 @@ mod host_api;
 mod interpreter;
 mod runtime;
 
-use coprocess_driver::{
-    export_driver, Call, Driver, Error, Host, Level, Message, Object, Reply, Result,
-};
+use coprocess_driver::{export_driver, Call, Driver, Error, Host, Level, Reply, Result};
 
 use crate::config::Config;
 use crate::runtime::Runtime;
@@ -39,9 +37,9 @@ impl Driver for PythonDriver {
         if output == input {
             return Ok(Reply::Unchanged);
         }
-        let object = Object::decode(output.as_slice())
-            .map_err(|e| Error::new(format!("python driver produced an invalid Object: {e}")))?;
-        Ok(Reply::Object(Box::new(object)))
+        // Python's protobuf runtime serialized it; the bridge checks it is well-formed (a wire walk, far
+        // cheaper than decoding and re-encoding it here).
+        Ok(Reply::Encoded(output))
     }
 
     fn event(&self, event_json: &str) {
