@@ -10,10 +10,6 @@
 //! - `pre_hook`: one Pre hook (the example driver's header patch);
 //! - `pre_auth_post`: a Pre hook, CustomKeyCheck served from the ID extractor's cache, a Post hook.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -29,89 +25,24 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn target_dir() -> PathBuf {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_coprocess-gateway"));
-    let dir = exe.parent().unwrap().to_path_buf();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--quiet",
-        "-p",
-        "coprocess-bridge",
-        "-p",
-        "coprocess-rust-driver-example",
-    ])
-    .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-    if dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    assert!(
-        cmd.status().unwrap().success(),
-        "building the bridge and driver failed"
-    );
-    dir
-}
+#[path = "../tests/support/mod.rs"]
+mod support;
 
-struct Gateway(Child);
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_gateway(upstream: SocketAddr, dir: &std::path::Path) -> (Gateway, String) {
-    let target = target_dir();
-    let apps = dir.join("apps");
-    std::fs::create_dir_all(&apps).unwrap();
-    let up = format!("http://{upstream}");
-    let apis = [
-        format!(
-            r#"{{"api_id": "none", "org_id": "o", "proxy": {{"listen_path": "/no_plugin/", "target_url": "{up}", "strip_listen_path": true}}}}"#
-        ),
-        format!(
-            r#"{{"api_id": "pre", "org_id": "o", "proxy": {{"listen_path": "/pre_hook/", "target_url": "{up}", "strip_listen_path": true}},
-            "custom_middleware": {{"driver": "native", "pre": [{{"name": "AddHeader"}}]}}}}"#
-        ),
-        format!(
-            r#"{{"api_id": "full", "org_id": "o", "proxy": {{"listen_path": "/pre_auth_post/", "target_url": "{up}", "strip_listen_path": true}},
-            "enable_coprocess_auth": true,
-            "custom_middleware": {{"driver": "native", "pre": [{{"name": "AddHeader"}}], "post": [{{"name": "PostHook"}}],
-              "auth_check": {{"name": "Auth"}},
-              "id_extractor": {{"extract_from": "header", "extract_with": "value", "extractor_config": {{"header_name": "Authorization"}}}}}}}}"#
-        ),
-    ];
-    for (i, a) in apis.iter().enumerate() {
-        std::fs::write(apps.join(format!("{i}.json")), a).unwrap();
-    }
-    let config = serde_json::json!({
-        "listen": "127.0.0.1:0",
-        "bridge": target.join("libcoprocess_bridge.so"),
-        "coprocess_options": {"log_level": "warning", "drivers": [{
-            "name": "native", "path": target.join("libcoprocess_rust_driver.so"),
-            "config": {"tokens": ["tok"], "cache_seconds": 3600}}]},
-        "apps": [apps],
-    });
-    let path = dir.join("gateway.json");
-    std::fs::write(&path, config.to_string()).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coprocess-gateway"))
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut addr = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if let Some(a) = line.strip_prefix("coprocess-gateway listening on http://") {
-            addr = Some(a.to_owned());
-            break;
-        }
-    }
-    (Gateway(child), addr.expect("the gateway started"))
-}
+/// The APIs under test; `{upstream}` is the echo upstream.
+const APIS: [&str; 3] = [
+    r#"{"api_id": "none", "org_id": "o",
+        "proxy": {"listen_path": "/no_plugin/", "target_url": "{upstream}", "strip_listen_path": true}}"#,
+    r#"{"api_id": "pre", "org_id": "o",
+        "proxy": {"listen_path": "/pre_hook/", "target_url": "{upstream}", "strip_listen_path": true},
+        "custom_middleware": {"driver": "native", "pre": [{"name": "AddHeader"}]}}"#,
+    r#"{"api_id": "full", "org_id": "o",
+        "proxy": {"listen_path": "/pre_auth_post/", "target_url": "{upstream}", "strip_listen_path": true},
+        "enable_coprocess_auth": true,
+        "custom_middleware": {"driver": "native", "pre": [{"name": "AddHeader"}], "post": [{"name": "PostHook"}],
+          "auth_check": {"name": "Auth"},
+          "id_extractor": {"extract_from": "header", "extract_with": "value",
+                           "extractor_config": {"header_name": "Authorization"}}}}"#,
+];
 
 /// One connection sending requests back to back until `until`; returns latencies in µs.
 async fn connection(addr: String, path: String, until: Instant) -> Vec<u32> {
@@ -171,19 +102,12 @@ fn main() {
     }
     let seconds = env_or("LOAD_SECONDS", 5);
     let connections = env_or("LOAD_CONNECTIONS", 16);
-    let upstream_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let upstream = upstream_rt.block_on(async {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(coprocess_gateway::echo::serve(l));
-        addr
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let (_gateway, addr) = start_gateway(upstream, dir.path());
+    let upstream = support::upstream();
+    let gateway = support::gateway(
+        &APIS,
+        serde_json::json!({"tokens": ["tok"], "cache_seconds": 3600}),
+    );
+    let addr = gateway.addr.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

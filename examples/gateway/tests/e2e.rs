@@ -2,129 +2,18 @@
 //! example driver, API definition files in both formats, and an echo upstream started by the test.
 //! Every wait is bounded; each test starts its own gateway process and kills it when done.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::OnceLock;
-use std::time::Duration;
+mod support;
 
-const TIMEOUT: Duration = Duration::from_secs(20);
+use std::io::{Read, Write};
+use std::net::TcpStream;
 
-/// Builds the bridge and the example driver into the gateway binary's target directory (once).
-fn target_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let exe = PathBuf::from(env!("CARGO_BIN_EXE_coprocess-gateway"));
-        let dir = exe.parent().expect("the binary's directory").to_path_buf();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "--quiet",
-            "-p",
-            "coprocess-bridge",
-            "-p",
-            "coprocess-rust-driver-example",
-        ])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("running cargo build");
-        assert!(
-            status.success(),
-            "building the bridge and the example driver failed"
-        );
-        dir
-    })
-}
+use support::{Gateway, TIMEOUT};
 
-/// The echo upstream (from the gateway crate), on a free port, for the whole test binary.
-fn upstream() -> SocketAddr {
-    static ADDR: OnceLock<SocketAddr> = OnceLock::new();
-    *ADDR.get_or_init(|| {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(l.local_addr().unwrap()).unwrap();
-                coprocess_gateway::echo::serve(l).await;
-            });
-        });
-        rx.recv_timeout(TIMEOUT).expect("the echo upstream starts")
-    })
-}
-
-/// A running gateway process, killed on drop.
-struct Gateway {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the gateway with the given API definitions (`{upstream}` in them is the echo's address).
 fn gateway(apis: &[&str]) -> Gateway {
-    let target = target_dir();
-    let dir = tempfile::tempdir().unwrap();
-    let apps = dir.path().join("apps");
-    std::fs::create_dir(&apps).unwrap();
-    for (i, api) in apis.iter().enumerate() {
-        let text = api.replace("{upstream}", &format!("http://{}", upstream()));
-        std::fs::write(apps.join(format!("{i}.json")), text).unwrap();
-    }
-    let config = serde_json::json!({
-        "listen": "127.0.0.1:0",
-        "bridge": target.join("libcoprocess_bridge.so"),
-        "coprocess_options": {"drivers": [{
-            "name": "native",
-            "path": target.join("libcoprocess_rust_driver.so"),
-            "config": {"tokens": ["tok-a", "tok-b"], "cache_seconds": 60}
-        }]},
-        "apps": [apps],
-    });
-    let config_path = dir.path().join("gateway.json");
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coprocess-gateway"))
-        .arg(&config_path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting the gateway");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("coprocess-gateway listening on http://") {
-                let _ = tx.send(addr.to_owned());
-            }
-        }
-    });
-    let addr = match rx.recv_timeout(TIMEOUT) {
-        Ok(a) => a,
-        Err(_) => {
-            let _ = child.kill();
-            let status = child.wait().unwrap();
-            panic!("the gateway did not start ({status}); its stderr is above");
-        }
-    };
-    Gateway {
-        child,
-        addr,
-        _dir: dir,
-    }
+    support::gateway(
+        apis,
+        serde_json::json!({"tokens": ["tok-a", "tok-b"], "cache_seconds": 60}),
+    )
 }
 
 struct Reply {
