@@ -257,7 +257,8 @@ void CoProcessShutdown(void);
  * each hook's output feeds the next; one that sets `request.return_overrides.response_code >= 0`
  * ends the chain (so build requests with response_code = -1, as Tyk does); disabled hooks are
  * skipped; Pre and CustomKeyCheck hooks get no session; `spec["config_data"]` is added when the API
- * has config data. CustomKeyCheck runs the `auth_check` behind the ID extractor and its cache: a
+ * has config data. An Object with a `hook_name` runs that one hook. CustomKeyCheck (named or not)
+ * runs the `auth_check` behind the ID extractor and its cache: a
  * cached session whose `id_extractor_deadline` is in the future is returned without calling the
  * driver; a request the extractor finds nothing in is answered 400 "Authorization field missing".
  * A failed hook is answered through return_overrides: 403 "Key not authorised" for CustomKeyCheck,

@@ -197,6 +197,18 @@ fn custom_key_check_uses_the_id_extractor_cache() {
         "the cached session is returned"
     );
     assert_eq!(overrides(&cached).response_code, -1);
+    let mut named = request(
+        "auth",
+        HookType::CustomKeyCheck,
+        &[("Authorization", "Bearer tok-1")],
+    );
+    named.hook_name = "Auth".into();
+    let named = run(&named).unwrap();
+    assert_eq!(
+        set_header(&named, "X-Auth-Call"),
+        None,
+        "a named CustomKeyCheck (as Tyk sends it) uses the cache too"
+    );
     let sid = coprocess_bridge::id_extractor::session_id("org1", "Bearer tok-1", None);
     assert!(!get(&coprocess_bridge::id_extractor::cache::key(&sid)).is_empty());
     let other = ckc(Some("Bearer tok-2"));

@@ -4,8 +4,8 @@
 //! - An Object with a `hook_name` runs that one hook. One without runs the API's whole chain for its
 //!   `hook_type`, in definition order, disabled hooks skipped: each hook's output is the next one's
 //!   input, and a hook whose output has `request.return_overrides.response_code >= 0` ends the chain.
-//! - CustomKeyCheck is never chained: it runs the API's `auth_check`, behind the ID extractor and its
-//!   cache when the API configures one.
+//! - CustomKeyCheck is never chained: it runs the API's `auth_check` (or the hook the input names, as
+//!   Tyk's gateway names it), behind the ID extractor and its cache when the API configures one.
 //! - Pre and CustomKeyCheck hooks never see a session (Tyk sends none there); every hook sees
 //!   `spec["config_data"]` when the API has config data.
 //! - A failing hook (the driver returns an error, panics or returns garbage) becomes an answer, as in
@@ -55,12 +55,14 @@ pub fn dispatch_api(rt: &Runtime, api: &ApiDefinition, input: &[u8]) -> Result<M
         driver,
         hook_type,
     };
-    if coprocess_proto::wire::hook_name(input).is_some_and(|n| !n.is_empty()) {
-        // One named hook; its definition (if listed) does not change the call.
-        return run.one(input, None);
-    }
+    let named = coprocess_proto::wire::hook_name(input).is_some_and(|n| !n.is_empty());
     if hook_type == HookType::CustomKeyCheck as i32 {
-        return run.auth(input);
+        // Named or not (Tyk's gateway names it), auth runs behind the ID extractor.
+        return run.auth(input, named);
+    }
+    if named {
+        // One named hook, as the host asked.
+        return run.one(input, None);
     }
     run.chain(input)
 }
@@ -144,14 +146,19 @@ impl Run<'_> {
         Ok(current.unwrap_or_else(|| MallocBuf::copy_from(input)))
     }
 
-    /// CustomKeyCheck: the ID extractor and its cache, then the auth_check hook.
-    fn auth(&self, input: &[u8]) -> Result<MallocBuf> {
-        let Some(hook) = self.api.hooks(self.hook_type).next() else {
+    /// CustomKeyCheck: the ID extractor and its cache, then the auth_check hook (under the name the
+    /// input has, when it has one).
+    fn auth(&self, input: &[u8], named: bool) -> Result<MallocBuf> {
+        let Some(def) = self.api.hooks(self.hook_type).next() else {
+            if named {
+                return self.one(input, None);
+            }
             // No custom auth configured for this API: nothing to check.
             return Ok(MallocBuf::copy_from(input));
         };
+        let hook = (!named).then_some(def);
         let Some(extractor) = &self.api.id_extractor else {
-            return self.one(input, Some(hook));
+            return self.one(input, hook);
         };
         let value = match extractor.extract_from_object(input) {
             Ok(v) => v,
@@ -163,7 +170,7 @@ impl Run<'_> {
                         self.api.api_id, why.0
                     ),
                 );
-                let prepared = self.prepare(input, Some(hook));
+                let prepared = self.prepare(input, hook);
                 return Ok(answered(&prepared, 400, AUTHORIZATION_FIELD_MISSING));
             }
         };
@@ -172,11 +179,11 @@ impl Run<'_> {
         let store = self.rt.store();
         let now = now_unix();
         if let Some(session) = cache::lookup(store.as_ref(), &sid, now) {
-            let mut out = self.prepare(input, Some(hook)).into_owned();
+            let mut out = self.prepare(input, hook).into_owned();
             edit::push_session(&mut out, &session);
             return Ok(MallocBuf::copy_from(&out));
         }
-        let out = self.one(input, Some(hook))?;
+        let out = self.one(input, hook)?;
         let passed = edit::response_code(out.as_slice()).is_none_or(|c| c < 0);
         if passed {
             if let Some(session) = edit::session_bytes(out.as_slice()) {
