@@ -345,3 +345,16 @@ fn apis_are_listed_unloaded_and_bad_definitions_refused() {
         COPROCESS_ERR_NULL_ARGUMENT as i32
     );
 }
+
+#[test]
+fn the_demo_gateway_definitions_load() {
+    let dir = common::repo_root().join("examples/gateway/demo/apps");
+    let mut loaded = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        load_api(&text).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+        loaded += 1;
+    }
+    assert_eq!(loaded, 2, "a classic and an OAS definition");
+}
