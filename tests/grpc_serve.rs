@@ -97,11 +97,12 @@ fn a_python_grpc_client_runs_the_rust_driver_over_tcp() {
 }
 
 #[test]
-fn a_python_grpc_client_runs_the_rust_driver_over_a_unix_socket() {
+fn a_python_grpc_client_runs_the_rust_driver_inline_over_a_unix_socket() {
     skip_unless_python_grpc!();
     let sock = socket_path("serve-unix");
     let listen = format!("unix://{}", sock.display());
-    let server = serve_rust(&listen, &[]);
+    // --inline: the driver runs on the server's I/O threads.
+    let server = serve_rust(&listen, &["--inline"]);
     assert_eq!(server.address, listen);
     let r = one(&server.address, &[]);
     assert_eq!(r["set_headers"]["X-Rust-Driver"], "rust", "{r}");

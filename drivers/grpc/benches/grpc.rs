@@ -4,6 +4,8 @@
 //! - `in_process`: the bridge → examples/rust_driver (`libcoprocess_rust_driver.so`);
 //! - `grpc_tcp`, `grpc_unix`: the bridge → the gRPC driver (`libcoprocess_grpc.so`) → `coprocess serve`
 //!   (another process) → the bridge there → the same rust_driver;
+//! - `grpc_tcp_inline`: as `grpc_tcp`, with `coprocess serve --inline` (drivers run on the server's
+//!   I/O threads, not a blocking pool);
 //! - `grpc_python`: the bridge → the gRPC driver → a Python grpcio Dispatcher server doing the same
 //!   thing in Python (drivers/grpc/tests/python/dispatcher_server.py), as Tyk users write them.
 //!
@@ -177,15 +179,17 @@ fn grpc_vs_in_process(c: &mut Criterion) {
     let grpc_driver = dir.join("libcoprocess_grpc.so");
     let coprocess = dir.join("coprocess");
 
-    let serve = |listen: &str| {
+    let serve = |listen: &str, extra: &[&str]| {
         let mut cmd = Command::new(&coprocess);
         cmd.args(["serve", "--listen", listen, "--driver"])
-            .arg(format!("rust={}", rust_driver.display()));
+            .arg(format!("rust={}", rust_driver.display()))
+            .args(extra);
         Server::start(cmd, "listening on")
     };
     let sock = std::env::temp_dir().join(format!("coprocess-bench-{}.sock", std::process::id()));
-    let tcp = serve("tcp://127.0.0.1:0");
-    let unix = serve(&format!("unix://{}", sock.display()));
+    let tcp = serve("tcp://127.0.0.1:0", &[]);
+    let unix = serve(&format!("unix://{}", sock.display()), &[]);
+    let tcp_inline = serve("tcp://127.0.0.1:0", &["--inline"]);
     let python = if python_grpc_available() {
         let mut cmd = Command::new("python3");
         cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/dispatcher_server.py"))
@@ -203,6 +207,7 @@ fn grpc_vs_in_process(c: &mut Criterion) {
     for (name, server) in [
         ("grpc_tcp", Some(&tcp)),
         ("grpc_unix", Some(&unix)),
+        ("grpc_tcp_inline", Some(&tcp_inline)),
         ("grpc_python", python.as_ref()),
     ] {
         if let Some(s) = server {
@@ -237,7 +242,7 @@ fn grpc_vs_in_process(c: &mut Criterion) {
         }
         group.finish();
     }
-    drop((tcp, unix, python));
+    drop((tcp, unix, tcp_inline, python));
     let _ = std::fs::remove_file(&sock);
 }
 
