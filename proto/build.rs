@@ -1,6 +1,6 @@
-//! Compiles the Tyk coprocess schema with prost-build, parsed by protox (no system `protoc`).
-//! With the `json` feature it also generates protobuf canonical JSON (serde) impls with pbjson-build
-//! and writes the encoded `FileDescriptorSet` for `FILE_DESCRIPTOR_SET`.
+//! Compiles the Tyk coprocess schema with prost-build, parsed by protox (no system `protoc`), and
+//! writes the encoded `FileDescriptorSet` for `FILE_DESCRIPTOR_SET`. With the `json` feature it also
+//! generates protobuf canonical JSON (serde) impls with pbjson-build.
 fn main() {
     const FILES: &[&str] = &[
         "coprocess_common.proto",
@@ -14,22 +14,24 @@ fn main() {
         println!("cargo:rerun-if-changed={f}");
     }
     let fds = protox::compile(FILES, ["."]).expect("the coprocess .proto files must parse");
+    let descriptors = {
+        use protox::prost::Message;
+        fds.encode_to_vec()
+    };
+    let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    std::fs::write(out.join("coprocess_descriptor_set.bin"), &descriptors)
+        .expect("writing the descriptor set into OUT_DIR");
     #[cfg(feature = "json")]
-    json(&fds);
+    json(&descriptors);
     prost_build::Config::new()
         .compile_fds(fds)
         .expect("prost-build must generate the coprocess types");
 }
 
 #[cfg(feature = "json")]
-fn json(fds: &protox::prost_reflect::prost_types::FileDescriptorSet) {
-    use protox::prost::Message;
-    let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let bytes = fds.encode_to_vec();
-    std::fs::write(out.join("coprocess_descriptor_set.bin"), &bytes)
-        .expect("writing the descriptor set into OUT_DIR");
+fn json(descriptors: &[u8]) {
     pbjson_build::Builder::new()
-        .register_descriptors(&bytes)
+        .register_descriptors(descriptors)
         .expect("pbjson-build must read the descriptor set")
         .build(&[".coprocess"])
         .expect("pbjson-build must generate the coprocess serde impls");

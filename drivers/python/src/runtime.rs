@@ -11,8 +11,8 @@ use pyo3::{intern, PyErr};
 use crate::config::Config;
 use crate::host_api::HostApi;
 
-/// The coprocess schema as a FileDescriptorSet, compiled from proto/ by build.rs.
-const DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/coprocess.fds"));
+/// The coprocess schema as a FileDescriptorSet, compiled from proto/ once, by the proto crate.
+const DESCRIPTOR_SET: &[u8] = coprocess_driver::proto::FILE_DESCRIPTOR_SET;
 const RUNTIME_PY: &str = include_str!("../python/runtime.py");
 const DECORATORS_PY: &str = include_str!("../python/decorators.py");
 const REQUEST_PY: &str = include_str!("../python/request.py");
