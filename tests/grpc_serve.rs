@@ -7,7 +7,7 @@ mod grpc_support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use grpc_support::*;
 use serde_json::Value;
