@@ -493,3 +493,30 @@ fn mutual_tls_sends_the_client_certificate() {
         "the server wants a certificate"
     );
 }
+
+#[test]
+fn a_server_killed_mid_call_gives_an_error_before_the_deadline() {
+    skip_unless_python_grpc!();
+    let server = PyServer::tcp().slow_ms(10_000).start();
+    let driver = load_grpc(serde_json::json!({
+        "coprocess_grpc_server": server.address, "timeout_ms": 20_000
+    }))
+    .unwrap();
+    run(&driver, &object(HookType::Pre, "Warm")).unwrap();
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        let call = s.spawn(|| run(&driver, &object(HookType::Pre, "Slow")));
+        std::thread::sleep(Duration::from_millis(500));
+        server.signal("KILL");
+        let (code, message) = call.join().unwrap().unwrap_err();
+        assert_eq!(
+            code,
+            coprocess_bridge::error::COPROCESS_ERR_DRIVER_FAILED.code()
+        );
+        assert!(!message.contains("timed out"), "{message}");
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the lost connection ended the call, not the 20 s deadline"
+    );
+}
