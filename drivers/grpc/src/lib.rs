@@ -7,7 +7,8 @@
 //! Each load (one per name) gets its own servers, connections and tokio runtime, so different APIs can
 //! use different gRPC servers.
 //!
-//! - `Dispatch` → `Dispatcher.Dispatch`: the serialized Object is sent as it is, the answer decoded.
+//! - `Dispatch` → `Dispatcher.Dispatch`: the serialized Object is sent as it is, and so is the answer
+//!   (the bridge checks it).
 //! - `DispatchEvent` → `Dispatcher.DispatchEvent` (`Event { payload: <event JSON> }`), on one server.
 //! - Every call ends by `timeout_ms` (the remote sees it as the gRPC deadline); a server that is down
 //!   gives an error at once, and the next call connects again, so the driver recovers when it returns.
@@ -57,8 +58,8 @@ impl Driver for GrpcDriver {
     }
 
     fn dispatch(&self, call: &Call) -> Result<Reply> {
-        let object = self.remotes.dispatch(call.bytes()).map_err(Error::new)?;
-        Ok(Reply::Object(Box::new(object)))
+        let answer = self.remotes.dispatch(call.bytes()).map_err(Error::new)?;
+        Ok(Reply::Encoded(answer))
     }
 
     fn event(&self, event_json: &str) {

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use coprocess_driver::proto::{Event, Message as _, Object};
+use coprocess_driver::proto::Event;
 use coprocess_grpc_service::tonic::transport::{
     Certificate, Channel, ClientTlsConfig, Endpoint, Identity,
 };
@@ -176,8 +176,9 @@ impl Remotes {
         )
     }
 
-    /// Runs a hook remotely: the serialized Object goes out as it is; the answer is decoded.
-    pub fn dispatch(&self, object: &[u8]) -> Result<Object, String> {
+    /// Runs a hook remotely: the serialized Object goes out as it is, and the answer comes back as the
+    /// server serialized it (the bridge checks it is a well-formed Object, without decoding it).
+    pub fn dispatch(&self, object: &[u8]) -> Result<Vec<u8>, String> {
         // Checked here rather than left to the encoder, whose failure reaches us as a bare HTTP/2
         // stream reset.
         if object.len() > self.max_message_bytes {
@@ -205,9 +206,7 @@ impl Remotes {
                     e
                 }
             })?;
-        Object::decode(reply.into_inner().0).map_err(|e| {
-            format!("the gRPC server answered Dispatch with something that is not a coprocess.Object: {e}")
-        })
+        Ok(reply.into_inner().0.to_vec())
     }
 
     /// Delivers an event (JSON text) to one server.
