@@ -30,12 +30,12 @@ pub struct DriverArgs {
     pub config: Option<String>,
 }
 
-fn cstring(what: &str, s: &str) -> Result<CString> {
+pub(crate) fn cstring(what: &str, s: &str) -> Result<CString> {
     CString::new(s).map_err(|_| CliError::new(format!("{what} contains a NUL byte")))
 }
 
 /// The message CoProcessLastError() holds for this thread.
-fn last_error() -> String {
+pub(crate) fn last_error() -> String {
     let p = CoProcessLastError();
     if p.is_null() {
         return "unknown error".into();

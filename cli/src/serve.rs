@@ -6,15 +6,15 @@
 //! on tokio's blocking pool (a driver may block: Python, I/O). Objects cross as bytes: no decode, no
 //! encode on this side (the bridge checks input and output with its wire walk).
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, CString};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
 use coprocess_bridge::error::CoProcessStatus::*;
 use coprocess_bridge::ffi::host::{
-    CoProcessLastError, CoProcessLoadApi, CoProcessLoadDriver, CoProcessMessageFree,
-    CoProcessShutdown, Dispatch, DispatchEvent, DispatchWithDriver,
+    CoProcessLoadApi, CoProcessLoadDriver, CoProcessMessageFree, CoProcessShutdown, Dispatch,
+    DispatchEvent, DispatchWithDriver,
 };
 use coprocess_bridge::message::CoProcessMessage;
 use coprocess_grpc_service::tonic::codegen::Bytes;
@@ -24,6 +24,7 @@ use coprocess_grpc_service::tonic::{self, Request, Response, Status};
 use coprocess_grpc_service::{Dispatcher, DispatcherServer, Listen, RawObject};
 use coprocess_proto::{Event, EventReply};
 
+use crate::bridge::{cstring, last_error};
 use crate::error::{CliError, Result};
 
 /// gRPC request metadata that picks a driver by name (otherwise the bridge routes like `Dispatch`: by
@@ -142,20 +143,6 @@ fn plan(args: &ServeArgs) -> Result<Vec<(String, String, Option<String>)>> {
         }
     }
     Ok(drivers)
-}
-
-fn cstring(what: &str, s: &str) -> Result<CString> {
-    CString::new(s).map_err(|_| CliError::new(format!("{what} contains a NUL byte")))
-}
-
-/// CoProcessLastError() of this thread, copied.
-fn last_error() -> String {
-    let p = CoProcessLastError();
-    if p.is_null() {
-        return "unknown error".into();
-    }
-    // SAFETY: a NUL-terminated string valid until the next failing call on this thread; copied at once.
-    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
 }
 
 fn load_drivers(args: &ServeArgs) -> Result<Vec<String>> {
