@@ -111,6 +111,10 @@ enum CoProcessStatus {
    * No API is loaded under the given api_id (CoProcessUnloadApi).
    */
   COPROCESS_ERR_UNKNOWN_API = 17,
+  /**
+   * The store failed (e.g. Redis unreachable); the message says why.
+   */
+  COPROCESS_ERR_STORE = 18,
 };
 
 /**
@@ -298,14 +302,16 @@ void CoProcessSetPlainErrors(int plain);
 
 /**
  * Stores `value` under `key` for `ttl` seconds (0 or less = no expiry) in the bridge's store.
- * Ownership: both strings are borrowed (copied). NULL arguments are refused (see CoProcessLastError).
+ * Ownership: both strings are borrowed (copied). NULL arguments, and a store that fails (Redis
+ * unreachable), are reported in CoProcessLastError and the log.
  * Thread-safe.
  */
 void TykStoreData(char *key, char *value, int ttl);
 
 /**
  * Returns the value stored under `key`: a malloc'd NUL-terminated string the caller frees with
- * CoProcessFree or free(); "" (also malloc'd) when the key is absent or expired. Returns NULL only for a
+ * CoProcessFree or free(); "" (also malloc'd) when the key is absent or expired, or when the store
+ * failed (Redis unreachable: the reason is in CoProcessLastError and the log). Returns NULL only for a
  * NULL key or when memory is exhausted. Thread-safe.
  */
 char *TykGetData(char *key);

@@ -7,6 +7,41 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result, COPROCESS_ERR_INVALID_CONFIG};
 
+/// Where `TykStoreData`/`TykGetData`, the drivers' store and the auth cache keep their data.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// "memory" (the default: embedded, per process) or "redis" (shared by several gateway instances).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For redis: `redis://[user:password@]host:port[/db]`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// For redis: prefix of every key (default `coprocess-data:`, as Tyk does).
+    #[serde(default)]
+    pub key_prefix: Option<String>,
+    /// For redis: connect/read/write timeout (default 1000 ms).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// tyk.conf's `storage` block, for configs copied from a gateway (used when `store` is absent).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TykStorage {
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub database: Option<u32>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
 /// One driver to load at `CoProcessInit`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +75,12 @@ pub struct BridgeConfig {
     /// Minimum log level delivered: debug, info, warning, error.
     #[serde(default)]
     pub log_level: Option<String>,
+    /// The store: `{"type": "redis", "url": "redis://127.0.0.1:6379/0"}`; default the embedded one.
+    #[serde(default)]
+    pub store: Option<StoreConfig>,
+    /// tyk.conf's `storage` block (`type` redis, `host`, `port`, `database`, `username`, `password`).
+    #[serde(default)]
+    pub storage: Option<TykStorage>,
     /// tyk.conf's `hash_key_function`: when set, ID-extractor session ids take Tyk's base64 JSON form.
     #[serde(default)]
     pub hash_key_function: Option<String>,
@@ -100,6 +141,47 @@ impl BridgeConfig {
             self.python_version = Some(v);
         }
         Ok(())
+    }
+
+    /// The Redis store to use, if `store` (or else tyk.conf's `storage`) asks for one.
+    pub fn redis_config(&self) -> Result<Option<crate::store::RedisConfig>> {
+        use crate::store::RedisConfig;
+        if let Some(store) = &self.store {
+            return match store.kind.as_str() {
+                "memory" => Ok(None),
+                "redis" => {
+                    let url = store
+                        .url
+                        .clone()
+                        .ok_or_else(|| invalid("store.url is required for a redis store".into()))?;
+                    Ok(Some(RedisConfig::new(
+                        url,
+                        store.key_prefix.clone(),
+                        store.timeout_ms,
+                    )))
+                }
+                other => Err(invalid(format!(
+                    "store.type '{other}' is not one of memory, redis"
+                ))),
+            };
+        }
+        match &self.storage {
+            Some(st) if st.kind.as_deref().unwrap_or("redis") == "redis" => {
+                let auth = match (&st.username, &st.password) {
+                    (Some(u), Some(p)) => format!("{u}:{p}@"),
+                    (None, Some(p)) => format!(":{p}@"),
+                    _ => String::new(),
+                };
+                let url = format!(
+                    "redis://{auth}{}:{}/{}",
+                    st.host.as_deref().unwrap_or("localhost"),
+                    st.port.unwrap_or(6379),
+                    st.database.unwrap_or(0)
+                );
+                Ok(Some(RedisConfig::new(url, None, None)))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Global options a driver inherits when its own config does not set them.
@@ -234,6 +316,43 @@ mod tests {
             .unwrap_err()
             .message
             .contains("not a boolean"));
+    }
+
+    #[test]
+    fn store_config_from_the_bridge_or_tyk_conf_shape() {
+        let cfg = BridgeConfig::parse(
+            Some(r#"{"store": {"type": "redis", "url": "redis://h:1/2", "key_prefix": "p:"}}"#),
+            no_env,
+        )
+        .unwrap();
+        let r = cfg.redis_config().unwrap().unwrap();
+        assert_eq!(
+            (r.url.as_str(), r.key_prefix.as_str()),
+            ("redis://h:1/2", "p:")
+        );
+        let cfg = BridgeConfig::parse(
+            Some(r#"{"storage": {"type": "redis", "host": "db", "port": 6380, "database": 3, "password": "pw"}}"#),
+            no_env,
+        )
+        .unwrap();
+        let r = cfg.redis_config().unwrap().unwrap();
+        assert_eq!(
+            (r.url.as_str(), r.key_prefix.as_str()),
+            ("redis://:pw@db:6380/3", "coprocess-data:")
+        );
+        assert_eq!(BridgeConfig::default().redis_config().unwrap(), None);
+        let cfg = BridgeConfig::parse(Some(r#"{"store": {"type": "memcached"}}"#), no_env).unwrap();
+        assert!(cfg
+            .redis_config()
+            .unwrap_err()
+            .message
+            .contains("store.type 'memcached'"));
+        let cfg = BridgeConfig::parse(Some(r#"{"store": {"type": "redis"}}"#), no_env).unwrap();
+        assert!(cfg
+            .redis_config()
+            .unwrap_err()
+            .message
+            .contains("store.url is required"));
     }
 
     #[test]

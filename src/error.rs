@@ -45,6 +45,8 @@ pub enum CoProcessStatus {
     COPROCESS_ERR_INVALID_API = 16,
     /// No API is loaded under the given api_id (CoProcessUnloadApi).
     COPROCESS_ERR_UNKNOWN_API = 17,
+    /// The store failed (e.g. Redis unreachable); the message says why.
+    COPROCESS_ERR_STORE = 18,
 }
 
 pub use CoProcessStatus::*;

@@ -3,15 +3,16 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
+use std::time::Duration;
 
 use crate::api::ApiRegistry;
 use crate::config::{driver_config_text, effective_driver_config, BridgeConfig};
 use crate::driver::bindings::CoProcessHostApi;
 use crate::driver::{Registry, ReloadOutcome};
-use crate::error::Result;
+use crate::error::{Error, Result, COPROCESS_ERR_INVALID_CONFIG, COPROCESS_ERR_STORE};
 use crate::events::EventSink;
 use crate::logging::{Level, LogSink};
-use crate::store::{MemoryStore, Store};
+use crate::store::{MemoryStore, RedisStore, Store, StoreError};
 
 pub struct Runtime {
     pub registry: Registry,
@@ -51,9 +52,11 @@ impl Runtime {
         }
     }
 
-    /// Applies a configuration: settings first, then loads listed drivers not loaded yet (so calling it
-    /// twice with the same text is harmless). Stops at the first driver that fails to load.
+    /// Applies a configuration: the store first (a Redis that cannot be reached fails the call and
+    /// changes nothing), then settings, then loads listed drivers not loaded yet (so calling it twice with
+    /// the same text is harmless). Stops at the first driver that fails to load.
     pub fn configure(&self, cfg: BridgeConfig) -> Result<()> {
+        self.configure_store(&cfg)?;
         self.enabled
             .store(cfg.enable_coprocess.unwrap_or(true), Ordering::Relaxed);
         if let Some(n) = cfg.event_queue_capacity {
@@ -112,6 +115,43 @@ impl Runtime {
 
     pub fn store(&self) -> Arc<dyn Store> {
         self.store.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// `TykStoreData`: a store failure is logged and returned.
+    pub fn store_set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<()> {
+        self.store()
+            .set(key, value, ttl)
+            .map_err(|e| self.store_failure("store", key, e))
+    }
+
+    /// `TykGetData`: a store failure is logged and returned.
+    pub fn store_get(&self, key: &str) -> Result<Option<String>> {
+        self.store()
+            .get(key)
+            .map_err(|e| self.store_failure("read", key, e))
+    }
+
+    fn store_failure(&self, what: &str, key: &str, e: StoreError) -> Error {
+        let message = format!("could not {what} key '{key}': {e}");
+        self.logs.log(Level::Error, &message);
+        Error::new(COPROCESS_ERR_STORE, message)
+    }
+
+    /// Switches the store: Redis when configured, else the embedded one (kept as is).
+    fn configure_store(&self, cfg: &BridgeConfig) -> Result<()> {
+        let Some(redis) = cfg.redis_config()? else {
+            return Ok(());
+        };
+        let store = RedisStore::connect(redis).map_err(|e| {
+            Error::new(
+                COPROCESS_ERR_INVALID_CONFIG,
+                format!("CoProcessInit config: {e}"),
+            )
+        })?;
+        self.logs
+            .log(Level::Info, &format!("store: {}", store.describe()));
+        *self.store.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(store);
+        Ok(())
     }
 
     /// Hot reload of every driver; failures are logged (the old version keeps serving) and returned.

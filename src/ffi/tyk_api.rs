@@ -10,7 +10,8 @@ use crate::runtime::global;
 use crate::store::ttl_from_seconds;
 
 /// Stores `value` under `key` for `ttl` seconds (0 or less = no expiry) in the bridge's store.
-/// Ownership: both strings are borrowed (copied). NULL arguments are refused (see CoProcessLastError).
+/// Ownership: both strings are borrowed (copied). NULL arguments, and a store that fails (Redis
+/// unreachable), are reported in CoProcessLastError and the log.
 /// Thread-safe.
 #[no_mangle]
 pub extern "C" fn TykStoreData(key: *mut c_char, value: *mut c_char, ttl: c_int) {
@@ -20,29 +21,37 @@ pub extern "C" fn TykStoreData(key: *mut c_char, value: *mut c_char, ttl: c_int)
             cstr_arg(key, "TykStoreData: key")
                 .and_then(|k| Ok((k, cstr_arg(value, "TykStoreData: value")?)))
         };
-        match args {
-            Ok((k, v)) => global().store().set(
+        let stored = args.and_then(|(k, v)| {
+            global().store_set(
                 &k.to_string_lossy(),
                 &v.to_string_lossy(),
                 ttl_from_seconds(i64::from(ttl)),
-            ),
-            Err(e) => set_last_error(&e.message),
+            )
+        });
+        if let Err(e) = stored {
+            set_last_error(&e.message);
         }
     })
 }
 
 /// Returns the value stored under `key`: a malloc'd NUL-terminated string the caller frees with
-/// CoProcessFree or free(); "" (also malloc'd) when the key is absent or expired. Returns NULL only for a
+/// CoProcessFree or free(); "" (also malloc'd) when the key is absent or expired, or when the store
+/// failed (Redis unreachable: the reason is in CoProcessLastError and the log). Returns NULL only for a
 /// NULL key or when memory is exhausted. Thread-safe.
 #[no_mangle]
 pub extern "C" fn TykGetData(key: *mut c_char) -> *mut c_char {
     ffi_boundary!(std::ptr::null_mut(), {
         // SAFETY: NULL or a NUL-terminated string.
         match unsafe { cstr_arg(key, "TykGetData: key") } {
-            Ok(k) => {
-                let value = global().store().get(&k.to_string_lossy());
-                malloc_cstring(value.as_deref().unwrap_or(""))
-            }
+            Ok(k) => match global().store_get(&k.to_string_lossy()) {
+                Ok(value) => malloc_cstring(value.as_deref().unwrap_or("")),
+                Err(e) => {
+                    // Tyk's contract has no error return here: "" as for an absent key, and the
+                    // reason in CoProcessLastError and the log.
+                    set_last_error(&e.message);
+                    malloc_cstring("")
+                }
+            },
             Err(e) => {
                 set_last_error(&e.message);
                 std::ptr::null_mut()

@@ -20,7 +20,8 @@ pub fn key(session_id: &str) -> String {
 
 /// The cached session (serialized) for `session_id`, if one is stored and its deadline is after `now`.
 pub fn lookup(store: &dyn Store, session_id: &str, now: i64) -> Option<Vec<u8>> {
-    let text = store.get(&key(session_id))?;
+    // A store that fails (Redis down) is a cache miss: the plugin decides.
+    let text = store.get(&key(session_id)).ok()??;
     let (deadline, session) = text.split_once(':')?;
     if deadline.parse::<i64>().ok()? <= now {
         return None;
@@ -45,12 +46,13 @@ pub fn save(store: &dyn Store, session_id: &str, session: &[u8], now: i64) -> bo
         "{deadline}:{}",
         base64::engine::general_purpose::STANDARD.encode(decoded.encode_to_vec())
     );
-    store.set(
-        &key(session_id),
-        &text,
-        Some(Duration::from_secs(remaining as u64)),
-    );
-    true
+    store
+        .set(
+            &key(session_id),
+            &text,
+            Some(Duration::from_secs(remaining as u64)),
+        )
+        .is_ok()
 }
 
 #[cfg(test)]
@@ -79,11 +81,11 @@ mod tests {
             !save(&store, "s", &stale.encode_to_vec(), 10),
             "no deadline ahead"
         );
-        assert!(store.get(&key("s")).is_none());
+        assert!(store.get(&key("s")).unwrap().is_none());
         assert!(!save(&store, "g", b"\xff", 0), "garbage is not cached");
-        store.set(&key("junk"), "5000:%%%", None);
+        store.set(&key("junk"), "5000:%%%", None).unwrap();
         assert_eq!(lookup(&store, "junk", 0), None, "garbage is a miss");
-        store.set(&key("nodeadline"), "abc", None);
+        store.set(&key("nodeadline"), "abc", None).unwrap();
         assert_eq!(lookup(&store, "nodeadline", 0), None);
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::Store;
+use super::{Store, StoreError};
 
 /// Every this many writes, expired entries are swept out.
 const SWEEP_EVERY: u32 = 1024;
@@ -85,12 +85,13 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn set(&self, key: &str, value: &str, ttl: Option<Duration>) {
+    fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), StoreError> {
         self.set_at(key, value, ttl, Instant::now());
+        Ok(())
     }
 
-    fn get(&self, key: &str) -> Option<String> {
-        self.get_at(key, Instant::now())
+    fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.get_at(key, Instant::now()))
     }
 }
 

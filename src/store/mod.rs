@@ -1,19 +1,33 @@
-//! Key/value storage behind `TykStoreData`/`TykGetData` and the drivers' `store_data`/`get_data`.
+//! Key/value storage behind `TykStoreData`/`TykGetData`, the drivers' `store_data`/`get_data` and the
+//! ID extractor's auth cache.
 //!
-//! One trait so the embedded in-memory store and a shared backend (Redis) are interchangeable.
+//! One trait so the embedded in-memory store and Redis (for several gateway instances sharing state,
+//! keys prefixed `coprocess-data:` as Tyk does) are interchangeable.
 
 mod memory;
+mod redis;
 
+pub use self::redis::{RedisConfig, RedisStore};
 pub use memory::MemoryStore;
 
 use std::time::Duration;
 
+/// A store that could not do what was asked (a remote store's connection failed, say).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError(pub String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A string store with per-key expiry.
 pub trait Store: Send + Sync {
     /// Stores `value` under `key`; `ttl` of `None` keeps it until overwritten.
-    fn set(&self, key: &str, value: &str, ttl: Option<Duration>);
+    fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), StoreError>;
     /// The value under `key`, or `None` when absent or expired.
-    fn get(&self, key: &str) -> Option<String>;
+    fn get(&self, key: &str) -> Result<Option<String>, StoreError>;
 }
 
 /// Tyk's TTL convention: seconds, and 0 (or less) means "no expiry".
