@@ -84,7 +84,7 @@ pub fn dispatch_event(rt: &Runtime, event_json: &CStr) -> Result<()> {
     for driver in rt.registry.all() {
         rt.logs.log(
             Level::Debug,
-            &format!("delivering event to driver '{}'", driver.name()),
+            format_args!("delivering event to driver '{}'", driver.name()),
         );
         driver.dispatch_event(event_json);
     }

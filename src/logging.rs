@@ -90,16 +90,17 @@ impl LogSink {
         level as u8 >= self.min_level.load(Ordering::Relaxed)
     }
 
-    /// Delivers one message. The handler is copied out before the call so a handler may itself call
-    /// `CoProcessSetLogHandler` without deadlocking.
-    pub fn log(&self, level: Level, message: &str) {
+    /// Delivers one message. It is formatted only when its level is enabled, so callers may pass
+    /// `format_args!(...)` and pay nothing for a disabled debug line. The handler is copied out before
+    /// the call so a handler may itself call `CoProcessSetLogHandler` without deadlocking.
+    pub fn log(&self, level: Level, message: impl std::fmt::Display) {
         if !self.enabled(level) {
             return;
         }
         let handler = *self.handler.read().unwrap_or_else(|p| p.into_inner());
         match handler {
             Some(h) => {
-                let text = CString::new(message.replace('\0', " ")).unwrap_or_default();
+                let text = CString::new(message.to_string().replace('\0', " ")).unwrap_or_default();
                 // SAFETY: the host registered `func` for exactly this signature; both strings are valid
                 // NUL-terminated C strings for the duration of the call.
                 unsafe {

@@ -88,7 +88,7 @@ impl Runtime {
         let config = effective_driver_config(config_json, &inherited);
         self.registry.load(name, path, config.as_deref())?;
         self.logs
-            .log(Level::Info, &format!("loaded driver '{name}' from {path}"));
+            .log(Level::Info, format!("loaded driver '{name}' from {path}"));
         Ok(())
     }
 
@@ -142,6 +142,15 @@ impl Runtime {
         let Some(redis) = cfg.redis_config()? else {
             return Ok(());
         };
+        let current = self
+            .config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .redis_config();
+        if current.ok().flatten().as_ref() == Some(&redis) {
+            // CoProcessInit again with the same store: keep the connection.
+            return Ok(());
+        }
         let store = RedisStore::connect(redis).map_err(|e| {
             Error::new(
                 COPROCESS_ERR_INVALID_CONFIG,
@@ -149,7 +158,7 @@ impl Runtime {
             )
         })?;
         self.logs
-            .log(Level::Info, &format!("store: {}", store.describe()));
+            .log(Level::Info, format!("store: {}", store.describe()));
         *self.store.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(store);
         Ok(())
     }
@@ -161,13 +170,11 @@ impl Runtime {
             match o {
                 ReloadOutcome::Reopened(name) => self.logs.log(
                     Level::Info,
-                    &format!("driver '{name}' changed on disk and was re-opened"),
+                    format!("driver '{name}' changed on disk and was re-opened"),
                 ),
                 ReloadOutcome::Failed(name, why) => self.logs.log(
                     Level::Error,
-                    &format!(
-                        "reload of driver '{name}' failed, keeping the running version: {why}"
-                    ),
+                    format!("reload of driver '{name}' failed, keeping the running version: {why}"),
                 ),
                 ReloadOutcome::HookCalled(_) => {}
             }

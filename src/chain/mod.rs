@@ -123,7 +123,7 @@ impl Run<'_> {
         };
         self.rt.logs.log(
             Level::Error,
-            &format!(
+            format!(
                 "API '{}': hook failed, answering {code} \"{answer}\": {}",
                 self.api.api_id, e.message
             ),
@@ -165,7 +165,7 @@ impl Run<'_> {
             Err(why) => {
                 self.rt.logs.log(
                     Level::Debug,
-                    &format!(
+                    format_args!(
                         "API '{}': ID extractor found nothing ({}): answering 400",
                         self.api.api_id, why.0
                     ),

@@ -298,9 +298,7 @@ pub extern "C" fn CoProcessLoadApi(api_definition_json: *const c_char) -> c_int 
             let json =
                 unsafe { str_arg(api_definition_json, "CoProcessLoadApi: api_definition_json") }?;
             let id = global().apis.load(json)?;
-            global()
-                .logs
-                .log(Level::Info, &format!("loaded API '{id}'"));
+            global().logs.log(Level::Info, format!("loaded API '{id}'"));
             Ok(())
         })())
     })

@@ -91,7 +91,7 @@ pub extern "C" fn CoProcessLog(msg: *mut c_char, level: *mut c_char) {
                 let level = unsafe { cstr_arg(level, "") }
                     .map(|l| Level::parse(&l.to_string_lossy()))
                     .unwrap_or(Level::Info);
-                global().logs.log(level, &m.to_string_lossy());
+                global().logs.log(level, m.to_string_lossy());
             }
             Err(e) => set_last_error(&e.message),
         }
