@@ -17,9 +17,13 @@ pub struct StoreConfig {
     /// For redis: `redis://[user:password@]host:port[/db]`.
     #[serde(default)]
     pub url: Option<String>,
-    /// For redis: prefix of every key (default `coprocess-data:`, as Tyk does).
+    /// For redis: prefix of every plugin key (default `coprocess-data:`, as Tyk does).
     #[serde(default)]
     pub key_prefix: Option<String>,
+    /// For redis: prefix of the auth cache's keys (default `coprocess-auth-cache:`); must not overlap
+    /// `key_prefix` (neither may start the other).
+    #[serde(default)]
+    pub auth_cache_prefix: Option<String>,
     /// For redis: connect/read/write timeout (default 1000 ms).
     #[serde(default)]
     pub timeout_ms: Option<u64>,
@@ -154,11 +158,15 @@ impl BridgeConfig {
                         .url
                         .clone()
                         .ok_or_else(|| invalid("store.url is required for a redis store".into()))?;
-                    Ok(Some(RedisConfig::new(
-                        url,
-                        store.key_prefix.clone(),
-                        store.timeout_ms,
-                    )))
+                    let mut redis =
+                        RedisConfig::new(url, store.key_prefix.clone(), store.timeout_ms);
+                    if let Some(p) = &store.auth_cache_prefix {
+                        redis.auth_cache_prefix = p.clone();
+                    }
+                    redis
+                        .check_prefixes()
+                        .map_err(|e| invalid(format!("store: {e}")))?;
+                    Ok(Some(redis))
                 }
                 other => Err(invalid(format!(
                     "store.type '{other}' is not one of memory, redis"

@@ -12,7 +12,7 @@ use crate::driver::{Registry, ReloadOutcome};
 use crate::error::{Error, Result, COPROCESS_ERR_INVALID_CONFIG, COPROCESS_ERR_STORE};
 use crate::events::EventSink;
 use crate::logging::{Level, LogSink};
-use crate::store::{MemoryStore, RedisStore, Store, StoreError};
+use crate::store::{MemoryStore, Namespace, RedisStore, Store, StoreError};
 
 pub struct Runtime {
     pub registry: Registry,
@@ -117,17 +117,19 @@ impl Runtime {
         self.store.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// `TykStoreData`: a store failure is logged and returned.
+    /// `TykStoreData` and the drivers' `store_data`: always the plugins' namespace, never the auth
+    /// cache's. A store failure is logged and returned.
     pub fn store_set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<()> {
         self.store()
-            .set(key, value, ttl)
+            .set(Namespace::Data, key, value, ttl)
             .map_err(|e| self.store_failure("store", key, e))
     }
 
-    /// `TykGetData`: a store failure is logged and returned.
+    /// `TykGetData` and the drivers' `get_data` (the plugins' namespace). A store failure is logged
+    /// and returned.
     pub fn store_get(&self, key: &str) -> Result<Option<String>> {
         self.store()
-            .get(key)
+            .get(Namespace::Data, key)
             .map_err(|e| self.store_failure("read", key, e))
     }
 

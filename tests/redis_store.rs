@@ -5,100 +5,17 @@
 
 mod abi;
 mod common;
+#[path = "support/redis_server.rs"]
+mod redis_server;
 
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use abi::*;
 use coprocess_bridge::error::CoProcessStatus::*;
 use coprocess_bridge::ffi::host::CoProcessInit;
-
-struct RedisServer {
-    child: Child,
-    port: u16,
-    /// redis-server's working directory; removed after the server stops.
-    _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl RedisServer {
-    fn start(port: u16) -> RedisServer {
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        let server = RedisServer {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while server.client().is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not come up on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// A connection of the test's own (not the bridge's), checked with PING.
-    fn client(&self) -> redis::RedisResult<redis::Connection> {
-        let mut c =
-            redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(1))?;
-        redis::cmd("PING").query::<String>(&mut c)?;
-        Ok(c)
-    }
-
-    fn get(&self, key: &str) -> Option<String> {
-        redis::cmd("GET")
-            .arg(key)
-            .query(&mut self.client().unwrap())
-            .unwrap()
-    }
-
-    fn pttl(&self, key: &str) -> i64 {
-        redis::cmd("PTTL")
-            .arg(key)
-            .query(&mut self.client().unwrap())
-            .unwrap()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use redis_server::{free_port, RedisServer};
 
 /// A second process using the bridge with the same Redis: prints TykGetData(argv[2]).
 fn other_instance() -> PathBuf {

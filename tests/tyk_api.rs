@@ -210,7 +210,10 @@ fn custom_key_check_uses_the_id_extractor_cache() {
         "a named CustomKeyCheck (as Tyk sends it) uses the cache too"
     );
     let sid = coprocess_bridge::id_extractor::session_id("org1", "Bearer tok-1", None);
-    assert!(!get(&coprocess_bridge::id_extractor::cache::key(&sid)).is_empty());
+    assert!(
+        get(&coprocess_bridge::id_extractor::cache::key(&sid)).is_empty(),
+        "the cache is not in the plugins' key space"
+    );
     let other = ckc(Some("Bearer tok-2"));
     let m: u64 = set_header(&other, "X-Auth-Call").unwrap().parse().unwrap();
     assert!(m > n, "another value reaches the driver");

@@ -1,5 +1,6 @@
 //! The auth cache: sessions a CustomKeyCheck plugin returned, kept in the bridge's store (so a shared
-//! store serves several gateway instances) under their ID-extractor session id. An entry is used only
+//! store serves several gateway instances) under their ID-extractor session id, in the store's
+//! [`Namespace::AuthCache`]: no plugin can write there, so none can plant a session for a credential. An entry is used only
 //! while the session's `id_extractor_deadline` (unix seconds, set by the plugin) is in the future; the
 //! store expires it at that moment too.
 //!
@@ -11,17 +12,19 @@ use std::time::Duration;
 use base64::Engine as _;
 use coprocess_proto::{Message, SessionState};
 
-use crate::store::Store;
+use crate::store::{Namespace, Store};
 
-/// The store key of a session id.
+/// The store key of a session id (in [`Namespace::AuthCache`]).
 pub fn key(session_id: &str) -> String {
     format!("id-extractor-session:{session_id}")
 }
 
+const NS: Namespace = Namespace::AuthCache;
+
 /// The cached session (serialized) for `session_id`, if one is stored and its deadline is after `now`.
 pub fn lookup(store: &dyn Store, session_id: &str, now: i64) -> Option<Vec<u8>> {
     // A store that fails (Redis down) is a cache miss: the plugin decides.
-    let text = store.get(&key(session_id)).ok()??;
+    let text = store.get(NS, &key(session_id)).ok()??;
     let (deadline, session) = text.split_once(':')?;
     if deadline.parse::<i64>().ok()? <= now {
         return None;
@@ -48,6 +51,7 @@ pub fn save(store: &dyn Store, session_id: &str, session: &[u8], now: i64) -> bo
     );
     store
         .set(
+            NS,
             &key(session_id),
             &text,
             Some(Duration::from_secs(remaining as u64)),
@@ -81,11 +85,28 @@ mod tests {
             !save(&store, "s", &stale.encode_to_vec(), 10),
             "no deadline ahead"
         );
-        assert!(store.get(&key("s")).unwrap().is_none());
+        assert!(store.get(NS, &key("s")).unwrap().is_none());
         assert!(!save(&store, "g", b"\xff", 0), "garbage is not cached");
-        store.set(&key("junk"), "5000:%%%", None).unwrap();
+        store.set(NS, &key("junk"), "5000:%%%", None).unwrap();
         assert_eq!(lookup(&store, "junk", 0), None, "garbage is a miss");
-        store.set(&key("nodeadline"), "abc", None).unwrap();
+        store.set(NS, &key("nodeadline"), "abc", None).unwrap();
         assert_eq!(lookup(&store, "nodeadline", 0), None);
+    }
+
+    #[test]
+    fn plugin_keys_never_reach_the_cache() {
+        let store = MemoryStore::new();
+        let session = SessionState {
+            id_extractor_deadline: 1_000,
+            ..Default::default()
+        };
+        let forged = format!(
+            "1000:{}",
+            base64::engine::general_purpose::STANDARD.encode(session.encode_to_vec())
+        );
+        for k in [key("sid"), "sid".to_string()] {
+            store.set(Namespace::Data, &k, &forged, None).unwrap();
+        }
+        assert_eq!(lookup(&store, "sid", 0), None);
     }
 }

@@ -5,14 +5,15 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{Store, StoreError};
+use super::{Namespace, Store, StoreError};
 
 /// Every this many writes, expired entries are swept out.
 const SWEEP_EVERY: u32 = 1024;
 
+/// One map per [`Namespace`], so no key a plugin passes reaches the auth cache.
 #[derive(Default)]
 pub struct MemoryStore {
-    inner: Mutex<Inner>,
+    spaces: [Mutex<Inner>; 2],
 }
 
 #[derive(Default)]
@@ -37,14 +38,16 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    fn lock(&self, ns: Namespace) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding this lock cannot leave the map inconsistent (single-step updates),
         // so a poisoned lock is still usable.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.spaces[ns.index()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
-    fn set_at(&self, key: &str, value: &str, ttl: Option<Duration>, now: Instant) {
-        let mut inner = self.lock();
+    fn set_at(&self, ns: Namespace, key: &str, value: &str, ttl: Option<Duration>, now: Instant) {
+        let mut inner = self.lock(ns);
         inner.writes_since_sweep += 1;
         if inner.writes_since_sweep >= SWEEP_EVERY {
             inner.writes_since_sweep = 0;
@@ -57,8 +60,8 @@ impl MemoryStore {
         inner.entries.insert(key.to_owned(), entry);
     }
 
-    fn get_at(&self, key: &str, now: Instant) -> Option<String> {
-        let mut inner = self.lock();
+    fn get_at(&self, ns: Namespace, key: &str, now: Instant) -> Option<String> {
+        let mut inner = self.lock(ns);
         match inner.entries.get(key) {
             Some(e) if e.is_live(now) => Some(e.value.clone()),
             Some(_) => {
@@ -71,7 +74,10 @@ impl MemoryStore {
 
     /// Number of entries held, expired or not (for tests and diagnostics).
     pub fn len(&self) -> usize {
-        self.lock().entries.len()
+        Namespace::ALL
+            .iter()
+            .map(|&ns| self.lock(ns).entries.len())
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -80,50 +86,59 @@ impl MemoryStore {
 
     /// Drops every entry (on `CoProcessShutdown`).
     pub fn clear(&self) {
-        self.lock().entries.clear();
+        for ns in Namespace::ALL {
+            self.lock(ns).entries.clear();
+        }
     }
 }
 
 impl Store for MemoryStore {
-    fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), StoreError> {
-        self.set_at(key, value, ttl, Instant::now());
+    fn set(
+        &self,
+        ns: Namespace,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        self.set_at(ns, key, value, ttl, Instant::now());
         Ok(())
     }
 
-    fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.get_at(key, Instant::now()))
+    fn get(&self, ns: Namespace, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.get_at(ns, key, Instant::now()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    const D: Namespace = Namespace::Data;
 
     #[test]
     fn values_expire_after_their_ttl() {
         let s = MemoryStore::new();
         let t0 = Instant::now();
-        s.set_at("k", "v", Some(Duration::from_secs(10)), t0);
-        s.set_at("forever", "x", None, t0);
+        s.set_at(D, "k", "v", Some(Duration::from_secs(10)), t0);
+        s.set_at(D, "forever", "x", None, t0);
         assert_eq!(
-            s.get_at("k", t0 + Duration::from_secs(9)).as_deref(),
+            s.get_at(D, "k", t0 + Duration::from_secs(9)).as_deref(),
             Some("v")
         );
-        assert_eq!(s.get_at("k", t0 + Duration::from_secs(10)), None);
+        assert_eq!(s.get_at(D, "k", t0 + Duration::from_secs(10)), None);
         assert_eq!(s.len(), 1, "an expired key is removed when read");
         let far = t0 + Duration::from_secs(1_000_000);
-        assert_eq!(s.get_at("forever", far).as_deref(), Some("x"));
-        assert_eq!(s.get_at("absent", t0), None);
+        assert_eq!(s.get_at(D, "forever", far).as_deref(), Some("x"));
+        assert_eq!(s.get_at(D, "absent", t0), None);
     }
 
     #[test]
     fn overwriting_replaces_value_and_ttl() {
         let s = MemoryStore::new();
         let t0 = Instant::now();
-        s.set_at("k", "a", Some(Duration::from_secs(1)), t0);
-        s.set_at("k", "b", None, t0);
+        s.set_at(D, "k", "a", Some(Duration::from_secs(1)), t0);
+        s.set_at(D, "k", "b", None, t0);
         assert_eq!(
-            s.get_at("k", t0 + Duration::from_secs(5)).as_deref(),
+            s.get_at(D, "k", t0 + Duration::from_secs(5)).as_deref(),
             Some("b")
         );
     }
@@ -133,16 +148,30 @@ mod tests {
         let s = MemoryStore::new();
         let t0 = Instant::now();
         for i in 0..100 {
-            s.set_at(&format!("old{i}"), "v", Some(Duration::from_secs(1)), t0);
+            s.set_at(D, &format!("old{i}"), "v", Some(Duration::from_secs(1)), t0);
         }
         let later = t0 + Duration::from_secs(2);
         for i in 0..SWEEP_EVERY {
-            s.set_at(&format!("new{i}"), "v", None, later);
+            s.set_at(D, &format!("new{i}"), "v", None, later);
         }
         assert_eq!(
             s.len(),
             SWEEP_EVERY as usize,
             "the 100 expired keys were swept"
+        );
+    }
+
+    #[test]
+    fn namespaces_are_separate() {
+        let s = MemoryStore::new();
+        let t0 = Instant::now();
+        s.set_at(D, "k", "plugin", None, t0);
+        assert_eq!(s.get_at(Namespace::AuthCache, "k", t0), None);
+        s.set_at(Namespace::AuthCache, "k", "session", None, t0);
+        assert_eq!(s.get_at(D, "k", t0).as_deref(), Some("plugin"));
+        assert_eq!(
+            s.get_at(Namespace::AuthCache, "k", t0).as_deref(),
+            Some("session")
         );
     }
 

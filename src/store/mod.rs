@@ -2,7 +2,8 @@
 //! ID extractor's auth cache.
 //!
 //! One trait so the embedded in-memory store and Redis (for several gateway instances sharing state,
-//! keys prefixed `coprocess-data:` as Tyk does) are interchangeable.
+//! keys prefixed `coprocess-data:` as Tyk does) are interchangeable. Every call names a [`Namespace`]:
+//! plugins reach only [`Namespace::Data`], so no key they pass can touch the auth cache.
 
 mod memory;
 mod redis;
@@ -22,12 +23,43 @@ impl std::fmt::Display for StoreError {
     }
 }
 
+/// Separate key spaces of one store. A key in one never names an entry of the other, whatever its text
+/// (Tyk likewise keeps sessions apart from `coprocess-data:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Namespace {
+    /// What plugins store: `TykStoreData`/`TykGetData` and the drivers' `store_data`/`get_data`.
+    Data,
+    /// The ID extractor's auth cache: written only by the bridge, never addressable by a plugin.
+    AuthCache,
+}
+
+impl Namespace {
+    pub const ALL: [Namespace; 2] = [Namespace::Data, Namespace::AuthCache];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Namespace::Data => "data",
+            Namespace::AuthCache => "auth cache",
+        }
+    }
+}
+
 /// A string store with per-key expiry.
 pub trait Store: Send + Sync {
-    /// Stores `value` under `key`; `ttl` of `None` keeps it until overwritten.
-    fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), StoreError>;
-    /// The value under `key`, or `None` when absent or expired.
-    fn get(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Stores `value` under `key` in `ns`; `ttl` of `None` keeps it until overwritten.
+    fn set(
+        &self,
+        ns: Namespace,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError>;
+    /// The value under `key` in `ns`, or `None` when absent or expired.
+    fn get(&self, ns: Namespace, key: &str) -> Result<Option<String>, StoreError>;
 }
 
 /// Tyk's TTL convention: seconds, and 0 (or less) means "no expiry".

@@ -1,5 +1,6 @@
 //! The Redis store: what several gateway instances share (TykStoreData/TykGetData, drivers' store, the
-//! auth cache). Keys get Tyk's `coprocess-data:` prefix. One connection behind a mutex (calls are
+//! auth cache). Plugin keys get Tyk's `coprocess-data:` prefix, the auth cache its own
+//! (`coprocess-auth-cache:`); neither prefix may start the other, so no plugin key names a cache entry. One connection behind a mutex (calls are
 //! serialised: enough for events, plugin state and cache misses; a pool would be the next step),
 //! re-opened once when it dropped (the server restarted); every command is bounded by the configured
 //! timeout, so a Redis that hangs gives an error, not a stuck gateway thread.
@@ -7,16 +8,19 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::{Store, StoreError};
+use super::{Namespace, Store, StoreError};
 
 /// Tyk's prefix for coprocess data keys.
 pub const DEFAULT_KEY_PREFIX: &str = "coprocess-data:";
+/// The auth cache's prefix: apart from the plugins' keys.
+pub const DEFAULT_AUTH_CACHE_PREFIX: &str = "coprocess-auth-cache:";
 const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisConfig {
     pub url: String,
     pub key_prefix: String,
+    pub auth_cache_prefix: String,
     pub timeout: Duration,
 }
 
@@ -25,8 +29,22 @@ impl RedisConfig {
         RedisConfig {
             url,
             key_prefix: key_prefix.unwrap_or_else(|| DEFAULT_KEY_PREFIX.into()),
+            auth_cache_prefix: DEFAULT_AUTH_CACHE_PREFIX.into(),
             timeout: timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis),
         }
+    }
+
+    /// Refuses prefixes that would let a plugin key (`key_prefix` + anything) equal an auth-cache key
+    /// (`auth_cache_prefix` + anything): that happens exactly when one prefix starts the other.
+    pub fn check_prefixes(&self) -> Result<(), String> {
+        let (data, cache) = (&self.key_prefix, &self.auth_cache_prefix);
+        if data.starts_with(cache.as_str()) || cache.starts_with(data.as_str()) {
+            return Err(format!(
+                "key_prefix '{data}' and auth_cache_prefix '{cache}' overlap (one starts the other), \
+                 so plugins could write auth-cache entries"
+            ));
+        }
+        Ok(())
     }
 
     /// The URL without its password, for messages.
@@ -49,6 +67,7 @@ pub struct RedisStore {
 impl RedisStore {
     /// Connects now, so a wrong URL or an unreachable server is reported at configuration time.
     pub fn connect(config: RedisConfig) -> Result<RedisStore, StoreError> {
+        config.check_prefixes().map_err(StoreError)?;
         let client = redis::Client::open(config.url.as_str())
             .map_err(|e| StoreError(format!("invalid Redis URL {}: {e}", config.shown_url())))?;
         let store = RedisStore {
@@ -69,9 +88,10 @@ impl RedisStore {
 
     pub fn describe(&self) -> String {
         format!(
-            "redis at {}, keys prefixed '{}'",
+            "redis at {}, keys prefixed '{}', auth cache '{}'",
             self.config.shown_url(),
-            self.config.key_prefix
+            self.config.key_prefix,
+            self.config.auth_cache_prefix
         )
     }
 
@@ -122,14 +142,24 @@ impl RedisStore {
         )))
     }
 
-    fn key(&self, key: &str) -> String {
-        format!("{}{key}", self.config.key_prefix)
+    fn key(&self, ns: Namespace, key: &str) -> String {
+        let prefix = match ns {
+            Namespace::Data => &self.config.key_prefix,
+            Namespace::AuthCache => &self.config.auth_cache_prefix,
+        };
+        format!("{prefix}{key}")
     }
 }
 
 impl Store for RedisStore {
-    fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), StoreError> {
-        let key = self.key(key);
+    fn set(
+        &self,
+        ns: Namespace,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let key = self.key(ns, key);
         self.run(|c| {
             let mut cmd = redis::cmd("SET");
             cmd.arg(&key).arg(value);
@@ -140,8 +170,8 @@ impl Store for RedisStore {
         })
     }
 
-    fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let key = self.key(key);
+    fn get(&self, ns: Namespace, key: &str) -> Result<Option<String>, StoreError> {
+        let key = self.key(ns, key);
         self.run(|c| redis::cmd("GET").arg(&key).query::<Option<String>>(c))
     }
 }
@@ -161,6 +191,24 @@ mod tests {
             (c.shown_url().as_str(), c.timeout),
             ("redis://db", Duration::from_millis(50))
         );
+    }
+
+    #[test]
+    fn overlapping_prefixes_are_refused() {
+        let mut c = RedisConfig::new("redis://db".into(), None, None);
+        assert_eq!(c.check_prefixes(), Ok(()));
+        for (data, cache) in [("", "x:"), ("coprocess-", "coprocess-auth:"), ("a:", "a:")] {
+            c.key_prefix = data.into();
+            c.auth_cache_prefix = cache.into();
+            let e = c.check_prefixes().unwrap_err();
+            assert!(e.contains("overlap"), "{e}");
+            let e = RedisStore::connect(c.clone()).err().unwrap();
+            assert!(
+                e.0.contains("overlap"),
+                "refused before connecting: {}",
+                e.0
+            );
+        }
     }
 
     #[test]
