@@ -14,6 +14,12 @@ pub struct StoreConfig {
     /// "memory" (the default: embedded, per process) or "redis" (shared by several gateway instances).
     #[serde(rename = "type")]
     pub kind: String,
+    /// For memory: entries per namespace (plugin data, auth cache); default 1,000,000.
+    #[serde(default)]
+    pub max_entries: Option<usize>,
+    /// For memory: bytes (keys + values + 64 per entry) per namespace; default 256 MiB.
+    #[serde(default)]
+    pub max_bytes: Option<usize>,
     /// For redis: `redis://[user:password@]host:port[/db]`.
     #[serde(default)]
     pub url: Option<String>,
@@ -192,6 +198,24 @@ impl BridgeConfig {
         }
     }
 
+    /// The embedded store's limits, when `store` asks for the embedded store.
+    pub fn memory_limits(&self) -> Result<Option<crate::store::MemoryLimits>> {
+        let Some(store) = self.store.as_ref().filter(|s| s.kind == "memory") else {
+            return Ok(None);
+        };
+        let defaults = crate::store::MemoryLimits::default();
+        let limits = crate::store::MemoryLimits {
+            max_entries: store.max_entries.unwrap_or(defaults.max_entries),
+            max_bytes: store.max_bytes.unwrap_or(defaults.max_bytes),
+        };
+        if limits.max_entries == 0 || limits.max_bytes == 0 {
+            return Err(invalid(
+                "store.max_entries and store.max_bytes must be above 0".into(),
+            ));
+        }
+        Ok(Some(limits))
+    }
+
     /// Global options a driver inherits when its own config does not set them.
     pub fn inherited_driver_options(&self) -> Map<String, Value> {
         let mut m = Map::new();
@@ -361,6 +385,39 @@ mod tests {
             .unwrap_err()
             .message
             .contains("store.url is required"));
+    }
+
+    #[test]
+    fn memory_store_limits() {
+        use crate::store::MemoryLimits;
+        let limits = |json: &str| {
+            BridgeConfig::parse(Some(json), no_env)
+                .unwrap()
+                .memory_limits()
+        };
+        assert_eq!(
+            limits("{}").unwrap(),
+            None,
+            "no store: keep the current one"
+        );
+        assert_eq!(
+            limits(r#"{"store": {"type": "memory"}}"#).unwrap(),
+            Some(MemoryLimits::default())
+        );
+        assert_eq!(
+            limits(r#"{"store": {"type": "memory", "max_entries": 10, "max_bytes": 4096}}"#)
+                .unwrap(),
+            Some(MemoryLimits {
+                max_entries: 10,
+                max_bytes: 4096
+            })
+        );
+        let e = limits(r#"{"store": {"type": "memory", "max_entries": 0}}"#).unwrap_err();
+        assert!(e.message.contains("must be above 0"), "{}", e.message);
+        assert_eq!(
+            limits(r#"{"store": {"type": "redis", "url": "redis://h"}}"#).unwrap(),
+            None
+        );
     }
 
     #[test]

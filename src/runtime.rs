@@ -12,13 +12,15 @@ use crate::driver::{Registry, ReloadOutcome};
 use crate::error::{Error, Result, COPROCESS_ERR_INVALID_CONFIG, COPROCESS_ERR_STORE};
 use crate::events::EventSink;
 use crate::logging::{Level, LogSink};
-use crate::store::{MemoryStore, Namespace, RedisStore, Store, StoreError};
+use crate::store::{MemoryLimits, MemoryStore, Namespace, Notifier, RedisStore, Store, StoreError};
 
 pub struct Runtime {
     pub registry: Registry,
     pub events: EventSink,
-    pub logs: LogSink,
+    pub logs: Arc<LogSink>,
     store: RwLock<Arc<dyn Store>>,
+    /// The embedded store, kept while Redis is in use so that switching back finds it.
+    memory: Arc<MemoryStore>,
     config: RwLock<BridgeConfig>,
     enabled: AtomicBool,
     /// APIs loaded with `CoProcessLoadApi` (routing by `spec["APIID"]`, hook chains).
@@ -39,11 +41,15 @@ pub fn global() -> &'static Runtime {
 
 impl Runtime {
     pub fn new(host: &'static CoProcessHostApi) -> Runtime {
+        let logs = Arc::new(LogSink::default());
+        let memory = Arc::new(MemoryStore::default());
+        memory.notices.set(Some(log_notices(&logs)));
         Runtime {
             registry: Registry::new(host),
             events: EventSink::default(),
-            logs: LogSink::default(),
-            store: RwLock::new(Arc::new(MemoryStore::new())),
+            logs,
+            store: RwLock::new(memory.clone()),
+            memory,
             config: RwLock::new(BridgeConfig::default()),
             enabled: AtomicBool::new(true),
             apis: ApiRegistry::default(),
@@ -139,8 +145,14 @@ impl Runtime {
         Error::new(COPROCESS_ERR_STORE, message)
     }
 
-    /// Switches the store: Redis when configured, else the embedded one (kept as is).
+    /// Switches the store: Redis when configured, the embedded one (with new limits) when asked for,
+    /// else keeps the current one.
     fn configure_store(&self, cfg: &BridgeConfig) -> Result<()> {
+        if let Some(limits) = cfg.memory_limits()? {
+            self.memory.set_limits(limits);
+            *self.store.write().unwrap_or_else(|p| p.into_inner()) = self.memory.clone();
+            return Ok(());
+        }
         let Some(redis) = cfg.redis_config()? else {
             return Ok(());
         };
@@ -194,8 +206,16 @@ impl Runtime {
             .write()
             .unwrap_or_else(|p| p.into_inner()) = None;
         self.events.clear();
-        *self.store.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(MemoryStore::new());
+        self.memory.clear();
+        self.memory.set_limits(MemoryLimits::default());
+        *self.store.write().unwrap_or_else(|p| p.into_inner()) = self.memory.clone();
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = BridgeConfig::default();
         self.enabled.store(true, Ordering::Relaxed);
     }
+}
+
+/// A store's notices go to the bridge's log.
+fn log_notices(logs: &Arc<LogSink>) -> Notifier {
+    let logs = logs.clone();
+    Arc::new(move |level, message| logs.log(level, message))
 }

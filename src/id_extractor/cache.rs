@@ -66,7 +66,7 @@ mod tests {
 
     #[test]
     fn sessions_are_cached_until_their_deadline() {
-        let store = MemoryStore::new();
+        let store = MemoryStore::default();
         let session = SessionState {
             rate: 5.0,
             id_extractor_deadline: 1_000,
@@ -95,7 +95,7 @@ mod tests {
 
     #[test]
     fn plugin_keys_never_reach_the_cache() {
-        let store = MemoryStore::new();
+        let store = MemoryStore::default();
         let session = SessionState {
             id_extractor_deadline: 1_000,
             ..Default::default()

@@ -1,83 +1,418 @@
-//! The embedded store: a mutex-guarded map with lazy expiry plus an occasional sweep, so keys written once
-//! and never read again do not pile up.
+//! The embedded store, bounded and without long locks.
+//!
+//! Each [`Namespace`] has its own budget ([`MemoryLimits`]: entries and bytes) and its own
+//! [`SHARDS`] shards, each a mutex-guarded map; no lock ever covers more than one shard. Expiry never
+//! scans: a read drops the expired entry it finds, and each shard keeps its entries that have a TTL
+//! ordered by deadline, so every write also drops at most [`SWEEP_BATCH`] expired entries from the
+//! front of its shard's order.
+//!
+//! A write that would exceed the budget first drops every expired entry of the namespace (again from
+//! the fronts of the deadline orders, one shard at a time). If that is not enough:
+//! - plugin data ([`Namespace::Data`]) refuses the write with an error, as Redis does under
+//!   `maxmemory` with its default `noeviction` policy: a plugin learns it, nothing it stored vanishes;
+//! - the auth cache ([`Namespace::AuthCache`]) evicts the sessions closest to their deadline: an
+//!   evicted session only costs one more call of the auth plugin.
+//!
+//! Both are counted ([`MemoryStore::stats`]) and reported through the notifier (the bridge's log),
+//! at most once per [`NOTICE_INTERVAL`] with the counts since the last notice.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{Namespace, Store, StoreError};
+use super::{Namespace, Notices, Store, StoreError};
+use crate::logging::Level;
 
-/// Every this many writes, expired entries are swept out.
-const SWEEP_EVERY: u32 = 1024;
+/// Shards per namespace: enough that 2–64 gateway threads rarely meet on one lock.
+pub const SHARDS: usize = 16;
+/// Expired entries a write removes from its shard, at most.
+pub const SWEEP_BATCH: usize = 8;
+/// Bytes an entry costs beyond its key and value (map slot, allocation headers, deadline), roughly.
+pub const ENTRY_OVERHEAD: usize = 64;
+/// Refusals and evictions are logged at most this often.
+pub const NOTICE_INTERVAL: Duration = Duration::from_secs(10);
 
-/// One map per [`Namespace`], so no key a plugin passes reaches the auth cache.
-#[derive(Default)]
+/// The budget of one namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryLimits {
+    pub max_entries: usize,
+    /// Keys, values and [`ENTRY_OVERHEAD`] per entry (a key with a TTL counts twice: it is also in
+    /// the deadline order).
+    pub max_bytes: usize,
+}
+
+impl Default for MemoryLimits {
+    /// What a gateway host can afford per namespace without noticing: a million entries, 256 MiB.
+    fn default() -> Self {
+        MemoryLimits {
+            max_entries: 1_000_000,
+            max_bytes: 256 << 20,
+        }
+    }
+}
+
+/// Counters of one namespace since the store was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryStats {
+    pub entries: usize,
+    pub bytes: usize,
+    /// Writes refused because the namespace was full.
+    pub refused: u64,
+    /// Entries evicted (auth cache) to make room.
+    pub evicted: u64,
+    /// Expired entries removed.
+    pub expired: u64,
+}
+
 pub struct MemoryStore {
-    spaces: [Mutex<Inner>; 2],
+    spaces: [Space; 2],
+    epoch: Instant,
+    /// Where notices about a full namespace go (the bridge's log).
+    pub notices: Notices,
+}
+
+struct Space {
+    ns: Namespace,
+    shards: Vec<Mutex<Shard>>,
+    hasher: RandomState,
+    max_entries: AtomicUsize,
+    max_bytes: AtomicUsize,
+    entries: AtomicUsize,
+    bytes: AtomicUsize,
+    refused: AtomicU64,
+    evicted: AtomicU64,
+    expired: AtomicU64,
+    /// Refusals + evictions already reported, and when (ms since `epoch`; 0 = never).
+    reported: AtomicU64,
+    last_notice_ms: AtomicU64,
+    /// Where eviction starts next, so it spreads over the shards.
+    evict_cursor: AtomicUsize,
 }
 
 #[derive(Default)]
-struct Inner {
-    entries: HashMap<String, Entry>,
-    writes_since_sweep: u32,
+struct Shard {
+    map: HashMap<String, Entry>,
+    /// Entries with a TTL by (deadline, sequence number): the front is the next to expire.
+    deadlines: BTreeMap<(Instant, u64), String>,
+    seq: u64,
 }
 
 struct Entry {
     value: String,
-    expires_at: Option<Instant>,
+    deadline: Option<(Instant, u64)>,
+}
+
+fn cost(key: &str, value: &str, ttl: bool) -> usize {
+    key.len() + value.len() + ENTRY_OVERHEAD + if ttl { key.len() } else { 0 }
 }
 
 impl Entry {
-    fn is_live(&self, now: Instant) -> bool {
-        self.expires_at.is_none_or(|t| now < t)
+    fn cost(&self, key: &str) -> usize {
+        cost(key, &self.value, self.deadline.is_some())
+    }
+}
+
+impl Shard {
+    fn remove(&mut self, key: &str) -> Option<(Entry, usize)> {
+        let e = self.map.remove(key)?;
+        if let Some(d) = e.deadline {
+            self.deadlines.remove(&d);
+        }
+        let c = e.cost(key);
+        Some((e, c))
+    }
+
+    /// Removes up to `limit` entries whose deadline is at or before `now`; returns (count, bytes).
+    fn drop_expired(&mut self, now: Instant, limit: usize) -> (usize, usize) {
+        let (mut n, mut bytes) = (0, 0);
+        while n < limit {
+            match self.deadlines.first_key_value() {
+                Some((&(t, _), _)) if t <= now => {}
+                _ => break,
+            }
+            let (_, key) = self.deadlines.pop_first().expect("just seen");
+            if let Some(e) = self.map.remove(&key) {
+                bytes += cost(&key, &e.value, true);
+                n += 1;
+            }
+        }
+        (n, bytes)
+    }
+
+    /// Removes the entry closest to its deadline; returns its cost.
+    fn evict_soonest(&mut self) -> Option<usize> {
+        let (_, key) = self.deadlines.pop_first()?;
+        let e = self.map.remove(&key)?;
+        Some(cost(&key, &e.value, true))
+    }
+}
+
+impl Space {
+    fn new(ns: Namespace, limits: MemoryLimits) -> Space {
+        Space {
+            ns,
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+            max_entries: AtomicUsize::new(limits.max_entries),
+            max_bytes: AtomicUsize::new(limits.max_bytes),
+            entries: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+            reported: AtomicU64::new(0),
+            last_notice_ms: AtomicU64::new(0),
+            evict_cursor: AtomicUsize::new(0),
+        }
+    }
+
+    fn lock(&self, i: usize) -> MutexGuard<'_, Shard> {
+        // Every update of a shard completes before its lock is released, except for a panic in an
+        // allocation, after which the shard is still consistent: a poisoned lock stays usable.
+        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn shard_of(&self, key: &str) -> usize {
+        (self.hasher.hash_one(key) as usize) % SHARDS
+    }
+
+    fn released(&self, entries: usize, bytes: usize) {
+        self.entries.fetch_sub(entries, Ordering::Relaxed);
+        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Takes `entries`/`bytes` more from the budget, or nothing when they do not fit.
+    fn reserve(&self, entries: usize, bytes: usize) -> bool {
+        let e = self.entries.fetch_add(entries, Ordering::Relaxed) + entries;
+        let b = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if (entries == 0 || e <= self.max_entries.load(Ordering::Relaxed))
+            && (bytes == 0 || b <= self.max_bytes.load(Ordering::Relaxed))
+        {
+            return true;
+        }
+        self.released(entries, bytes);
+        false
+    }
+
+    /// One write attempt under the key's shard lock; `false` when the budget refused it (nothing
+    /// changed then).
+    fn try_set(&self, key: &str, value: &str, ttl: Option<Duration>, now: Instant) -> bool {
+        let mut shard = self.lock(self.shard_of(key));
+        let (n, freed) = shard.drop_expired(now, SWEEP_BATCH);
+        self.expired.fetch_add(n as u64, Ordering::Relaxed);
+        self.released(n, freed);
+        let new_cost = cost(key, value, ttl.is_some());
+        let (old_entries, old_cost) = match shard.map.get(key) {
+            Some(e) => (1, e.cost(key)),
+            None => (0, 0),
+        };
+        if !self.reserve(1 - old_entries, new_cost.saturating_sub(old_cost)) {
+            return false;
+        }
+        shard.remove(key);
+        self.released(0, old_cost.saturating_sub(new_cost));
+        let deadline = ttl.map(|d| {
+            shard.seq += 1;
+            (now + d, shard.seq)
+        });
+        if let Some(d) = deadline {
+            shard.deadlines.insert(d, key.to_owned());
+        }
+        let entry = Entry {
+            value: value.to_owned(),
+            deadline,
+        };
+        shard.map.insert(key.to_owned(), entry);
+        true
+    }
+
+    /// Drops every expired entry of the namespace, one shard at a time.
+    fn drop_all_expired(&self, now: Instant) {
+        for i in 0..SHARDS {
+            let (n, bytes) = self.lock(i).drop_expired(now, usize::MAX);
+            self.expired.fetch_add(n as u64, Ordering::Relaxed);
+            self.released(n, bytes);
+        }
+    }
+
+    /// Evicts entries closest to their deadline, spreading over the shards, until `bytes` more and one
+    /// more entry would fit or nothing is left to evict.
+    fn evict_for(&self, bytes: usize) {
+        let fits = || {
+            self.entries.load(Ordering::Relaxed) < self.max_entries.load(Ordering::Relaxed)
+                && self.bytes.load(Ordering::Relaxed) + bytes
+                    <= self.max_bytes.load(Ordering::Relaxed)
+        };
+        let mut empty_shards = 0;
+        while !fits() && empty_shards < SHARDS {
+            let i = self.evict_cursor.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            match self.lock(i).evict_soonest() {
+                Some(c) => {
+                    empty_shards = 0;
+                    self.evicted.fetch_add(1, Ordering::Relaxed);
+                    self.released(1, c);
+                }
+                None => empty_shards += 1,
+            }
+        }
+    }
+
+    fn get(&self, key: &str, now: Instant) -> Option<String> {
+        let mut shard = self.lock(self.shard_of(key));
+        let e = shard.map.get(key)?;
+        if e.deadline.is_none_or(|(t, _)| now < t) {
+            return Some(e.value.clone());
+        }
+        let (_, c) = shard.remove(key).expect("present");
+        self.expired.fetch_add(1, Ordering::Relaxed);
+        self.released(1, c);
+        None
+    }
+
+    fn stats(&self) -> MemoryStats {
+        MemoryStats {
+            entries: self.entries.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            evicted: self.evicted.load(Ordering::Relaxed),
+            expired: self.expired.load(Ordering::Relaxed),
+        }
+    }
+
+    fn limits(&self) -> MemoryLimits {
+        MemoryLimits {
+            max_entries: self.max_entries.load(Ordering::Relaxed),
+            max_bytes: self.max_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn clear(&self) {
+        for i in 0..SHARDS {
+            let mut shard = self.lock(i);
+            let bytes: usize = shard.map.iter().map(|(k, e)| e.cost(k)).sum();
+            let n = shard.map.len();
+            *shard = Shard::default();
+            self.released(n, bytes);
+        }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new(MemoryLimits::default())
     }
 }
 
 impl MemoryStore {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn lock(&self, ns: Namespace) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic while holding this lock cannot leave the map inconsistent (single-step updates),
-        // so a poisoned lock is still usable.
-        self.spaces[ns.index()]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn set_at(&self, ns: Namespace, key: &str, value: &str, ttl: Option<Duration>, now: Instant) {
-        let mut inner = self.lock(ns);
-        inner.writes_since_sweep += 1;
-        if inner.writes_since_sweep >= SWEEP_EVERY {
-            inner.writes_since_sweep = 0;
-            inner.entries.retain(|_, e| e.is_live(now));
+    /// A store with `limits` for each namespace.
+    pub fn new(limits: MemoryLimits) -> Self {
+        MemoryStore {
+            spaces: Namespace::ALL.map(|ns| Space::new(ns, limits)),
+            epoch: Instant::now(),
+            notices: Notices::default(),
         }
-        let entry = Entry {
-            value: value.to_owned(),
-            expires_at: ttl.map(|d| now + d),
-        };
-        inner.entries.insert(key.to_owned(), entry);
+    }
+
+    /// Changes the budget of every namespace; entries already stored stay (later writes make room).
+    pub fn set_limits(&self, limits: MemoryLimits) {
+        for s in &self.spaces {
+            s.max_entries.store(limits.max_entries, Ordering::Relaxed);
+            s.max_bytes.store(limits.max_bytes, Ordering::Relaxed);
+        }
+    }
+
+    pub fn limits(&self) -> MemoryLimits {
+        self.spaces[0].limits()
+    }
+
+    pub fn stats(&self, ns: Namespace) -> MemoryStats {
+        self.space(ns).stats()
+    }
+
+    fn space(&self, ns: Namespace) -> &Space {
+        &self.spaces[ns.index()]
+    }
+
+    fn set_at(
+        &self,
+        ns: Namespace,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+        now: Instant,
+    ) -> Result<(), StoreError> {
+        let space = self.space(ns);
+        if space.try_set(key, value, ttl, now) {
+            return Ok(());
+        }
+        space.drop_all_expired(now);
+        let needed = cost(key, value, ttl.is_some());
+        // Evicting cannot make room for an entry larger than the whole budget.
+        if ns == Namespace::AuthCache && needed <= space.limits().max_bytes {
+            space.evict_for(needed);
+        }
+        if space.try_set(key, value, ttl, now) {
+            self.notice(space, now);
+            return Ok(());
+        }
+        space.refused.fetch_add(1, Ordering::Relaxed);
+        self.notice(space, now);
+        let l = space.limits();
+        Err(StoreError(format!(
+            "the embedded store's {} space is full ({} entries, {} bytes; limits {} entries, {} \
+             bytes): write refused",
+            ns.as_str(),
+            space.entries.load(Ordering::Relaxed),
+            space.bytes.load(Ordering::Relaxed),
+            l.max_entries,
+            l.max_bytes
+        )))
+    }
+
+    /// Reports refusals and evictions not reported yet, at most once per [`NOTICE_INTERVAL`].
+    fn notice(&self, space: &Space, now: Instant) {
+        let s = space.stats();
+        let total = s.refused + s.evicted;
+        if total == space.reported.load(Ordering::Relaxed) {
+            return; // room was made from expired entries alone
+        }
+        let now_ms = (now.saturating_duration_since(self.epoch).as_millis() as u64).max(1);
+        let last = space.last_notice_ms.load(Ordering::Relaxed);
+        if last != 0 && now_ms < last + NOTICE_INTERVAL.as_millis() as u64 {
+            return;
+        }
+        if space
+            .last_notice_ms
+            .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return; // another thread reports
+        }
+        let before = space.reported.swap(total, Ordering::Relaxed);
+        let l = space.limits();
+        let text = format!(
+            "embedded store: the {} space is full (limits {} entries, {} bytes): {} writes refused \
+             and {} entries evicted so far ({} since the last notice)",
+            space.ns.as_str(),
+            l.max_entries,
+            l.max_bytes,
+            s.refused,
+            s.evicted,
+            total.saturating_sub(before)
+        );
+        self.notices.send(Level::Warning, &text);
     }
 
     fn get_at(&self, ns: Namespace, key: &str, now: Instant) -> Option<String> {
-        let mut inner = self.lock(ns);
-        match inner.entries.get(key) {
-            Some(e) if e.is_live(now) => Some(e.value.clone()),
-            Some(_) => {
-                inner.entries.remove(key);
-                None
-            }
-            None => None,
-        }
+        self.space(ns).get(key, now)
     }
 
-    /// Number of entries held, expired or not (for tests and diagnostics).
+    /// Number of entries held, expired or not, in every namespace (for tests and diagnostics).
     pub fn len(&self) -> usize {
-        Namespace::ALL
-            .iter()
-            .map(|&ns| self.lock(ns).entries.len())
-            .sum()
+        self.spaces.iter().map(|s| s.stats().entries).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -86,8 +421,8 @@ impl MemoryStore {
 
     /// Drops every entry (on `CoProcessShutdown`).
     pub fn clear(&self) {
-        for ns in Namespace::ALL {
-            self.lock(ns).entries.clear();
+        for s in &self.spaces {
+            s.clear();
         }
     }
 }
@@ -100,8 +435,7 @@ impl Store for MemoryStore {
         value: &str,
         ttl: Option<Duration>,
     ) -> Result<(), StoreError> {
-        self.set_at(ns, key, value, ttl, Instant::now());
-        Ok(())
+        self.set_at(ns, key, value, ttl, Instant::now())
     }
 
     fn get(&self, ns: Namespace, key: &str) -> Result<Option<String>, StoreError> {
@@ -112,14 +446,44 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     const D: Namespace = Namespace::Data;
+    const A: Namespace = Namespace::AuthCache;
+
+    fn small(max_entries: usize, max_bytes: usize) -> MemoryStore {
+        MemoryStore::new(MemoryLimits {
+            max_entries,
+            max_bytes,
+        })
+    }
+
+    /// The accounting matches what the shards hold, and the deadline orders hold exactly the entries
+    /// with a TTL.
+    fn assert_consistent(s: &MemoryStore) {
+        for space in &s.spaces {
+            let (mut n, mut bytes) = (0, 0);
+            for i in 0..SHARDS {
+                let shard = space.lock(i);
+                n += shard.map.len();
+                bytes += shard.map.iter().map(|(k, e)| e.cost(k)).sum::<usize>();
+                let with_ttl = shard.map.values().filter(|e| e.deadline.is_some()).count();
+                assert_eq!(shard.deadlines.len(), with_ttl);
+                for (d, k) in &shard.deadlines {
+                    assert_eq!(shard.map[k].deadline, Some(*d));
+                }
+            }
+            let st = space.stats();
+            assert_eq!((st.entries, st.bytes), (n, bytes), "{:?}", space.ns);
+        }
+    }
 
     #[test]
     fn values_expire_after_their_ttl() {
-        let s = MemoryStore::new();
+        let s = MemoryStore::default();
         let t0 = Instant::now();
-        s.set_at(D, "k", "v", Some(Duration::from_secs(10)), t0);
-        s.set_at(D, "forever", "x", None, t0);
+        s.set_at(D, "k", "v", Some(Duration::from_secs(10)), t0)
+            .unwrap();
+        s.set_at(D, "forever", "x", None, t0).unwrap();
         assert_eq!(
             s.get_at(D, "k", t0 + Duration::from_secs(9)).as_deref(),
             Some("v")
@@ -129,50 +493,191 @@ mod tests {
         let far = t0 + Duration::from_secs(1_000_000);
         assert_eq!(s.get_at(D, "forever", far).as_deref(), Some("x"));
         assert_eq!(s.get_at(D, "absent", t0), None);
+        assert_consistent(&s);
     }
 
     #[test]
-    fn overwriting_replaces_value_and_ttl() {
-        let s = MemoryStore::new();
+    fn overwriting_replaces_value_and_ttl_without_growing_the_deadline_order() {
+        let s = MemoryStore::default();
         let t0 = Instant::now();
-        s.set_at(D, "k", "a", Some(Duration::from_secs(1)), t0);
-        s.set_at(D, "k", "b", None, t0);
+        for i in 0..1000 {
+            s.set_at(D, "k", &i.to_string(), Some(Duration::from_secs(1)), t0)
+                .unwrap();
+        }
+        assert_consistent(&s);
+        s.set_at(D, "k", "b", None, t0).unwrap();
         assert_eq!(
             s.get_at(D, "k", t0 + Duration::from_secs(5)).as_deref(),
             Some("b")
         );
+        assert_consistent(&s);
     }
 
     #[test]
-    fn writes_sweep_out_expired_keys() {
-        let s = MemoryStore::new();
+    fn namespaces_are_separate_with_separate_budgets() {
+        let s = small(2, 1 << 20);
         let t0 = Instant::now();
-        for i in 0..100 {
-            s.set_at(D, &format!("old{i}"), "v", Some(Duration::from_secs(1)), t0);
+        s.set_at(D, "k", "plugin", None, t0).unwrap();
+        assert_eq!(s.get_at(A, "k", t0), None);
+        s.set_at(D, "k2", "plugin", None, t0).unwrap();
+        assert!(s.set_at(D, "k3", "x", None, t0).is_err(), "data is full");
+        s.set_at(A, "k", "session", Some(Duration::from_secs(9)), t0)
+            .unwrap();
+        assert_eq!(s.get_at(D, "k", t0).as_deref(), Some("plugin"));
+        assert_eq!(s.get_at(A, "k", t0).as_deref(), Some("session"));
+    }
+
+    #[test]
+    fn writes_sweep_expired_keys_a_few_at_a_time() {
+        let s = MemoryStore::default();
+        let t0 = Instant::now();
+        for i in 0..1000 {
+            s.set_at(D, &format!("old{i}"), "v", Some(Duration::from_secs(1)), t0)
+                .unwrap();
         }
         let later = t0 + Duration::from_secs(2);
-        for i in 0..SWEEP_EVERY {
-            s.set_at(D, &format!("new{i}"), "v", None, later);
-        }
-        assert_eq!(
-            s.len(),
-            SWEEP_EVERY as usize,
-            "the 100 expired keys were swept"
+        s.set_at(D, "new", "v", None, later).unwrap();
+        let swept = s.stats(D).expired;
+        assert!(
+            (1..=SWEEP_BATCH as u64).contains(&swept),
+            "one write removes at most {SWEEP_BATCH} expired entries: {swept}"
         );
+        for i in 0..2000 {
+            s.set_at(D, &format!("new{i}"), "v", None, later).unwrap();
+        }
+        assert_eq!(s.stats(D).expired, 1000, "all swept by later writes");
+        assert_eq!(s.len(), 2001);
+        assert_consistent(&s);
     }
 
     #[test]
-    fn namespaces_are_separate() {
-        let s = MemoryStore::new();
+    fn a_full_data_space_refuses_counts_and_notifies() {
+        let s = small(10, 1 << 20);
+        let notices = Arc::new(Mutex::new(Vec::<String>::new()));
+        let sink = notices.clone();
+        s.notices.set(Some(Arc::new(move |_, m: &str| {
+            sink.lock().unwrap().push(m.to_owned())
+        })));
         let t0 = Instant::now();
-        s.set_at(D, "k", "plugin", None, t0);
-        assert_eq!(s.get_at(Namespace::AuthCache, "k", t0), None);
-        s.set_at(Namespace::AuthCache, "k", "session", None, t0);
-        assert_eq!(s.get_at(D, "k", t0).as_deref(), Some("plugin"));
-        assert_eq!(
-            s.get_at(Namespace::AuthCache, "k", t0).as_deref(),
-            Some("session")
+        for i in 0..10 {
+            s.set_at(D, &format!("k{i}"), "v", None, t0).unwrap();
+        }
+        let e = s.set_at(D, "k10", "v", None, t0).unwrap_err();
+        assert!(
+            e.0.starts_with("the embedded store's data space is full (10 entries"),
+            "{}",
+            e.0
         );
+        s.set_at(D, "k3", "overwrite", None, t0)
+            .expect("an overwrite needs no room");
+        for i in 11..20 {
+            assert!(s.set_at(D, &format!("k{i}"), "v", None, t0).is_err());
+        }
+        assert_eq!(
+            s.get_at(D, "k0", t0).as_deref(),
+            Some("v"),
+            "nothing evicted"
+        );
+        let st = s.stats(D);
+        assert_eq!((st.entries, st.refused, st.evicted), (10, 10, 0));
+        let notices = notices.lock().unwrap();
+        assert_eq!(notices.len(), 1, "one notice per interval: {notices:?}");
+        assert!(
+            notices[0].contains("data space is full") && notices[0].contains("1 writes refused"),
+            "{}",
+            notices[0]
+        );
+        assert_consistent(&s);
+    }
+
+    #[test]
+    fn expired_entries_make_room_before_anything_is_refused() {
+        let s = small(10, 1 << 20);
+        let t0 = Instant::now();
+        for i in 0..10 {
+            s.set_at(D, &format!("k{i}"), "v", Some(Duration::from_secs(1)), t0)
+                .unwrap();
+        }
+        let later = t0 + Duration::from_secs(2);
+        for i in 10..20 {
+            s.set_at(D, &format!("k{i}"), "v", None, later).unwrap();
+        }
+        assert_eq!(s.stats(D).refused, 0);
+        assert_consistent(&s);
+    }
+
+    #[test]
+    fn the_byte_budget_counts_keys_and_values() {
+        let s = small(1000, 1000);
+        let t0 = Instant::now();
+        let big = "x".repeat(600);
+        s.set_at(D, "a", &big, None, t0).unwrap();
+        let e = s.set_at(D, "b", &big, None, t0).unwrap_err();
+        assert!(e.0.contains("limits 1000 entries, 1000 bytes"), "{}", e.0);
+        s.set_at(D, "a", "small", None, t0).unwrap();
+        s.set_at(D, "b", &big, None, t0)
+            .expect("room freed by shrinking a");
+        assert!(s.set_at(D, "c", &"y".repeat(2000), None, t0).is_err());
+        assert_consistent(&s);
+    }
+
+    #[test]
+    fn a_full_auth_cache_evicts_the_sessions_closest_to_their_deadline() {
+        let s = small(3, 1 << 20);
+        let t0 = Instant::now();
+        for (k, secs) in [("s30", 30), ("s10", 10), ("s20", 20)] {
+            s.set_at(A, k, "session", Some(Duration::from_secs(secs)), t0)
+                .unwrap();
+        }
+        s.set_at(A, "s40", "session", Some(Duration::from_secs(40)), t0)
+            .unwrap();
+        assert_eq!(s.get_at(A, "s10", t0), None, "the soonest deadline went");
+        for k in ["s20", "s30", "s40"] {
+            assert!(s.get_at(A, k, t0).is_some(), "{k}");
+        }
+        let st = s.stats(A);
+        assert_eq!((st.entries, st.evicted, st.refused), (3, 1, 0));
+        assert_consistent(&s);
+    }
+
+    #[test]
+    fn many_threads_never_exceed_the_budget() {
+        let s = Arc::new(small(500, 1 << 20));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for i in 0..400 {
+                        let ttl = (i % 3 == 0).then(|| Duration::from_millis(1));
+                        let _ = s.set(D, &format!("t{t}-{i}"), "value", ttl);
+                        let _ = s.set(
+                            A,
+                            &format!("t{t}-{i}"),
+                            "session",
+                            Some(Duration::from_secs(60)),
+                        );
+                        assert!(s.stats(D).entries <= 500 && s.stats(A).entries <= 500);
+                        let _ = s.get(D, &format!("t{t}-{}", i / 2));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(s.stats(A).entries, 500, "the cache stays full, by eviction");
+        assert!(s.stats(A).evicted >= 3200 - 500);
+        assert_consistent(&s);
+        s.clear();
+        assert_eq!(
+            s.stats(D),
+            MemoryStats {
+                refused: s.stats(D).refused,
+                expired: s.stats(D).expired,
+                ..Default::default()
+            }
+        );
+        assert_consistent(&s);
     }
 
     #[test]

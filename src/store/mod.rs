@@ -9,9 +9,32 @@ mod memory;
 mod redis;
 
 pub use self::redis::{RedisConfig, RedisStore};
-pub use memory::MemoryStore;
+pub use memory::{MemoryLimits, MemoryStats, MemoryStore};
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use crate::logging::Level;
+
+/// Receives a store's notices (Redis down or back, a full embedded store); the runtime logs them.
+pub type Notifier = Arc<dyn Fn(Level, &str) + Send + Sync>;
+
+/// Where a store sends its notices; nowhere until a notifier is set.
+#[derive(Default)]
+pub struct Notices(RwLock<Option<Notifier>>);
+
+impl Notices {
+    pub fn set(&self, notifier: Option<Notifier>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = notifier;
+    }
+
+    pub fn send(&self, level: Level, message: &str) {
+        let notifier = self.0.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(notify) = notifier {
+            notify(level, message);
+        }
+    }
+}
 
 /// A store that could not do what was asked (a remote store's connection failed, say).
 #[derive(Debug, Clone, PartialEq, Eq)]
