@@ -16,7 +16,7 @@
  *
  * Build (or just `make demo`):
  *   cargo build --release
- *   cc -O2 -Wall -Wextra -Werror -std=c11 -I include examples/c_host/c_host.c -o c_host \
+ *   cc -O2 -Wall -Wextra -Werror -std=c11 -I . -I include examples/c_host/c_host.c -o c_host \
  *      -L target/release -lcoprocess_bridge -Wl,-rpath,$PWD/target/release
  */
 #define _POSIX_C_SOURCE 200809L /* nanosleep */
@@ -28,7 +28,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../../api.h"
+#include "api.h" /* -I . in the repository; pkg-config --cflags coprocess-bridge when installed */
 
 /* ------------------------------------------------------------------------------------------- */
 /* Checks: every step prints "[ok]" or "[FAILED]" and the exit code sums them up. */
