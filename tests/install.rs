@@ -234,7 +234,10 @@ fn make_install_builds_the_bridge_and_the_drivers_first() {
          -p coprocess-python-driver",
         "install-only",
     ] {
-        assert!(plan.contains(needle), "`make -n install` lacks {needle:?}:\n{plan}");
+        assert!(
+            plan.contains(needle),
+            "`make -n install` lacks {needle:?}:\n{plan}"
+        );
     }
 }
 
