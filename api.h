@@ -129,6 +129,8 @@ typedef void (*CoProcessEventHandler)(const char *event_name, const char *payloa
  */
 typedef void (*CoProcessLogHandler)(const char *message, const char *level, void *user_data);
 
+
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -299,6 +301,14 @@ char *CoProcessListApis(void);
  * CoProcessShutdown.
  */
 void CoProcessSetPlainErrors(int plain);
+
+/**
+ * Sets this thread's CoProcessLastError() to "". The functions that return `void` (DispatchEvent,
+ * TykStoreData) and TykGetData report a failure only through CoProcessLastError: a host clears it
+ * before the call and finds a message after it exactly when that call failed. Thread-safe (the
+ * message is per thread).
+ */
+void CoProcessClearLastError(void);
 
 /**
  * Stores `value` under `key` for `ttl` seconds (0 or less = no expiry) in the bridge's store.

@@ -72,6 +72,7 @@ cdef extern from "api.h" nogil:
     void CoProcessMessageFree(CoProcessMessage* msg)
     void CoProcessFree(void* p)
     const char* CoProcessLastError()
+    void CoProcessClearLastError()
 
     # Host side of events and logs.
     void CoProcessSetEventHandler(CoProcessEventHandler handler, void* user_data)

@@ -94,6 +94,11 @@ pub fn set_last_error(message: &str) {
     LAST_ERROR.with(|slot| *slot.borrow_mut() = text);
 }
 
+/// Forgets this thread's last error (`CoProcessLastError` then returns "").
+pub fn clear_last_error() {
+    LAST_ERROR.with(|slot| *slot.borrow_mut() = CString::default());
+}
+
 /// Records `err` as this thread's last error and returns its code, for `return fail(err)` in exports.
 pub fn fail(err: Error) -> i32 {
     set_last_error(&err.message);

@@ -8,6 +8,7 @@
 
 pub mod driver_host;
 pub mod host;
+pub mod last_error;
 pub mod tyk_api;
 
 use std::ffi::{c_char, CStr};

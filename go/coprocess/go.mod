@@ -1,0 +1,3 @@
+module coprocess-bridge/go/coprocess
+
+go 1.19
