@@ -199,35 +199,12 @@ pub fn normalize_numbers(v: Value) -> Value {
     }
 }
 
-/// The JSON payload under "Example Payload Received By The gRPC Server From Tyk Gateway" in the
-/// seeds' Python gRPC plugin README (shared/seeds/004_*.txt, beside the repository).
+/// The JSON payload under "## Example Payload Received By The gRPC Server From Tyk Gateway" in the
+/// README of the Python gRPC plugin for Tyk Gateway (a reference document of this project, "seed 004"),
+/// copied verbatim into `cli/tests/fixtures/seeds_example_payload.json` so that the tests read nothing
+/// outside the repository.
 pub fn seeds_example_payload() -> String {
-    const HEADING: &str = "## Example Payload Received By The gRPC Server From Tyk Gateway";
-    let seeds = workspace_root().join("../shared/seeds");
-    let entries = std::fs::read_dir(&seeds).unwrap_or_else(|e| {
-        panic!(
-            "reading {}: {e} (shared/ sits beside the repository)",
-            seeds.display()
-        )
-    });
-    for entry in entries.flatten() {
-        let Ok(text) = std::fs::read_to_string(entry.path()) else {
-            continue;
-        };
-        let Some(at) = text.find(HEADING) else {
-            continue;
-        };
-        let rest = &text[at..];
-        let start = rest
-            .find("```json\n")
-            .expect("a json block after the heading")
-            + 8;
-        let len = rest[start..]
-            .find("```")
-            .expect("the end of the json block");
-        return rest[start..start + len].to_owned();
-    }
-    panic!("no seed in {} has the heading {HEADING:?}", seeds.display());
+    include_str!("../fixtures/seeds_example_payload.json").to_owned()
 }
 
 /// Python with the protobuf package, or `None` after a loud SKIPPED line.
