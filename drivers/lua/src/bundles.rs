@@ -1,0 +1,285 @@
+//! The driver's bundles: loaded from `bundle_root` and by `CoProcessDriverLoadBundle`, routed to by
+//! `spec["bundle_hash"]`, reloaded on `Reload()`. Each version is checked once, in a scratch Lua
+//! state (it compiles, its top-level code runs), before any thread's state loads it; a bundle whose
+//! new version fails keeps serving its previous one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use coprocess_driver::{Call, Host, Level};
+
+use crate::bundle::{self, BundleSource};
+use crate::config::{Budget, Config};
+use crate::state::LuaState;
+
+/// One bundle directory: its current version, or why it cannot be used.
+pub struct Bundle {
+    key: String,
+    path: PathBuf,
+    loaded: Result<Loaded, String>,
+}
+
+struct Loaded {
+    source: BundleSource,
+    /// The functions its files define (hooks and event handlers).
+    functions: BTreeSet<String>,
+}
+
+impl Bundle {
+    pub fn source(&self) -> Result<&BundleSource, String> {
+        match &self.loaded {
+            Ok(l) => Ok(&l.source),
+            Err(e) => Err(format!("lua bundle '{}' failed to load: {e}", self.key)),
+        }
+    }
+
+    pub fn defines(&self, function: &str) -> bool {
+        self.loaded
+            .as_ref()
+            .is_ok_and(|l| l.functions.contains(function))
+    }
+}
+
+/// One consistent set of bundles; a reload replaces it whole.
+#[derive(Default)]
+pub struct Bundles {
+    map: BTreeMap<String, Arc<Bundle>>,
+    /// Keys loaded by `CoProcessDriverLoadBundle`: kept across reloads of the root.
+    extra: BTreeSet<String>,
+}
+
+impl Bundles {
+    /// The bundle a call goes to: `spec["bundle_hash"]`; without it, the only bundle, or the only one
+    /// that defines the hook.
+    pub fn route(&self, call: &Call) -> Result<&Bundle, String> {
+        if let Some(key) = call.spec("bundle_hash").filter(|k| !k.is_empty()) {
+            return self.map.get(key).map(|b| &**b).ok_or_else(|| {
+                format!(
+                    "no lua bundle '{key}' is loaded (loaded: {})",
+                    self.names().unwrap_or_else(|| "none".into())
+                )
+            });
+        }
+        if self.map.len() == 1 {
+            return Ok(self.map.values().next().expect("one bundle"));
+        }
+        let hook = call.hook_name();
+        let having: Vec<&Bundle> = self.all().filter(|b| b.defines(hook)).collect();
+        match having.as_slice() {
+            [one] => Ok(one),
+            [] => Err(format!(
+                "no loaded lua bundle defines hook '{hook}' and spec has no bundle_hash"
+            )),
+            many => {
+                Err(format!(
+                "hook '{hook}' is defined by lua bundles {}; spec[\"bundle_hash\"] must say which",
+                many.iter().map(|b| b.key.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+            }
+        }
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Bundle> {
+        self.map.values().map(|b| &**b)
+    }
+
+    fn names(&self) -> Option<String> {
+        (!self.map.is_empty()).then(|| self.map.keys().cloned().collect::<Vec<_>>().join(", "))
+    }
+}
+
+pub struct Registry {
+    host: Host,
+    root: Option<PathBuf>,
+    budget: Budget,
+    current: RwLock<Arc<Bundles>>,
+    /// Serialises reloads and bundle loads (dispatching never takes it).
+    changing: Mutex<()>,
+}
+
+impl Registry {
+    pub fn new(host: Host, config: &Config) -> Result<Registry, String> {
+        let registry = Registry {
+            host,
+            root: config.bundle_root.clone(),
+            budget: config.budget(),
+            current: RwLock::default(),
+            changing: Mutex::new(()),
+        };
+        if let Some(root) = &registry.root {
+            let dirs = bundle::scan(root).map_err(|e| format!("lua driver: {e}"))?;
+            let scratch = registry.scratch()?;
+            let map = dirs
+                .into_iter()
+                .map(|(key, path)| {
+                    let b = registry.load(&scratch, &key, &path);
+                    (key, Arc::new(b))
+                })
+                .collect();
+            registry.publish(Bundles {
+                map,
+                extra: BTreeSet::new(),
+            });
+        }
+        Ok(registry)
+    }
+
+    /// The bundles now (a snapshot: a reload does not change it under a running call).
+    pub fn current(&self) -> Arc<Bundles> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn publish(&self, bundles: Bundles) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(bundles);
+    }
+
+    fn scratch(&self) -> Result<LuaState, String> {
+        LuaState::new(self.host, self.budget)
+    }
+
+    /// Reads and checks one version of a bundle, logging why it fails.
+    fn load(&self, scratch: &LuaState, key: &str, path: &Path) -> Bundle {
+        let loaded = BundleSource::read(key, path).and_then(|source| {
+            if !source.driver.is_empty() && source.driver != "lua" {
+                self.host.log(
+                    Level::Warning,
+                    &format!(
+                        "lua bundle '{key}': manifest driver is '{}', loading it as Lua anyway",
+                        source.driver
+                    ),
+                );
+            }
+            let (_, functions) = scratch.load(&source)?;
+            let functions: BTreeSet<String> = functions.into_iter().collect();
+            for hook in &source.manifest_hooks {
+                if !functions.contains(hook) {
+                    self.host.log(
+                        Level::Warning,
+                        &format!("lua bundle '{key}': the manifest names hook '{hook}', which the bundle does not define"),
+                    );
+                }
+            }
+            Ok(Loaded { source, functions })
+        });
+        if let Err(e) = &loaded {
+            self.host.log(
+                Level::Error,
+                &format!(
+                    "lua bundle '{key}' ({}) failed to load: {e}",
+                    path.display()
+                ),
+            );
+        }
+        Bundle {
+            key: key.to_owned(),
+            path: path.to_path_buf(),
+            loaded,
+        }
+    }
+
+    /// The bundle at `path` now: `old` when its files did not change, the new version when it loads,
+    /// and `old` again when the new version fails but the old one works.
+    fn refresh(
+        &self,
+        scratch: &LuaState,
+        key: &str,
+        path: &Path,
+        old: Option<&Arc<Bundle>>,
+    ) -> Arc<Bundle> {
+        if let Some(old) = old {
+            if old
+                .loaded
+                .as_ref()
+                .is_ok_and(|l| l.source.unchanged_on_disk())
+            {
+                return old.clone();
+            }
+        }
+        let new = self.load(scratch, key, path);
+        match old {
+            Some(old) if new.loaded.is_err() && old.loaded.is_ok() => {
+                self.host.log(
+                    Level::Error,
+                    &format!("lua bundle '{key}' changed but its new version fails; the previous version keeps serving"),
+                );
+                old.clone()
+            }
+            Some(_) => {
+                self.host
+                    .log(Level::Info, &format!("lua bundle '{key}' reloaded"));
+                Arc::new(new)
+            }
+            None => Arc::new(new),
+        }
+    }
+
+    /// `Reload()`: re-reads the root (new, changed and removed bundles) and the bundles loaded by path.
+    pub fn reload(&self) {
+        let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
+        let scratch = match self.scratch() {
+            Ok(s) => s,
+            Err(e) => {
+                self.host.log(Level::Error, &e);
+                return;
+            }
+        };
+        let old = self.current();
+        let mut map = BTreeMap::new();
+        if let Some(root) = &self.root {
+            match bundle::scan(root) {
+                Ok(dirs) => {
+                    for (key, path) in dirs {
+                        let b = self.refresh(&scratch, &key, &path, old.map.get(&key));
+                        map.insert(key, b);
+                    }
+                }
+                Err(e) => {
+                    self.host.log(Level::Error, &format!("lua driver: {e}"));
+                    map = old.map.clone();
+                }
+            }
+        }
+        for key in &old.extra {
+            if let Some(b) = old.map.get(key) {
+                let fresh = self.refresh(&scratch, key, &b.path.clone(), Some(b));
+                map.insert(key.clone(), fresh);
+            }
+        }
+        self.publish(Bundles {
+            map,
+            extra: old.extra.clone(),
+        });
+    }
+
+    /// `CoProcessDriverLoadBundle`: loads (or replaces) the bundle at `path`, keyed by its directory
+    /// name.
+    pub fn load_bundle(&self, path: &str) -> Result<(), String> {
+        let path = Path::new(path);
+        if !path.is_dir() {
+            return Err(format!("{} is not a directory", path.display()));
+        }
+        let key = bundle::key_of(path)?;
+        let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
+        let scratch = self.scratch()?;
+        let new = self.load(&scratch, &key, path);
+        if let Err(e) = &new.loaded {
+            return Err(format!("lua bundle '{key}' failed to load: {e}"));
+        }
+        let old = self.current();
+        let mut map = old.map.clone();
+        let mut extra = old.extra.clone();
+        map.insert(key.clone(), Arc::new(new));
+        extra.insert(key);
+        self.publish(Bundles { map, extra });
+        Ok(())
+    }
+
+    pub fn clear(&self) {
+        let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
+        self.publish(Bundles::default());
+    }
+}

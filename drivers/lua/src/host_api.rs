@@ -1,0 +1,98 @@
+//! `tyk.log`, `tyk.store_data`, `tyk.get_data`, `tyk.trigger_event`: the bridge's host services (the
+//! `Host` this driver instance was given) as Lua functions.
+
+use std::rc::Rc;
+
+use coprocess_driver::{Host, Level};
+use mlua::{Lua, Table, Value};
+
+use crate::cjson;
+use crate::record::number_text;
+
+/// Tyk's level names (and the common aliases) to the host's levels; anything else logs at info.
+pub fn level(name: &str) -> Level {
+    match name.to_ascii_lowercase().as_str() {
+        "debug" | "trace" => Level::Debug,
+        "warning" | "warn" => Level::Warning,
+        "error" | "critical" | "fatal" | "panic" => Level::Error,
+        _ => Level::Info,
+    }
+}
+
+/// A value as text the way Lua's `tostring` shows strings and numbers (others by type name).
+pub fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => String::from_utf8_lossy(&s.as_bytes()).into_owned(),
+        Value::Integer(i) => i.to_string(),
+        Value::Number(n) => number_text(*n),
+        Value::Boolean(b) => b.to_string(),
+        Value::Nil => "nil".into(),
+        other => other.type_name().into(),
+    }
+}
+
+/// A store value: a string or number as is, a table as JSON (cjson rules).
+fn stored(value: &Value, prepare: &cjson::Prepare) -> mlua::Result<String> {
+    match value {
+        Value::String(_) | Value::Integer(_) | Value::Number(_) | Value::Boolean(_) => {
+            Ok(text(value))
+        }
+        Value::Table(_) => cjson::encode(value, prepare).map_err(mlua::Error::runtime),
+        other => Err(mlua::Error::runtime(format!(
+            "cannot store a {} (strings, numbers and tables can be stored)",
+            other.type_name()
+        ))),
+    }
+}
+
+/// Adds the host functions to `rt` (the table the prelude reads them from).
+pub fn install(lua: &Lua, rt: &Table, host: Host, prepare: Rc<cjson::Prepare>) -> mlua::Result<()> {
+    rt.set(
+        "log",
+        lua.create_function(move |_, (message, lvl): (Value, Option<String>)| {
+            host.log(level(lvl.as_deref().unwrap_or("info")), &text(&message));
+            Ok(())
+        })?,
+    )?;
+    let prep = prepare.clone();
+    rt.set(
+        "store_data",
+        lua.create_function(move |_, (key, value, ttl): (String, Value, Option<f64>)| {
+            let value = stored(&value, &*prep)?;
+            // Negative, fractional or huge TTLs: clamp to what the host takes (0 keeps forever).
+            let ttl = ttl.unwrap_or(0.0).clamp(0.0, f64::from(i32::MAX)) as i32;
+            host.store(&key, &value, ttl);
+            Ok(())
+        })?,
+    )?;
+    rt.set(
+        "get_data",
+        lua.create_function(move |_, key: String| Ok(host.get(&key)))?,
+    )?;
+    rt.set(
+        "trigger_event",
+        lua.create_function(move |_, (name, payload): (String, Value)| {
+            let payload = match &payload {
+                Value::Nil => String::new(),
+                v => stored(v, &*prepare)?,
+            };
+            host.trigger_event(&name, &payload);
+            Ok(())
+        })?,
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_follow_tyk_names() {
+        assert_eq!(level("debug"), Level::Debug);
+        assert_eq!(level("INFO"), Level::Info);
+        assert_eq!(level("warn"), Level::Warning);
+        assert_eq!(level("error"), Level::Error);
+        assert_eq!(level("whatever"), Level::Info);
+    }
+}
