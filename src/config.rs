@@ -8,8 +8,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result, COPROCESS_ERR_INVALID_CONFIG};
 
 /// Where `TykStoreData`/`TykGetData`, the drivers' store and the auth cache keep their data.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct StoreConfig {
     /// "memory" (the default: embedded, per process) or "redis" (shared by several gateway instances).
     #[serde(rename = "type")]
@@ -20,9 +19,12 @@ pub struct StoreConfig {
     /// For memory: bytes (keys + values + 64 per entry) per namespace; default 256 MiB.
     #[serde(default)]
     pub max_bytes: Option<usize>,
-    /// For redis: `redis://[user:password@]host:port[/db]`.
+    /// For redis, one server: `redis[s]://[user:password@]host:port[/db]`. Or, as tyk.conf's `storage`
+    /// says it, the fields below.
     #[serde(default)]
     pub url: Option<String>,
+    #[serde(flatten)]
+    pub redis: RedisOptions,
     /// For redis: prefix of every plugin key (default `coprocess-data:`, as Tyk does).
     #[serde(default)]
     pub key_prefix: Option<String>,
@@ -33,6 +35,54 @@ pub struct StoreConfig {
     /// For redis: connect/read/write timeout (default 1000 ms).
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// For redis: connections open at once (default 16).
+    #[serde(default)]
+    pub pool_size: Option<usize>,
+    /// For redis: how long a call waits for a free connection (default 200 ms).
+    #[serde(default)]
+    pub pool_wait_ms: Option<u64>,
+    /// For redis: after Redis could not be reached, calls fail at once this long before one call
+    /// tries again (default 1000 ms).
+    #[serde(default)]
+    pub retry_after_ms: Option<u64>,
+    /// Fields none of the above took: refused (serde's deny_unknown_fields does not mix with flatten).
+    #[serde(flatten)]
+    pub unknown: Map<String, Value>,
+}
+
+/// tyk.conf `storage` options for where Redis is and how to talk to it; the same names in `store`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct RedisOptions {
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `host:port` list: the servers (one), the cluster's nodes, or the sentinels.
+    #[serde(default)]
+    pub addrs: Vec<String>,
+    #[serde(default)]
+    pub enable_cluster: bool,
+    /// Sentinel: the monitored master's name (then `addrs` are the sentinels).
+    #[serde(default)]
+    pub master_name: Option<String>,
+    #[serde(default)]
+    pub sentinel_password: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub database: Option<i64>,
+    #[serde(default)]
+    pub use_ssl: bool,
+    #[serde(default)]
+    pub ssl_insecure_skip_verify: bool,
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    #[serde(default)]
+    pub cert_file: Option<String>,
+    #[serde(default)]
+    pub key_file: Option<String>,
 }
 
 /// tyk.conf's `storage` block, for configs copied from a gateway (used when `store` is absent).
@@ -40,16 +90,53 @@ pub struct StoreConfig {
 pub struct TykStorage {
     #[serde(rename = "type", default)]
     pub kind: Option<String>,
+    #[serde(flatten)]
+    pub redis: RedisOptions,
+    /// Seconds, as in Tyk.
     #[serde(default)]
-    pub host: Option<String>,
+    pub timeout: Option<u64>,
+    /// The most connections (Tyk's pool size); 0 = Tyk's "no limit", here the default.
     #[serde(default)]
-    pub port: Option<u16>,
-    #[serde(default)]
-    pub database: Option<u32>,
-    #[serde(default)]
-    pub username: Option<String>,
-    #[serde(default)]
-    pub password: Option<String>,
+    pub optimisation_max_active: Option<usize>,
+}
+
+impl RedisOptions {
+    /// The Redis settings these options describe: a cluster, a master found through Sentinel, or one
+    /// server (`addrs[0]`, else `host:port`).
+    fn to_config(&self, what: &str) -> Result<crate::store::RedisConfig> {
+        use crate::store::{Addr, RedisConfig, Tls, Topology};
+        let mut addrs = self
+            .addrs
+            .iter()
+            .map(|a| Addr::parse(a).map_err(|e| invalid(format!("{what}.addrs: {e}"))))
+            .collect::<Result<Vec<_>>>()?;
+        if addrs.is_empty() {
+            addrs.push(Addr {
+                host: self.host.clone().unwrap_or_else(|| "localhost".into()),
+                port: self.port.unwrap_or(6379),
+            });
+        }
+        let topology = match &self.master_name {
+            _ if self.enable_cluster => Topology::Cluster(addrs),
+            Some(name) if !name.is_empty() => Topology::Sentinel {
+                sentinels: addrs,
+                master_name: name.clone(),
+                sentinel_password: self.sentinel_password.clone().filter(|p| !p.is_empty()),
+            },
+            _ => Topology::Server(addrs.swap_remove(0)),
+        };
+        let mut config = RedisConfig::of(topology);
+        config.username = self.username.clone().filter(|u| !u.is_empty());
+        config.password = self.password.clone().filter(|p| !p.is_empty());
+        config.database = self.database.unwrap_or(0);
+        config.tls = self.use_ssl.then(|| Tls {
+            insecure_skip_verify: self.ssl_insecure_skip_verify,
+            ca_file: self.ca_file.clone().filter(|f| !f.is_empty()),
+            cert_file: self.cert_file.clone().filter(|f| !f.is_empty()),
+            key_file: self.key_file.clone().filter(|f| !f.is_empty()),
+        });
+        Ok(config)
+    }
 }
 
 /// One driver to load at `CoProcessInit`.
@@ -121,6 +208,9 @@ impl BridgeConfig {
         let mut cfg: BridgeConfig =
             serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
         cfg.apply_env(env)?;
+        if let Some(field) = cfg.store.as_ref().and_then(|s| s.unknown.keys().next()) {
+            return Err(invalid(format!("store: unknown field `{field}`")));
+        }
         if let Some(level) = &cfg.log_level {
             if !matches!(
                 level.as_str(),
@@ -156,46 +246,60 @@ impl BridgeConfig {
     /// The Redis store to use, if `store` (or else tyk.conf's `storage`) asks for one.
     pub fn redis_config(&self) -> Result<Option<crate::store::RedisConfig>> {
         use crate::store::RedisConfig;
-        if let Some(store) = &self.store {
-            return match store.kind.as_str() {
-                "memory" => Ok(None),
-                "redis" => {
-                    let url = store
-                        .url
-                        .clone()
-                        .ok_or_else(|| invalid("store.url is required for a redis store".into()))?;
-                    let mut redis =
-                        RedisConfig::new(url, store.key_prefix.clone(), store.timeout_ms);
-                    if let Some(p) = &store.auth_cache_prefix {
-                        redis.auth_cache_prefix = p.clone();
-                    }
-                    redis
-                        .check_prefixes()
-                        .map_err(|e| invalid(format!("store: {e}")))?;
-                    Ok(Some(redis))
+        let config = if let Some(store) = &self.store {
+            match store.kind.as_str() {
+                "memory" => return Ok(None),
+                "redis" => {}
+                other => {
+                    return Err(invalid(format!(
+                        "store.type '{other}' is not one of memory, redis"
+                    )))
                 }
-                other => Err(invalid(format!(
-                    "store.type '{other}' is not one of memory, redis"
-                ))),
-            };
-        }
-        match &self.storage {
-            Some(st) if st.kind.as_deref().unwrap_or("redis") == "redis" => {
-                let auth = match (&st.username, &st.password) {
-                    (Some(u), Some(p)) => format!("{u}:{p}@"),
-                    (None, Some(p)) => format!(":{p}@"),
-                    _ => String::new(),
-                };
-                let url = format!(
-                    "redis://{auth}{}:{}/{}",
-                    st.host.as_deref().unwrap_or("localhost"),
-                    st.port.unwrap_or(6379),
-                    st.database.unwrap_or(0)
-                );
-                Ok(Some(RedisConfig::new(url, None, None)))
             }
-            _ => Ok(None),
-        }
+            let has_addrs = !store.redis.addrs.is_empty() || store.redis.host.is_some();
+            let mut config = match (&store.url, has_addrs) {
+                (Some(url), false) => RedisConfig::new(url.clone(), None, None),
+                (None, true) => store.redis.to_config("store")?,
+                (Some(_), true) => {
+                    return Err(invalid(
+                        "store: give either url or addrs/host, not both".into(),
+                    ))
+                }
+                (None, false) => {
+                    return Err(invalid(
+                        "store.url (or addrs) is required for a redis store".into(),
+                    ))
+                }
+            };
+            let ms = |v: Option<u64>, default| v.map_or(default, std::time::Duration::from_millis);
+            if let Some(p) = &store.key_prefix {
+                config.key_prefix = p.clone();
+            }
+            if let Some(p) = &store.auth_cache_prefix {
+                config.auth_cache_prefix = p.clone();
+            }
+            config.timeout = ms(store.timeout_ms, config.timeout);
+            config.pool_size = store.pool_size.unwrap_or(config.pool_size);
+            config.pool_wait = ms(store.pool_wait_ms, config.pool_wait);
+            config.retry_after = ms(store.retry_after_ms, config.retry_after);
+            config
+        } else {
+            match &self.storage {
+                Some(st) if st.kind.as_deref().unwrap_or("redis") == "redis" => {
+                    let mut config = st.redis.to_config("storage")?;
+                    if let Some(secs) = st.timeout.filter(|&s| s > 0) {
+                        config.timeout = std::time::Duration::from_secs(secs);
+                    }
+                    if let Some(n) = st.optimisation_max_active.filter(|&n| n > 0) {
+                        config.pool_size = n.min(crate::store::MAX_POOL_SIZE);
+                    }
+                    config
+                }
+                _ => return Ok(None),
+            }
+        };
+        config.check().map_err(|e| invalid(format!("store: {e}")))?;
+        Ok(Some(config))
     }
 
     /// The embedded store's limits, when `store` asks for the embedded store.
@@ -352,39 +456,121 @@ mod tests {
 
     #[test]
     fn store_config_from_the_bridge_or_tyk_conf_shape() {
-        let cfg = BridgeConfig::parse(
-            Some(r#"{"store": {"type": "redis", "url": "redis://h:1/2", "key_prefix": "p:"}}"#),
-            no_env,
+        use crate::store::{Addr, Tls, Topology};
+        use std::time::Duration;
+        let redis = |json: &str| {
+            BridgeConfig::parse(Some(json), no_env)
+                .map_err(|e| e.message)?
+                .redis_config()
+                .map_err(|e| e.message)
+        };
+        let addr = |s: &str| Addr::parse(s).unwrap();
+        let r = redis(
+            r#"{"store": {"type": "redis", "url": "redis://h:1/2", "key_prefix": "p:",
+                "pool_size": 4, "pool_wait_ms": 10, "retry_after_ms": 300, "timeout_ms": 50}}"#,
         )
+        .unwrap()
         .unwrap();
-        let r = cfg.redis_config().unwrap().unwrap();
+        assert_eq!(r.topology, Topology::Url("redis://h:1/2".into()));
         assert_eq!(
-            (r.url.as_str(), r.key_prefix.as_str()),
-            ("redis://h:1/2", "p:")
+            (
+                r.key_prefix.as_str(),
+                r.pool_size,
+                r.pool_wait,
+                r.retry_after,
+                r.timeout
+            ),
+            (
+                "p:",
+                4,
+                Duration::from_millis(10),
+                Duration::from_millis(300),
+                Duration::from_millis(50)
+            )
         );
-        let cfg = BridgeConfig::parse(
-            Some(r#"{"storage": {"type": "redis", "host": "db", "port": 6380, "database": 3, "password": "pw"}}"#),
-            no_env,
+        let r = redis(
+            r#"{"storage": {"type": "redis", "host": "db", "port": 6380, "database": 3,
+                "password": "pw", "timeout": 2, "optimisation_max_active": 5000}}"#,
         )
+        .unwrap()
         .unwrap();
-        let r = cfg.redis_config().unwrap().unwrap();
+        assert_eq!(r.topology, Topology::Server(addr("db:6380")));
         assert_eq!(
-            (r.url.as_str(), r.key_prefix.as_str()),
-            ("redis://:pw@db:6380/3", "coprocess-data:")
+            (r.password.as_deref(), r.database, r.key_prefix.as_str()),
+            (Some("pw"), 3, "coprocess-data:")
         );
+        assert_eq!(
+            (r.timeout, r.pool_size),
+            (Duration::from_secs(2), crate::store::MAX_POOL_SIZE),
+            "Tyk's timeout is in seconds; the pool is capped"
+        );
+        let r = redis(
+            r#"{"storage": {"addrs": ["s1:26379", "s2:26379"], "master_name": "mymaster",
+                "sentinel_password": "spw", "use_ssl": true, "ssl_insecure_skip_verify": true}}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            r.topology,
+            Topology::Sentinel {
+                sentinels: vec![addr("s1:26379"), addr("s2:26379")],
+                master_name: "mymaster".into(),
+                sentinel_password: Some("spw".into())
+            }
+        );
+        assert_eq!(
+            r.tls,
+            Some(Tls {
+                insecure_skip_verify: true,
+                ..Tls::default()
+            })
+        );
+        let r = redis(
+            r#"{"store": {"type": "redis", "enable_cluster": true, "addrs": ["n1:7000", "n2:7001"],
+                "ca_file": "/ca.pem", "use_ssl": true}}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            r.topology,
+            Topology::Cluster(vec![addr("n1:7000"), addr("n2:7001")])
+        );
+        assert_eq!(r.tls.unwrap().ca_file.as_deref(), Some("/ca.pem"));
         assert_eq!(BridgeConfig::default().redis_config().unwrap(), None);
-        let cfg = BridgeConfig::parse(Some(r#"{"store": {"type": "memcached"}}"#), no_env).unwrap();
-        assert!(cfg
-            .redis_config()
-            .unwrap_err()
-            .message
-            .contains("store.type 'memcached'"));
-        let cfg = BridgeConfig::parse(Some(r#"{"store": {"type": "redis"}}"#), no_env).unwrap();
-        assert!(cfg
-            .redis_config()
-            .unwrap_err()
-            .message
-            .contains("store.url is required"));
+
+        for (json, error) in [
+            (
+                r#"{"store": {"type": "memcached"}}"#,
+                "store.type 'memcached'",
+            ),
+            (
+                r#"{"store": {"type": "redis"}}"#,
+                "store.url (or addrs) is required",
+            ),
+            (
+                r#"{"store": {"type": "redis", "url": "redis://h", "addrs": ["h:1"]}}"#,
+                "either url or addrs",
+            ),
+            (
+                r#"{"store": {"type": "redis", "urll": "redis://h"}}"#,
+                "unknown field `urll`",
+            ),
+            (
+                r#"{"store": {"type": "redis", "addrs": ["h:x"]}}"#,
+                "store.addrs: 'h:x'",
+            ),
+            (
+                r#"{"storage": {"enable_cluster": true, "database": 1}}"#,
+                "only database 0",
+            ),
+            (
+                r#"{"store": {"type": "redis", "url": "redis://h", "key_prefix": ""}}"#,
+                "overlap",
+            ),
+        ] {
+            let e = redis(json).unwrap_err();
+            assert!(e.contains(error), "{json}: {e}");
+        }
     }
 
     #[test]

@@ -12,7 +12,9 @@ use crate::driver::{Registry, ReloadOutcome};
 use crate::error::{Error, Result, COPROCESS_ERR_INVALID_CONFIG, COPROCESS_ERR_STORE};
 use crate::events::EventSink;
 use crate::logging::{Level, LogSink};
-use crate::store::{MemoryLimits, MemoryStore, Namespace, Notifier, RedisStore, Store, StoreError};
+use crate::store::{
+    MemoryLimits, MemoryStore, Namespace, Notifier, RedisStore, Store, StoreError, Throttle,
+};
 
 pub struct Runtime {
     pub registry: Registry,
@@ -21,6 +23,8 @@ pub struct Runtime {
     store: RwLock<Arc<dyn Store>>,
     /// The embedded store, kept while Redis is in use so that switching back finds it.
     memory: Arc<MemoryStore>,
+    /// Store failures are logged at most once a second (each still reaches CoProcessLastError).
+    store_failures_logged: Throttle,
     config: RwLock<BridgeConfig>,
     enabled: AtomicBool,
     /// APIs loaded with `CoProcessLoadApi` (routing by `spec["APIID"]`, hook chains).
@@ -50,6 +54,7 @@ impl Runtime {
             logs,
             store: RwLock::new(memory.clone()),
             memory,
+            store_failures_logged: Throttle::new(Duration::from_secs(1)),
             config: RwLock::new(BridgeConfig::default()),
             enabled: AtomicBool::new(true),
             apis: ApiRegistry::default(),
@@ -141,7 +146,14 @@ impl Runtime {
 
     fn store_failure(&self, what: &str, key: &str, e: StoreError) -> Error {
         let message = format!("could not {what} key '{key}': {e}");
-        self.logs.log(Level::Error, &message);
+        match self.store_failures_logged.admit(std::time::Instant::now()) {
+            Some(0) => self.logs.log(Level::Error, &message),
+            Some(n) => self.logs.log(
+                Level::Error,
+                format_args!("{message} ({n} more store failures in the last second not logged)"),
+            ),
+            None => {}
+        }
         Error::new(COPROCESS_ERR_STORE, message)
     }
 
@@ -171,6 +183,7 @@ impl Runtime {
                 format!("CoProcessInit config: {e}"),
             )
         })?;
+        store.notices.set(Some(log_notices(&self.logs)));
         self.logs
             .log(Level::Info, format!("store: {}", store.describe()));
         *self.store.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(store);

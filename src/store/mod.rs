@@ -5,11 +5,18 @@
 //! keys prefixed `coprocess-data:` as Tyk does) are interchangeable. Every call names a [`Namespace`]:
 //! plugins reach only [`Namespace::Data`], so no key they pass can touch the auth cache.
 
+mod breaker;
 mod memory;
+mod pool;
 mod redis;
+mod redis_config;
+mod redis_connect;
+mod throttle;
 
-pub use self::redis::{RedisConfig, RedisStore};
+pub use self::redis::{Addr, RedisConfig, RedisStore, Tls, Topology};
 pub use memory::{MemoryLimits, MemoryStats, MemoryStore};
+pub use redis_config::MAX_POOL_SIZE;
+pub use throttle::Throttle;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

@@ -1,145 +1,197 @@
 //! The Redis store: what several gateway instances share (TykStoreData/TykGetData, drivers' store, the
 //! auth cache). Plugin keys get Tyk's `coprocess-data:` prefix, the auth cache its own
-//! (`coprocess-auth-cache:`); neither prefix may start the other, so no plugin key names a cache entry. One connection behind a mutex (calls are
-//! serialised: enough for events, plugin state and cache misses; a pool would be the next step),
-//! re-opened once when it dropped (the server restarted); every command is bounded by the configured
-//! timeout, so a Redis that hangs gives an error, not a stuck gateway thread.
+//! (`coprocess-auth-cache:`); neither prefix may start the other, so no plugin key names a cache entry.
+//!
+//! Calls take a connection from a small pool (waiting at most `pool_wait` for one) so they run side by
+//! side; every connection is bounded by the timeout. When Redis cannot be reached, a circuit breaker
+//! makes calls fail at once for `retry_after`, then lets one call try again: while Redis is down no
+//! caller waits out the connect timeout more than once per window. A connection that went stale (the
+//! server restarted) is retried once on a fresh one; so is a write refused by a demoted master after a
+//! Sentinel failover.
 
-use std::sync::Mutex;
-use std::time::Duration;
+use std::time::Instant;
 
-use super::{Namespace, Store, StoreError};
+use redis::{ConnectionLike, ErrorKind, RedisError, RedisResult, ServerErrorKind};
 
-/// Tyk's prefix for coprocess data keys.
-pub const DEFAULT_KEY_PREFIX: &str = "coprocess-data:";
-/// The auth cache's prefix: apart from the plugins' keys.
-pub const DEFAULT_AUTH_CACHE_PREFIX: &str = "coprocess-auth-cache:";
-const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
+use super::breaker::{Admission, Breaker, Transition};
+use super::pool::{AcquireError, Pool};
+use super::redis_connect::{Conn, Connector};
+use super::{Namespace, Notices, Store, StoreError};
+use crate::logging::Level;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisConfig {
-    pub url: String,
-    pub key_prefix: String,
-    pub auth_cache_prefix: String,
-    pub timeout: Duration,
-}
-
-impl RedisConfig {
-    pub fn new(url: String, key_prefix: Option<String>, timeout_ms: Option<u64>) -> RedisConfig {
-        RedisConfig {
-            url,
-            key_prefix: key_prefix.unwrap_or_else(|| DEFAULT_KEY_PREFIX.into()),
-            auth_cache_prefix: DEFAULT_AUTH_CACHE_PREFIX.into(),
-            timeout: timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis),
-        }
-    }
-
-    /// Refuses prefixes that would let a plugin key (`key_prefix` + anything) equal an auth-cache key
-    /// (`auth_cache_prefix` + anything): that happens exactly when one prefix starts the other.
-    pub fn check_prefixes(&self) -> Result<(), String> {
-        let (data, cache) = (&self.key_prefix, &self.auth_cache_prefix);
-        if data.starts_with(cache.as_str()) || cache.starts_with(data.as_str()) {
-            return Err(format!(
-                "key_prefix '{data}' and auth_cache_prefix '{cache}' overlap (one starts the other), \
-                 so plugins could write auth-cache entries"
-            ));
-        }
-        Ok(())
-    }
-
-    /// The URL without its password, for messages.
-    fn shown_url(&self) -> String {
-        match (self.url.find("://"), self.url.rfind('@')) {
-            (Some(s), Some(at)) if at > s => {
-                format!("{}://…@{}", &self.url[..s], &self.url[at + 1..])
-            }
-            _ => self.url.clone(),
-        }
-    }
-}
+pub use super::redis_config::{Addr, RedisConfig, Tls, Topology};
 
 pub struct RedisStore {
     config: RedisConfig,
-    client: redis::Client,
-    connection: Mutex<Option<redis::Connection>>,
+    connector: Connector,
+    pool: Pool<Conn>,
+    breaker: Breaker,
+    pub notices: Notices,
+}
+
+/// How a failed command leaves things.
+enum Failure {
+    /// Redis could not be reached or stopped answering.
+    Unreachable,
+    /// This server no longer takes writes (a demoted master): reconnect, likely elsewhere.
+    Demoted,
+    /// Redis answered with an error: it is up.
+    Answered,
+    /// Every pooled connection stayed busy: says nothing about Redis.
+    Busy,
+}
+
+fn classify(e: &RedisError) -> Failure {
+    if e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly) {
+        Failure::Demoted
+    } else if e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_unrecoverable_error()
+        || e.kind() == ErrorKind::ClusterConnectionNotFound
+    {
+        Failure::Unreachable
+    } else {
+        Failure::Answered
+    }
 }
 
 impl RedisStore {
-    /// Connects now, so a wrong URL or an unreachable server is reported at configuration time.
+    /// Connects now, so a wrong setting or an unreachable server is reported at configuration time.
     pub fn connect(config: RedisConfig) -> Result<RedisStore, StoreError> {
-        config.check_prefixes().map_err(StoreError)?;
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| StoreError(format!("invalid Redis URL {}: {e}", config.shown_url())))?;
-        let store = RedisStore {
-            config,
-            client,
-            connection: Mutex::new(None),
-        };
-        let pong: String = store.run(|c| redis::cmd("PING").query(c)).map_err(|e| {
+        config.check().map_err(StoreError)?;
+        let connector = Connector::new(&config).map_err(|e| {
             StoreError(format!(
-                "cannot reach Redis at {}: {}",
-                store.config.shown_url(),
-                e.0
+                "invalid Redis settings for {}: {e}",
+                config.shown()
             ))
         })?;
-        debug_assert_eq!(pong, "PONG");
+        let store = RedisStore {
+            pool: Pool::new(config.pool_size, config.pool_wait),
+            breaker: Breaker::new(config.retry_after),
+            notices: Notices::default(),
+            connector,
+            config,
+        };
+        store
+            .run(|c| redis::cmd("PING").query::<String>(c))
+            .map_err(|e| {
+                StoreError(format!(
+                    "cannot reach Redis at {}: {}",
+                    store.config.shown(),
+                    e.0
+                ))
+            })?;
         Ok(store)
     }
 
     pub fn describe(&self) -> String {
         format!(
-            "redis at {}, keys prefixed '{}', auth cache '{}'",
-            self.config.shown_url(),
+            "redis at {}, keys prefixed '{}', auth cache '{}', {} connections at most",
+            self.config.shown(),
             self.config.key_prefix,
-            self.config.auth_cache_prefix
+            self.config.auth_cache_prefix,
+            self.config.pool_size
         )
     }
 
-    fn open(&self) -> redis::RedisResult<redis::Connection> {
-        let c = self
-            .client
-            .get_connection_with_timeout(self.config.timeout)?;
-        c.set_read_timeout(Some(self.config.timeout))?;
-        c.set_write_timeout(Some(self.config.timeout))?;
-        Ok(c)
+    /// (open, idle) pooled connections, for tests and diagnostics.
+    pub fn connections(&self) -> (usize, usize) {
+        self.pool.counts()
     }
 
-    /// Runs a command on the shared connection, opening it when needed and retrying once on a fresh
-    /// connection after a failure.
+    /// Runs a command on a pooled connection, under the circuit breaker.
     fn run<T>(
         &self,
-        f: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
+        f: impl Fn(&mut dyn ConnectionLike) -> RedisResult<T>,
     ) -> Result<T, StoreError> {
-        let mut slot = self.connection.lock().unwrap_or_else(|p| p.into_inner());
-        let mut last = None;
-        for _ in 0..2 {
-            if slot.is_none() {
-                match self.open() {
-                    Ok(c) => *slot = Some(c),
-                    Err(e) => {
-                        last = Some(e);
-                        continue;
-                    }
+        let admission = self
+            .breaker
+            .admit(Instant::now())
+            .map_err(|e| StoreError(format!("redis: {e}")))?;
+        let result = self.attempt(f);
+        match &result {
+            Ok(_) | Err((_, Failure::Answered)) => self.reachable(),
+            Err((e, Failure::Unreachable)) => self.unreachable(e),
+            // A probe that ended any other way (pool busy, demoted twice) keeps the breaker open.
+            Err((e, _)) if admission == Admission::Probe => self.unreachable(e),
+            Err(_) => {}
+        }
+        result.map_err(|(e, _)| StoreError(format!("redis: {e}")))
+    }
+
+    /// The command, retried once on a fresh connection when the pooled one had gone stale or the
+    /// server had been demoted.
+    fn attempt<T>(
+        &self,
+        f: impl Fn(&mut dyn ConnectionLike) -> RedisResult<T>,
+    ) -> Result<T, (String, Failure)> {
+        for attempt in 0..2 {
+            let mut lease = match self.pool.acquire(|| self.connector.open()) {
+                Ok(lease) => lease,
+                Err(AcquireError::Busy { max, wait }) => {
+                    return Err((
+                        format!(
+                            "all {max} connections stayed busy for {} ms",
+                            wait.as_millis()
+                        ),
+                        Failure::Busy,
+                    ))
                 }
-            }
-            match f(slot.as_mut().expect("opened above")) {
+                Err(AcquireError::Connect(e)) => {
+                    let failure = classify(&e);
+                    return Err((e.to_string(), failure));
+                }
+            };
+            let e = match f(lease.conn().as_like()) {
                 Ok(v) => return Ok(v),
-                Err(e) => {
-                    // A dropped connection is worth one more try on a fresh one; a timeout is not (it
-                    // would double the wait), and neither is an answer Redis gave.
-                    let retry = e.is_connection_dropped() || (e.is_io_error() && !e.is_timeout());
-                    *slot = None;
-                    if !retry {
-                        return Err(StoreError(format!("redis: {e}")));
-                    }
-                    last = Some(e);
-                }
+                Err(e) => e,
+            };
+            let failure = classify(&e);
+            if matches!(failure, Failure::Answered) {
+                return Err((e.to_string(), failure));
+            }
+            let fresh = lease.fresh;
+            lease.discard();
+            self.pool.drop_idle();
+            // A timeout is not retried (it would double the wait), nor a failure on a fresh connection.
+            let retry = match failure {
+                Failure::Demoted => true,
+                _ => !fresh && !e.is_timeout(),
+            };
+            if attempt == 1 || !retry {
+                return Err((e.to_string(), failure));
             }
         }
-        Err(StoreError(format!(
-            "redis: {}",
-            last.map_or_else(|| "unknown error".into(), |e| e.to_string())
-        )))
+        unreachable!("the second attempt returns")
+    }
+
+    fn unreachable(&self, error: &str) {
+        self.pool.drop_idle();
+        if self.breaker.failed(Instant::now(), error) == Transition::Opened {
+            self.notices.send(
+                Level::Error,
+                &format!(
+                    "store: Redis at {} is unreachable ({error}); store calls fail at once for {} ms, \
+                     then one call tries again",
+                    self.config.shown(),
+                    self.config.retry_after.as_millis()
+                ),
+            );
+        }
+    }
+
+    fn reachable(&self) {
+        let refused = self.breaker.refused();
+        if self.breaker.succeeded() == Transition::Closed {
+            self.notices.send(
+                Level::Info,
+                &format!(
+                    "store: Redis at {} is reachable again ({refused} calls failed fast meanwhile)",
+                    self.config.shown()
+                ),
+            );
+        }
     }
 
     fn key(&self, ns: Namespace, key: &str) -> String {
@@ -157,7 +209,7 @@ impl Store for RedisStore {
         ns: Namespace,
         key: &str,
         value: &str,
-        ttl: Option<Duration>,
+        ttl: Option<std::time::Duration>,
     ) -> Result<(), StoreError> {
         let key = self.key(ns, key);
         self.run(|c| {
@@ -181,37 +233,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn config_defaults_and_password_hiding() {
-        let c = RedisConfig::new("redis://:secret@db:6379/0".into(), None, None);
-        assert_eq!(c.key_prefix, "coprocess-data:");
-        assert_eq!(c.timeout, Duration::from_millis(1000));
-        assert_eq!(c.shown_url(), "redis://…@db:6379/0");
-        let c = RedisConfig::new("redis://db".into(), Some("p:".into()), Some(50));
-        assert_eq!(
-            (c.shown_url().as_str(), c.timeout),
-            ("redis://db", Duration::from_millis(50))
-        );
-    }
-
-    #[test]
-    fn overlapping_prefixes_are_refused() {
-        let mut c = RedisConfig::new("redis://db".into(), None, None);
-        assert_eq!(c.check_prefixes(), Ok(()));
-        for (data, cache) in [("", "x:"), ("coprocess-", "coprocess-auth:"), ("a:", "a:")] {
-            c.key_prefix = data.into();
-            c.auth_cache_prefix = cache.into();
-            let e = c.check_prefixes().unwrap_err();
-            assert!(e.contains("overlap"), "{e}");
-            let e = RedisStore::connect(c.clone()).err().unwrap();
-            assert!(
-                e.0.contains("overlap"),
-                "refused before connecting: {}",
-                e.0
-            );
-        }
-    }
-
-    #[test]
     fn an_unreachable_server_is_a_clear_error() {
         // Port 1 on loopback: nothing listens there.
         let e = RedisStore::connect(RedisConfig::new(
@@ -229,6 +250,18 @@ mod tests {
         let e = RedisStore::connect(RedisConfig::new("notaurl".into(), None, None))
             .err()
             .unwrap();
-        assert!(e.0.starts_with("invalid Redis URL notaurl"), "{}", e.0);
+        assert!(
+            e.0.starts_with("invalid Redis settings for notaurl"),
+            "{}",
+            e.0
+        );
+        let mut c = RedisConfig::new("redis://127.0.0.1:1/".into(), None, None);
+        c.auth_cache_prefix = c.key_prefix.clone();
+        let e = RedisStore::connect(c).err().unwrap();
+        assert!(
+            e.0.contains("overlap"),
+            "refused before connecting: {}",
+            e.0
+        );
     }
 }

@@ -167,10 +167,10 @@ impl RedisServer {
             .unwrap()
     }
 
-    /// `INFO <section>`.
-    pub fn info(&self, section: &str) -> String {
-        redis::cmd("INFO")
-            .arg(section)
+    /// A command's text answer (`["CLUSTER", "INFO"]`).
+    pub fn text(&self, command: &[&str]) -> String {
+        redis::cmd(command[0])
+            .arg(&command[1..])
             .query(&mut self.client().unwrap())
             .unwrap()
     }
