@@ -181,6 +181,9 @@ pub struct BridgeConfig {
     /// tyk.conf's `hash_key_function`: when set, ID-extractor session ids take Tyk's base64 JSON form.
     #[serde(default)]
     pub hash_key_function: Option<String>,
+    /// Bounds on each ID extraction (body size, XML depth and elements); defaults when absent.
+    #[serde(default)]
+    pub id_extractor_limits: Option<crate::id_extractor::ExtractLimits>,
 }
 
 impl BridgeConfig {

@@ -116,6 +116,15 @@ impl Runtime {
         self.plain_errors.store(on, Ordering::Relaxed);
     }
 
+    /// The bounds on each ID extraction (`id_extractor_limits`, or the defaults).
+    pub fn extract_limits(&self) -> crate::id_extractor::ExtractLimits {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .id_extractor_limits
+            .unwrap_or_default()
+    }
+
     /// The configured `hash_key_function`, if any.
     pub fn hash_key_function(&self) -> Option<Arc<str>> {
         self.hash_key_function

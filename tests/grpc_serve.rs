@@ -129,8 +129,16 @@ fn errors_come_back_as_grpc_statuses() {
         .unwrap()
         .contains("not a well-formed coprocess.Object"));
 
-    let unknown = one(&server.address, &["--driver", "nope"]);
-    assert_eq!(unknown["code"], "NOT_FOUND", "{unknown}");
+    // Routing by metadata is off unless asked for: it would skip API chains and the ID extractor.
+    let routed = one(&server.address, &["--driver", "nope"]);
+    assert_eq!(routed["code"], "PERMISSION_DENIED", "{routed}");
+    assert!(
+        routed["details"]
+            .as_str()
+            .unwrap()
+            .contains("--route-by-metadata"),
+        "{routed}"
+    );
 
     let event = one(
         &server.address,
@@ -163,7 +171,10 @@ fn several_drivers_are_picked_by_metadata() {
         r#"a={"header": "X-From-A"}"#,
         "--config",
         r#"b={"header": "X-From-B"}"#,
+        "--route-by-metadata",
     ]);
+    let unknown = one(&server.address, &["--driver", "nope"]);
+    assert_eq!(unknown["code"], "NOT_FOUND", "{unknown}");
     let ra = one(&server.address, &["--driver", "a"]);
     assert_eq!(ra["set_headers"]["X-From-A"], "rust", "{ra}");
     let rb = one(&server.address, &["--driver", "b"]);
@@ -298,4 +309,206 @@ fn bad_arguments_fail_before_serving() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(why), "{args:?}: {err}");
     }
+}
+
+/// Loads the gRPC driver under `name`, pointed at a `coprocess serve` with the given extra config.
+fn grpc_client(name: &str, config: serde_json::Value) -> Result<(), abi::Failure> {
+    abi::load(name, &grpc_driver_lib(), Some(&config.to_string()))
+}
+
+/// A Pre Object through the named gRPC driver; the served Rust driver sets X-Rust-Driver.
+fn call_through(name: &str) -> Result<Vec<u8>, abi::Failure> {
+    abi::dispatch_with(name, &abi::pre_object())
+}
+
+#[test]
+fn tls_and_mutual_tls_serve_the_grpc_driver() {
+    skip_unless_tool!("openssl");
+    let dir = scratch_dir("serve-tls");
+    let (ca, cert, key) = make_certificates(&dir);
+    let (cert_s, key_s, ca_s) = (
+        cert.display().to_string(),
+        key.display().to_string(),
+        ca.display().to_string(),
+    );
+    let tls = serve_rust(
+        "tcp://127.0.0.1:0",
+        &["--tls-cert", &cert_s, "--tls-key", &key_s],
+    );
+    grpc_client(
+        "tls-trusted",
+        serde_json::json!({"coprocess_grpc_server": tls.address, "tls": {"ca_file": ca, "domain": "localhost"}}),
+    )
+    .unwrap();
+    let out = call_through("tls-trusted").unwrap();
+    assert_eq!(
+        abi::set_header(&out, "X-Rust-Driver").as_deref(),
+        Some("rust")
+    );
+    grpc_client(
+        "tls-plain",
+        serde_json::json!({"coprocess_grpc_server": tls.address, "timeout_ms": 3_000}),
+    )
+    .unwrap();
+    assert!(
+        call_through("tls-plain").is_err(),
+        "plain text to a TLS server fails"
+    );
+
+    let mtls = serve_rust(
+        "tcp://127.0.0.1:0",
+        &[
+            "--tls-cert",
+            &cert_s,
+            "--tls-key",
+            &key_s,
+            "--tls-client-ca",
+            &ca_s,
+        ],
+    );
+    grpc_client(
+        "mtls-with-cert",
+        serde_json::json!({"coprocess_grpc_server": mtls.address, "tls": {
+            "ca_file": ca, "domain": "localhost",
+            "cert_file": dir.join("client.pem"), "key_file": dir.join("client.key")}}),
+    )
+    .unwrap();
+    let out = call_through("mtls-with-cert").unwrap();
+    assert_eq!(
+        abi::set_header(&out, "X-Rust-Driver").as_deref(),
+        Some("rust")
+    );
+    grpc_client(
+        "mtls-without-cert",
+        serde_json::json!({"coprocess_grpc_server": mtls.address, "timeout_ms": 3_000,
+            "tls": {"ca_file": ca, "domain": "localhost"}}),
+    )
+    .unwrap();
+    assert!(
+        call_through("mtls-without-cert").is_err(),
+        "the server requires a client certificate"
+    );
+    // A certificate from another CA is refused as well.
+    let other = scratch_dir("serve-tls-other");
+    make_certificates(&other);
+    grpc_client(
+        "mtls-foreign-cert",
+        serde_json::json!({"coprocess_grpc_server": mtls.address, "timeout_ms": 3_000, "tls": {
+            "ca_file": ca, "domain": "localhost",
+            "cert_file": other.join("client.pem"), "key_file": other.join("client.key")}}),
+    )
+    .unwrap();
+    assert!(call_through("mtls-foreign-cert").is_err());
+    // The server still serves the good client after the refusals.
+    assert!(call_through("mtls-with-cert").is_ok());
+    for server in [tls, mtls] {
+        let (status, _, err) = server.stop();
+        assert!(status.success(), "{status}\n{err}");
+    }
+}
+
+#[test]
+fn calls_over_the_in_flight_bound_get_resource_exhausted() {
+    let slow = common::build_c_driver(Path::new("tests/drivers/test_driver.c"), &["SLOW_MS=1000"]);
+    let driver = format!("slow={}", slow.display());
+    let server = serve(&[
+        "--listen",
+        "tcp://127.0.0.1:0",
+        "--driver",
+        &driver,
+        "--max-in-flight",
+        "1",
+        "--in-flight-wait-ms",
+        "0",
+    ]);
+    grpc_client(
+        "bounded",
+        serde_json::json!({"coprocess_grpc_server": server.address, "timeout_ms": 20_000}),
+    )
+    .unwrap();
+    // Three calls at once against one slot, each holding it for a second: they overlap, so one runs
+    // and the others are turned away at once (not queued).
+    let results: Vec<_> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| call_through("bounded")))
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let refused: Vec<_> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .map(|(_, m)| m.clone())
+        .collect();
+    assert!(ok >= 1, "{results:?}");
+    assert!(
+        !refused.is_empty(),
+        "some call was over the bound: {results:?}"
+    );
+    for m in &refused {
+        assert!(
+            m.contains("ResourceExhausted") && m.contains("--max-in-flight"),
+            "{m}"
+        );
+    }
+
+    // With a wait long enough, excess calls queue for the slot instead.
+    let queued = serve(&[
+        "--listen",
+        "tcp://127.0.0.1:0",
+        "--driver",
+        &driver,
+        "--max-in-flight",
+        "1",
+        "--in-flight-wait-ms",
+        "30000",
+    ]);
+    grpc_client(
+        "queued",
+        serde_json::json!({"coprocess_grpc_server": queued.address, "timeout_ms": 30_000}),
+    )
+    .unwrap();
+    std::thread::scope(|s| {
+        let calls: Vec<_> = (0..2).map(|_| s.spawn(|| call_through("queued"))).collect();
+        for c in calls {
+            let r = c.join().unwrap();
+            assert!(r.is_ok(), "{r:?}");
+        }
+    });
+}
+
+#[test]
+fn plain_text_beyond_loopback_needs_insecure() {
+    let lib = rust_driver();
+    let driver = format!("rust={}", lib.display());
+    let out = common::run(Command::new(coprocess_bin()).args([
+        "serve",
+        "--listen",
+        "tcp://0.0.0.0:0",
+        "--driver",
+        &driver,
+    ]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not a loopback address") && err.contains("--insecure"),
+        "{err}"
+    );
+    let insecure = serve(&[
+        "--listen",
+        "tcp://0.0.0.0:0",
+        "--driver",
+        &driver,
+        "--insecure",
+    ]);
+    // It serves: reach it through loopback.
+    let port = insecure.port();
+    grpc_client(
+        "insecure",
+        serde_json::json!({"coprocess_grpc_server": format!("tcp://127.0.0.1:{port}")}),
+    )
+    .unwrap();
+    assert!(call_through("insecure").is_ok());
+    let (status, _, err) = insecure.stop();
+    assert!(status.success(), "{status}\n{err}");
 }

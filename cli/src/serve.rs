@@ -5,9 +5,16 @@
 //! Every call goes through the bridge's C exports (`Dispatch`, `DispatchWithDriver`, `DispatchEvent`),
 //! on tokio's blocking pool (a driver may block: Python, I/O). Objects cross as bytes: no decode, no
 //! encode on this side (the bridge checks input and output with its wire walk).
+//!
+//! Exposure: TCP listeners take rustls TLS (`--tls-cert`/`--tls-key`, client certificates with
+//! `--tls-client-ca`); a non-loopback address without TLS is refused unless `--insecure`. At most
+//! `--max-in-flight` calls run at once; a call over that waits up to `--in-flight-wait-ms`, then gets
+//! RESOURCE_EXHAUSTED. Routing by `x-coprocess-driver` metadata skips API chains and the ID extractor,
+//! so it is off unless `--route-by-metadata` (and never together with `--api`).
 
 use std::ffi::{c_char, CString};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -19,16 +26,17 @@ use coprocess_bridge::ffi::host::{
 use coprocess_bridge::message::CoProcessMessage;
 use coprocess_grpc_service::tonic::codegen::Bytes;
 use coprocess_grpc_service::tonic::transport::server::TcpIncoming;
-use coprocess_grpc_service::tonic::transport::Server;
+use coprocess_grpc_service::tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use coprocess_grpc_service::tonic::{self, Request, Response, Status};
 use coprocess_grpc_service::{Dispatcher, DispatcherServer, Listen, RawObject};
 use coprocess_proto::{Event, EventReply};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::bridge::{cstring, last_error};
 use crate::error::{CliError, Result};
 
-/// gRPC request metadata that picks a driver by name (otherwise the bridge routes like `Dispatch`: by
-/// the API's driver when API definitions are loaded, or to the only driver).
+/// gRPC request metadata that picks a driver by name, with `--route-by-metadata` (otherwise the bridge
+/// routes like `Dispatch`: by the API's driver when API definitions are loaded, or to the only driver).
 pub const DRIVER_METADATA: &str = "x-coprocess-driver";
 
 #[derive(Debug, Args)]
@@ -42,9 +50,15 @@ Examples:
 Point Tyk at it as at any gRPC plugin server:
   \"coprocess_options\": {\"enable_coprocess\": true, \"coprocess_grpc_server\": \"tcp://127.0.0.1:5555\"}
 
-Calls go to the driver an API definition names (--api), to the driver named by the request's
-x-coprocess-driver metadata, or to the only driver. SIGTERM or SIGINT: stop accepting, finish the
-calls in flight (up to --grace-ms), shut the drivers down, exit 0.")]
+With TLS (client certificates signed by ca.pem required):
+  coprocess serve --listen tcp://0.0.0.0:5555 --driver libmy_driver.so \
+      --tls-cert server.pem --tls-key server.key --tls-client-ca ca.pem
+
+Calls go to the driver an API definition names (--api), or to the only driver; with
+--route-by-metadata, to the driver named by the request's x-coprocess-driver metadata (which skips
+API chains and the ID extractor). A TCP address other than loopback needs TLS or --insecure.
+SIGTERM or SIGINT: stop accepting, finish the calls in flight (up to --grace-ms), shut the drivers
+down, exit 0.")]
 pub struct ServeArgs {
     /// Where to listen: tcp://HOST:PORT, HOST:PORT or unix:///PATH (port 0 picks a free port; the
     /// address is printed as "listening on ADDRESS").
@@ -71,6 +85,29 @@ pub struct ServeArgs {
     /// for drivers that may block (Python, network calls): they would stall other connections.
     #[arg(long)]
     pub inline: bool,
+    /// PEM certificate chain of the server: serve TLS (TCP only; with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): clients must present a certificate signed by one (mutual TLS).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Listen on a non-loopback TCP address without TLS (anyone who reaches it can call the drivers).
+    #[arg(long)]
+    pub insecure: bool,
+    /// The most calls (hooks and events) running at once.
+    #[arg(long, value_name = "N", default_value_t = 128,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+    /// How long a call over --max-in-flight waits for a slot before RESOURCE_EXHAUSTED, in ms.
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    pub in_flight_wait_ms: u64,
+    /// Honour x-coprocess-driver request metadata (pick a driver by name). Such calls skip API
+    /// chains and the ID extractor, so this cannot be combined with --api.
+    #[arg(long, conflicts_with = "apis")]
+    pub route_by_metadata: bool,
 }
 
 /// `[NAME=]PATH` → (name, path).
@@ -245,6 +282,31 @@ fn dispatch_blocking(driver: Option<String>, input: Bytes) -> std::result::Resul
 struct BridgeDispatcher {
     /// Call drivers on the I/O thread (`--inline`) rather than on the blocking pool.
     inline: bool,
+    /// Whether `x-coprocess-driver` metadata picks the driver (`--route-by-metadata`).
+    route_by_metadata: bool,
+    /// One permit per call in flight (`--max-in-flight`).
+    in_flight: Arc<Semaphore>,
+    max_in_flight: u32,
+    /// How long a call waits for a permit.
+    in_flight_wait: Duration,
+}
+
+impl BridgeDispatcher {
+    /// A slot for one call. The permit moves into the blocking call, so a client that gives up does
+    /// not free the slot while its driver call still runs.
+    async fn slot(&self) -> std::result::Result<OwnedSemaphorePermit, Status> {
+        let permit =
+            tokio::time::timeout(self.in_flight_wait, self.in_flight.clone().acquire_owned()).await;
+        match permit {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(_)) => Err(Status::unavailable("the server is stopping")),
+            Err(_) => Err(Status::resource_exhausted(format!(
+                "{} calls in flight, the most this server runs at once (--max-in-flight); \
+                 try again later",
+                self.max_in_flight
+            ))),
+        }
+    }
 }
 
 async fn blocking<T: Send + 'static>(
@@ -262,6 +324,12 @@ impl Dispatcher for BridgeDispatcher {
         request: Request<RawObject>,
     ) -> std::result::Result<Response<RawObject>, Status> {
         let driver = match request.metadata().get(DRIVER_METADATA) {
+            Some(_) if !self.route_by_metadata => {
+                return Err(Status::permission_denied(format!(
+                    "{DRIVER_METADATA} routing is off: it would skip API chains and the ID \
+                     extractor (start coprocess serve with --route-by-metadata to allow it)"
+                )))
+            }
             Some(v) => Some(
                 v.to_str()
                     .map_err(|_| {
@@ -272,10 +340,15 @@ impl Dispatcher for BridgeDispatcher {
             None => None,
         };
         let input = request.into_inner().0;
+        let permit = self.slot().await?;
         let output = if self.inline {
             dispatch_blocking(driver, input)?
         } else {
-            blocking(move || dispatch_blocking(driver, input)).await?
+            blocking(move || {
+                let _permit = permit;
+                dispatch_blocking(driver, input)
+            })
+            .await?
         };
         Ok(Response::new(RawObject(output)))
     }
@@ -289,7 +362,9 @@ impl Dispatcher for BridgeDispatcher {
             .map_err(|e| Status::invalid_argument(format!("the event is not valid JSON: {e}")))?;
         let text = CString::new(payload)
             .map_err(|_| Status::invalid_argument("the event contains a NUL byte"))?;
+        let permit = self.slot().await?;
         blocking(move || {
+            let _permit = permit;
             DispatchEvent(text.as_ptr() as *const c_char);
             Ok(())
         })
@@ -328,9 +403,49 @@ fn clear_stale_socket(path: &Path) -> Result<()> {
     }
 }
 
+/// The rustls server configuration of `--tls-cert`/`--tls-key`/`--tls-client-ca`, if any.
+fn tls_config(args: &ServeArgs) -> Result<Option<ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let read = |flag: &str, path: &Path| {
+        std::fs::read(path).map_err(|e| CliError::new(format!("{flag} {}: {e}", path.display())))
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(
+        read("--tls-cert", cert)?,
+        read("--tls-key", key)?,
+    ));
+    if let Some(ca) = &args.tls_client_ca {
+        // Client authentication is required (not optional) once a CA is given.
+        tls = tls.client_ca_root(Certificate::from_pem(read("--tls-client-ca", ca)?));
+    }
+    Ok(Some(tls))
+}
+
+/// Refuses to serve plain text where anyone but local processes can connect.
+fn check_exposure(bound: std::net::SocketAddr, tls: bool, insecure: bool) -> Result<()> {
+    if tls || insecure || bound.ip().is_loopback() {
+        return Ok(());
+    }
+    Err(CliError::new(format!(
+        "refusing to serve without TLS on {bound}, which is not a loopback address: \
+         give --tls-cert and --tls-key, or --insecure to accept unauthenticated plain-text calls"
+    )))
+}
+
 async fn serve(args: &ServeArgs, listen: Listen) -> Result<()> {
+    let tls = tls_config(args)?;
+    if tls.is_some() && matches!(listen, Listen::Unix(_)) {
+        return Err(CliError::new(
+            "--tls-cert is for TCP listeners; a Unix socket is protected by its file permissions",
+        ));
+    }
     let service = DispatcherServer::new(BridgeDispatcher {
         inline: args.inline,
+        route_by_metadata: args.route_by_metadata,
+        in_flight: Arc::new(Semaphore::new(args.max_in_flight as usize)),
+        max_in_flight: args.max_in_flight,
+        in_flight_wait: Duration::from_millis(args.in_flight_wait_ms),
     })
     .max_decoding_message_size(args.max_message_bytes)
     .max_encoding_message_size(args.max_message_bytes);
@@ -338,7 +453,14 @@ async fn serve(args: &ServeArgs, listen: Listen) -> Result<()> {
     let shutdown = async move {
         let _ = stop_rx.await;
     };
-    let router = Server::builder().add_service(service);
+    let mut builder = Server::builder();
+    let secure = tls.is_some();
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| CliError::new(format!("TLS setup failed: {e}")))?;
+    }
+    let router = builder.add_service(service);
     let server: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> = match &listen {
         Listen::Tcp(authority) => {
             let listener = tokio::net::TcpListener::bind(authority.as_str())
@@ -347,6 +469,7 @@ async fn serve(args: &ServeArgs, listen: Listen) -> Result<()> {
             let bound = listener
                 .local_addr()
                 .map_err(|e| CliError::new(format!("{listen}: {e}")))?;
+            check_exposure(bound, secure, args.insecure)?;
             announce(&format!("tcp://{bound}"));
             let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
             Box::pin(router.serve_with_incoming_shutdown(incoming, shutdown))
@@ -495,6 +618,44 @@ mod tests {
             let e = plan(&args(extra)).unwrap_err().to_string();
             assert!(e.contains(why), "{extra:?}: {e}");
         }
+    }
+
+    #[test]
+    fn plain_text_is_refused_beyond_loopback_unless_insecure() {
+        let at = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        assert!(check_exposure(at("127.0.0.1:1"), false, false).is_ok());
+        assert!(check_exposure(at("[::1]:1"), false, false).is_ok());
+        let e = check_exposure(at("0.0.0.0:1"), false, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not a loopback address") && e.contains("--insecure"),
+            "{e}"
+        );
+        assert!(check_exposure(at("0.0.0.0:1"), true, false).is_ok(), "TLS");
+        assert!(
+            check_exposure(at("10.1.2.3:1"), false, true).is_ok(),
+            "--insecure"
+        );
+    }
+
+    #[test]
+    fn tls_and_routing_flags_are_checked() {
+        let parse = |extra: &[&str]| {
+            let mut v = vec!["t", "--listen", "tcp://127.0.0.1:0", "--driver", "a.so"];
+            v.extend_from_slice(extra);
+            T::try_parse_from(v).map(|t| t.a)
+        };
+        assert!(parse(&["--tls-cert", "c.pem"]).is_err(), "cert needs a key");
+        assert!(
+            parse(&["--tls-client-ca", "ca.pem"]).is_err(),
+            "mTLS needs a cert"
+        );
+        assert!(parse(&["--route-by-metadata", "--api", "a.json"]).is_err());
+        assert!(parse(&["--max-in-flight", "0"]).is_err());
+        let a = parse(&["--tls-cert", "c", "--tls-key", "k", "--tls-client-ca", "ca"]).unwrap();
+        let e = tls_config(&a).unwrap_err().to_string();
+        assert!(e.contains("--tls-cert c"), "{e}");
     }
 
     #[test]

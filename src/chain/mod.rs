@@ -160,14 +160,20 @@ impl Run<'_> {
         let Some(extractor) = &self.api.id_extractor else {
             return self.one(input, hook);
         };
-        let value = match extractor.extract_from_object(input) {
+        let value = match extractor.extract_from_object(input, &self.rt.extract_limits()) {
             Ok(v) => v,
             Err(why) => {
+                // A bound hit is worth a warning (hostile input or limits set too tight).
+                let (level, what) = if why.over_limit {
+                    (Level::Warning, "refused the request")
+                } else {
+                    (Level::Debug, "found nothing")
+                };
                 self.rt.logs.log(
-                    Level::Debug,
+                    level,
                     format_args!(
-                        "API '{}': ID extractor found nothing ({}): answering 400",
-                        self.api.api_id, why.0
+                        "API '{}': ID extractor {what} ({why}): answering 400",
+                        self.api.api_id
                     ),
                 );
                 let prepared = self.prepare(input, hook);

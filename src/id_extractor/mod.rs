@@ -9,6 +9,8 @@
 //! has a `hash_key_function`, base64 of `{"org":"<org>","id":"<md5hex>","h":"<function>"}`.
 
 pub mod cache;
+pub mod limits;
+mod xml_scan;
 mod xpath;
 
 use base64::Engine as _;
@@ -18,6 +20,7 @@ use serde::Serialize;
 
 use crate::api::parse::Obj;
 use crate::error::{Error, Result, COPROCESS_ERR_INVALID_API};
+pub use limits::ExtractLimits;
 
 /// Where the value comes from (`extract_from`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -78,7 +81,34 @@ impl PartialEq for IdExtractor {
 /// Why extraction failed (the request is answered 400 "Authorization field missing" either way; the
 /// reason goes to the log).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExtractError(pub String);
+pub struct ExtractError {
+    pub reason: String,
+    /// The request went over an [`ExtractLimits`] bound (worth a warning: a client sent something
+    /// hostile or the limits are too tight), rather than simply lacking the value.
+    pub over_limit: bool,
+}
+
+impl ExtractError {
+    fn missing(reason: impl Into<String>) -> Self {
+        ExtractError {
+            reason: reason.into(),
+            over_limit: false,
+        }
+    }
+
+    fn over_limit(reason: impl Into<String>) -> Self {
+        ExtractError {
+            reason: reason.into(),
+            over_limit: true,
+        }
+    }
+}
+
+impl std::fmt::Display for ExtractError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
 
 fn invalid(message: String) -> Error {
     Error::new(
@@ -210,7 +240,7 @@ impl IdExtractor {
             Method::Value => {}
             Method::Regex => {
                 required(&regex_expression, "for a regex extractor")?;
-                regex = Some(regex::Regex::new(&regex_expression.0).map_err(|e| {
+                regex = Some(compile_regex(&regex_expression.0).map_err(|e| {
                     invalid(format!("{} is not a valid regex: {e}", regex_expression.1))
                 })?);
                 index = match regex_match_index.0 {
@@ -246,42 +276,54 @@ impl IdExtractor {
         })
     }
 
-    /// Extracts the identifying value from a request.
-    pub fn extract(&self, request: &MiniRequestObject) -> Result<String, ExtractError> {
+    /// Extracts the identifying value from a request, within `limits`.
+    pub fn extract(
+        &self,
+        request: &MiniRequestObject,
+        limits: &ExtractLimits,
+    ) -> Result<String, ExtractError> {
         let input = match self.extract_from {
             Source::Header => header(request, &self.header_name)
                 .ok_or_else(|| self.no_header())?
                 .to_owned(),
-            Source::Form => form_value(request, &self.form_param_name)
-                .ok_or_else(|| ExtractError(format!("no '{}' form value", self.form_param_name)))?,
-            Source::Body => body_text(request),
+            Source::Form => {
+                form_value(request, &self.form_param_name, limits)?.ok_or_else(|| {
+                    ExtractError::missing(format!("no '{}' form value", self.form_param_name))
+                })?
+            }
+            Source::Body => body_text(request, limits)?,
         };
-        self.apply(input)
+        self.apply(input, limits)
     }
 
     /// As `extract`, from a serialized Object (validated): a header is read straight from the bytes,
     /// which spares the cache-hit path a decode of the whole request; other sources decode it.
-    pub fn extract_from_object(&self, object: &[u8]) -> Result<String, ExtractError> {
+    pub fn extract_from_object(
+        &self,
+        object: &[u8],
+        limits: &ExtractLimits,
+    ) -> Result<String, ExtractError> {
         if self.extract_from == Source::Header {
             let value = crate::chain::edit::request_header(object, &self.header_name)
                 .ok_or_else(|| self.no_header())?;
-            return self.apply(value.to_owned());
+            return self.apply(value.to_owned(), limits);
         }
         let request = coprocess_proto::Object::decode(object)
             .map(|o| o.request.unwrap_or_default())
             .unwrap_or_default();
-        self.extract(&request)
+        self.extract(&request, limits)
     }
 
     fn no_header(&self) -> ExtractError {
-        ExtractError(format!("no '{}' header", self.header_name))
+        ExtractError::missing(format!("no '{}' header", self.header_name))
     }
 
     /// Runs the value, regex or XPath step on the source's text.
-    fn apply(&self, input: String) -> Result<String, ExtractError> {
+    fn apply(&self, input: String, limits: &ExtractLimits) -> Result<String, ExtractError> {
         if input.is_empty() {
-            return Err(ExtractError("the extracted input is empty".into()));
+            return Err(ExtractError::missing("the extracted input is empty"));
         }
+        within_limit(input.len(), "the extracted input", limits)?;
         let value = match self.extract_with {
             Method::Value => input,
             Method::Regex => {
@@ -290,7 +332,7 @@ impl IdExtractor {
                     .nth(self.regex_match_index)
                     .map(|m| m.as_str().to_owned())
                     .ok_or_else(|| {
-                        ExtractError(format!(
+                        ExtractError::missing(format!(
                             "regex '{}' has no match number {}",
                             self.regex_expression, self.regex_match_index
                         ))
@@ -300,14 +342,35 @@ impl IdExtractor {
                 .xpath
                 .as_ref()
                 .expect("compiled at load")
-                .first_string(&input)
-                .map_err(ExtractError)?,
+                .first_string(&input, limits)
+                .map_err(|f| match f {
+                    xpath::Failure::OverLimit(why) => ExtractError::over_limit(why),
+                    xpath::Failure::NotFound(why) => ExtractError::missing(why),
+                })?,
         };
         if value.is_empty() {
-            return Err(ExtractError("the extracted value is empty".into()));
+            return Err(ExtractError::missing("the extracted value is empty"));
         }
         Ok(value)
     }
+}
+
+/// An extractor regex, its compiled size bounded (see [`limits::REGEX_SIZE_LIMIT`]).
+fn compile_regex(expression: &str) -> std::result::Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(expression)
+        .size_limit(limits::REGEX_SIZE_LIMIT)
+        .build()
+}
+
+/// Refuses a source text longer than `max_input_bytes`, before anything parses or copies it.
+fn within_limit(len: usize, what: &str, limits: &ExtractLimits) -> Result<(), ExtractError> {
+    if len > limits.max_input_bytes {
+        return Err(ExtractError::over_limit(format!(
+            "{what} is {len} bytes, over the {} byte limit (id_extractor_limits.max_input_bytes)",
+            limits.max_input_bytes
+        )));
+    }
+    Ok(())
 }
 
 /// A request header, by case-insensitive name (Tyk hands canonical names; hosts may not).
@@ -325,19 +388,27 @@ fn header<'a>(request: &'a MiniRequestObject, name: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-/// The body as text: `raw_body` when set (hosts send it for raw_body_only hooks), else `body`.
-fn body_text(request: &MiniRequestObject) -> String {
+/// The body as text: `raw_body` when set (hosts send it for raw_body_only hooks), else `body`; its size
+/// is checked before it is copied.
+fn body_text(request: &MiniRequestObject, limits: &ExtractLimits) -> Result<String, ExtractError> {
     if request.raw_body.is_empty() {
-        request.body.clone()
+        within_limit(request.body.len(), "the body", limits)?;
+        Ok(request.body.clone())
     } else {
-        String::from_utf8_lossy(&request.raw_body).into_owned()
+        within_limit(request.raw_body.len(), "the body", limits)?;
+        Ok(String::from_utf8_lossy(&request.raw_body).into_owned())
     }
 }
 
 /// Go's `r.ParseForm(); strings.Join(r.Form[name], "")`: values from a urlencoded body (POST, PUT and
 /// PATCH with that content type), then from the query string. Without a query in `request_uri` or
-/// `url`, the `params` map stands in for it. `None` when no value exists.
-fn form_value(request: &MiniRequestObject, name: &str) -> Option<String> {
+/// `url`, the `params` map stands in for it. `None` when no value exists. A body or query over the
+/// input limit is refused before it is parsed.
+fn form_value(
+    request: &MiniRequestObject,
+    name: &str,
+    limits: &ExtractLimits,
+) -> Result<Option<String>, ExtractError> {
     let mut values: Vec<String> = Vec::new();
     let urlencoded = header(request, "Content-Type").is_some_and(|ct| {
         ct.trim_start()
@@ -346,7 +417,7 @@ fn form_value(request: &MiniRequestObject, name: &str) -> Option<String> {
     });
     let method = request.method.to_ascii_uppercase();
     if urlencoded && matches!(method.as_str(), "POST" | "PUT" | "PATCH") {
-        let body = body_text(request);
+        let body = body_text(request, limits)?;
         values.extend(
             form_urlencoded::parse(body.as_bytes())
                 .filter(|(k, _)| k == name)
@@ -357,14 +428,17 @@ fn form_value(request: &MiniRequestObject, name: &str) -> Option<String> {
         .into_iter()
         .find_map(|u| u.split_once('?').map(|(_, q)| q));
     match query {
-        Some(q) => values.extend(
-            form_urlencoded::parse(q.as_bytes())
-                .filter(|(k, _)| k == name)
-                .map(|(_, v)| v.into_owned()),
-        ),
+        Some(q) => {
+            within_limit(q.len(), "the query string", limits)?;
+            values.extend(
+                form_urlencoded::parse(q.as_bytes())
+                    .filter(|(k, _)| k == name)
+                    .map(|(_, v)| v.into_owned()),
+            );
+        }
         None => values.extend(request.params.get(name).cloned()),
     }
-    (!values.is_empty()).then(|| values.concat())
+    Ok((!values.is_empty()).then(|| values.concat()))
 }
 
 /// md5 of the value, lower-case hex (Go's `fmt.Sprintf("%x", md5.Sum(data))`).
@@ -414,6 +488,10 @@ mod tests {
         parse_definition(&def).unwrap().id_extractor.unwrap()
     }
 
+    fn limits() -> ExtractLimits {
+        ExtractLimits::default()
+    }
+
     fn request() -> MiniRequestObject {
         MiniRequestObject {
             method: "GET".into(),
@@ -459,11 +537,15 @@ mod tests {
             "extractor_config": {"header_name": "Authorization"}}"#,
         );
         let mut r = request();
-        assert!(ex.extract(&r).is_err());
+        assert!(ex.extract(&r, &limits()).is_err());
         r.headers.insert("authorization".into(), "Bearer t".into());
-        assert_eq!(ex.extract(&r).unwrap(), "Bearer t", "case-insensitive");
+        assert_eq!(
+            ex.extract(&r, &limits()).unwrap(),
+            "Bearer t",
+            "case-insensitive"
+        );
         r.headers.insert("authorization".into(), "".into());
-        assert!(ex.extract(&r).is_err(), "empty is missing");
+        assert!(ex.extract(&r, &limits()).is_err(), "empty is missing");
     }
 
     #[test]
@@ -474,10 +556,10 @@ mod tests {
         );
         let mut r = request();
         r.headers.insert("X-Ids".into(), "id-1 id-22 id-333".into());
-        assert_eq!(ex.extract(&r).unwrap(), "id-22");
+        assert_eq!(ex.extract(&r, &limits()).unwrap(), "id-22");
         r.headers.insert("X-Ids".into(), "id-1".into());
         assert!(
-            ex.extract(&r).is_err(),
+            ex.extract(&r, &limits()).is_err(),
             "one match (with a capture group) has no index 1"
         );
     }
@@ -496,18 +578,22 @@ mod tests {
         );
         r.body = "key=a&other=z&key=b%21".into();
         r.request_uri = "/x?key=c&q=1".into();
-        assert_eq!(ex.extract(&r).unwrap(), "ab!c");
+        assert_eq!(ex.extract(&r, &limits()).unwrap(), "ab!c");
         r.method = "GET".into();
-        assert_eq!(ex.extract(&r).unwrap(), "c", "GET bodies are not forms");
+        assert_eq!(
+            ex.extract(&r, &limits()).unwrap(),
+            "c",
+            "GET bodies are not forms"
+        );
         r.request_uri = "/x".into();
         r.params.insert("key".into(), "p".into());
         assert_eq!(
-            ex.extract(&r).unwrap(),
+            ex.extract(&r, &limits()).unwrap(),
             "p",
             "params stand in for a missing query"
         );
         r.params.clear();
-        assert!(ex.extract(&r).is_err());
+        assert!(ex.extract(&r, &limits()).is_err());
     }
 
     #[test]
@@ -518,11 +604,11 @@ mod tests {
         );
         let mut r = request();
         r.body = "<req><auth><token>t-1</token></auth><auth><token>t-2</token></auth></req>".into();
-        assert_eq!(ex.extract(&r).unwrap(), "t-1");
+        assert_eq!(ex.extract(&r, &limits()).unwrap(), "t-1");
         r.body = "<req/>".into();
-        assert!(ex.extract(&r).is_err());
+        assert!(ex.extract(&r, &limits()).is_err());
         r.body = "not xml <".into();
-        assert!(ex.extract(&r).is_err());
+        assert!(ex.extract(&r, &limits()).is_err());
         let ex = extractor(
             r#"{"extract_from": "body", "extract_with": "regex",
             "extractor_config": {"regex_expression": "[0-9]+"}}"#,
@@ -530,7 +616,7 @@ mod tests {
         r.body = String::new();
         r.raw_body = b"abc 42 7".to_vec();
         assert_eq!(
-            ex.extract(&r).unwrap(),
+            ex.extract(&r, &limits()).unwrap(),
             "42",
             "raw_body first, index 0 by default"
         );
