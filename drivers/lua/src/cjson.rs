@@ -4,16 +4,17 @@
 //! lua-cjson's rules kept here: a table whose keys are all positive integers is an array (holes are
 //! `null`; an excessively sparse one is an error), any other table is an object (number keys become
 //! strings), an empty table is `{}`; `cjson.null` and nil are `null`; numbers are written as `%.14g`;
-//! `/` is escaped; NaN, infinities, functions and userdata cannot be encoded; nesting deeper than 1000
-//! is an error. `decode` gives `cjson.null` for JSON null. `require "cjson.safe"` returns nil and the
+//! `/` is escaped; NaN, infinities, functions and userdata cannot be encoded; nesting deeper than 128
+//! is an error (lua-cjson: 1000). `decode` gives `cjson.null` for JSON null. `require "cjson.safe"` returns nil and the
 //! message instead of raising.
 
 use mlua::{LightUserData, Lua, Table, Value};
 
 use crate::record::number_text;
 
-/// lua-cjson's default `encode_max_depth` / `decode_max_depth`.
-const MAX_DEPTH: usize = 1000;
+/// Deepest nesting encoded or decoded. lua-cjson allows 1000; 128 (serde_json's limit) keeps the
+/// recursion well inside the small stacks some gateway threads have.
+const MAX_DEPTH: usize = 128;
 
 /// `cjson.null`.
 pub fn null() -> Value {
@@ -42,7 +43,8 @@ fn write_value(
         Value::Nil => out.extend_from_slice(b"null"),
         Value::LightUserData(p) if p.0.is_null() => out.extend_from_slice(b"null"),
         Value::Boolean(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Value::Integer(i) => out.extend_from_slice(i.to_string().as_bytes()),
+        // LuaJIT numbers are doubles: written as %.14g whichever way mlua hands them over.
+        Value::Integer(i) => out.extend_from_slice(number_text(*i as f64).as_bytes()),
         Value::Number(n) => {
             if !n.is_finite() {
                 return Err("Cannot serialise number: must not be NaN or Infinity".into());
@@ -137,7 +139,7 @@ fn write_table(
         }
         match k {
             Value::String(s) => write_string(out, &s.as_bytes()),
-            Value::Integer(n) => write_string(out, n.to_string().as_bytes()),
+            Value::Integer(n) => write_string(out, number_text(*n as f64).as_bytes()),
             Value::Number(n) => write_string(out, number_text(*n).as_bytes()),
             _ => return Err("Cannot serialise table: table key must be a number or string".into()),
         }
@@ -229,4 +231,81 @@ pub fn module(lua: &Lua, prepare: std::rc::Rc<Prepare>) -> mlua::Result<Table> {
         m.raw_set(name, keep.clone())?;
     }
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lua_value(lua: &Lua, code: &str) -> Value {
+        lua.load(code).eval().unwrap()
+    }
+
+    fn enc(lua: &Lua, code: &str) -> Result<String, String> {
+        encode(&lua_value(lua, code), &|_| Ok(()))
+    }
+
+    #[test]
+    fn encodes_with_lua_cjson_rules() {
+        let lua = Lua::new();
+        lua.globals().set("null", null()).unwrap();
+        assert_eq!(enc(&lua, "return {1, 2, 'x'}").unwrap(), r#"[1,2,"x"]"#);
+        assert_eq!(enc(&lua, "return {}").unwrap(), "{}");
+        assert_eq!(
+            enc(&lua, "return {[1] = 1, [3] = 3}").unwrap(),
+            "[1,null,3]"
+        );
+        assert_eq!(enc(&lua, "return {[2] = true}").unwrap(), "[null,true]");
+        assert_eq!(
+            enc(&lua, "return {a = {b = null}}").unwrap(),
+            r#"{"a":{"b":null}}"#
+        );
+        assert_eq!(enc(&lua, "return {[1.5] = 1}").unwrap(), r#"{"1.5":1}"#);
+        assert_eq!(enc(&lua, "return 0.1").unwrap(), "0.1");
+        assert_eq!(enc(&lua, "return 2^53").unwrap(), "9.007199254741e+15");
+        assert_eq!(
+            enc(&lua, r#"return "a/b\"c\\\n\1\127é""#).unwrap(),
+            "\"a\\/b\\\"c\\\\\\n\\u0001\\u007fé\""
+        );
+        let errors = [
+            ("return {f = print}", "Cannot serialise function"),
+            ("return 0/0", "must not be NaN"),
+            ("return {[100] = 1}", "excessively sparse array"),
+            (
+                "return {[true] = 1}",
+                "table key must be a number or string",
+            ),
+            (
+                "local t = {} local c = t for i = 1, 200 do c[1] = {} c = c[1] end return t",
+                "excessive nesting",
+            ),
+        ];
+        for (code, message) in errors {
+            let e = enc(&lua, code).unwrap_err();
+            assert!(e.contains(message), "{code}: {e}");
+        }
+    }
+
+    #[test]
+    fn decodes_to_tables_and_null() {
+        let lua = Lua::new();
+        let v = decode(&lua, br#"{"a": [1, "two", null, {"b": false}], "n": 2.5}"#).unwrap();
+        lua.globals().set("v", v).unwrap();
+        lua.globals().set("null", null()).unwrap();
+        let ok: bool = lua
+            .load("return v.a[1] == 1 and v.a[2] == 'two' and v.a[3] == null and v.a[4].b == false and v.n == 2.5 and #v.a == 4")
+            .eval()
+            .unwrap();
+        assert!(ok);
+        assert!(decode(&lua, b"{nope").unwrap_err().contains("invalid JSON"));
+        // Round trip: encode(decode(x)) keeps the document.
+        let doc = r#"{"k":[1,2,{"x":"y"}],"s":"\/"}"#;
+        let v = decode(&lua, doc.as_bytes()).unwrap();
+        let again = encode(&v, &|_| Ok(())).unwrap();
+        let (a, b): (serde_json::Value, serde_json::Value) = (
+            serde_json::from_str(doc).unwrap(),
+            serde_json::from_str(&again).unwrap(),
+        );
+        assert_eq!(a, b);
+    }
 }

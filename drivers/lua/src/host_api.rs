@@ -23,7 +23,7 @@ pub fn level(name: &str) -> Level {
 pub fn text(value: &Value) -> String {
     match value {
         Value::String(s) => String::from_utf8_lossy(&s.as_bytes()).into_owned(),
-        Value::Integer(i) => i.to_string(),
+        Value::Integer(i) => number_text(*i as f64),
         Value::Number(n) => number_text(*n),
         Value::Boolean(b) => b.to_string(),
         Value::Nil => "nil".into(),

@@ -653,3 +653,101 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod shape_tests {
+    use super::*;
+    use coprocess_driver::proto::fixtures;
+
+    /// Every field of a fully populated session and request survives to_table / from_value.
+    #[test]
+    fn records_round_trip_through_lua_tables() {
+        let lua = Lua::new();
+        let object = fixtures::fully_populated_object();
+        let session = object.session.clone().unwrap();
+        let table = session.to_table(&lua).unwrap();
+        assert_eq!(
+            SessionState::from_value(Value::Table(table)).unwrap(),
+            session
+        );
+        let request = object.request.clone().unwrap();
+        let table = request.to_table(&lua).unwrap();
+        assert_eq!(
+            MiniRequestObject::from_value(Value::Table(table)).unwrap(),
+            request
+        );
+        let response = object.response.clone().unwrap();
+        let table = response.to_table(&lua).unwrap();
+        assert_eq!(
+            ResponseObject::from_value(Value::Table(table)).unwrap(),
+            response
+        );
+    }
+
+    #[test]
+    fn tables_look_like_gos_json() {
+        let lua = Lua::new();
+        let request = MiniRequestObject {
+            url: "/x".into(),
+            raw_body: vec![0, 255],
+            return_overrides: Some(ReturnOverrides::default()),
+            ..Default::default()
+        };
+        lua.globals()
+            .set("r", request.to_table(&lua).unwrap())
+            .unwrap();
+        let shape: String = lua
+            .load(
+                r#"local keys = {} for k, v in pairs(r) do keys[#keys + 1] = k .. ":" .. type(v) end
+                   table.sort(keys) return table.concat(keys, ",") .. " " .. r.raw_body
+                   .. " " .. tostring(next(r.return_overrides))"#,
+            )
+            .eval()
+            .unwrap();
+        assert_eq!(
+            shape,
+            "raw_body:string,return_overrides:table,url:string AP8= nil"
+        );
+    }
+
+    #[test]
+    fn wrong_values_are_named() {
+        let lua = Lua::new();
+        let cases = [
+            ("{ rate = 'fast' }", "rate: expected a number, got string"),
+            (
+                "{ quota_max = 1.5 }",
+                "quota_max: expected an integer, got 1.5",
+            ),
+            ("{ tags = { x = 1 } }", "tags: expected a list (keys 1..n)"),
+            (
+                "{ metadata = { a = {} } }",
+                "metadata.a: expected a string, got table",
+            ),
+            (
+                "{ hmac_enabled = 'yes' }",
+                "hmac_enabled: expected a boolean, got string",
+            ),
+            (
+                "{ access_rights = { a = { versions = 3 } } }",
+                "access_rights.a.versions: expected a list, got number",
+            ),
+        ];
+        for (code, message) in cases {
+            let v: Value = lua.load(format!("return {code}")).eval().unwrap();
+            let e = SessionState::from_value(v).unwrap_err().to_string();
+            assert!(e.starts_with(message), "{code}: {e}");
+        }
+        let v: Value = lua.load("return { raw_body = '***' }").eval().unwrap();
+        let e = MiniRequestObject::from_value(v).unwrap_err().to_string();
+        assert!(e.starts_with("raw_body: expected base64 text"), "{e}");
+        // Numbers are accepted where strings go (Lua coerces them too).
+        let v: Value = lua
+            .load("return { set_headers = { n = 5, f = 0.5 } }")
+            .eval()
+            .unwrap();
+        let r = MiniRequestObject::from_value(v).unwrap();
+        assert_eq!(r.set_headers["n"], "5");
+        assert_eq!(r.set_headers["f"], "0.5");
+    }
+}
