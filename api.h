@@ -338,6 +338,12 @@ void TykTriggerEvent(char *event_name, char *payload);
  */
 void CoProcessLog(char *msg, char *level);
 
+/**
+ * The bridge's version and the driver ABI version it loads, e.g.
+ * "coprocess-bridge 0.1.0 (driver ABI 1)". The string is static: never free it. Thread-safe.
+ */
+const char *CoProcessVersion(void);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -74,6 +74,9 @@ cdef extern from "api.h" nogil:
     const char* CoProcessLastError()
     void CoProcessClearLastError()
 
+    # "coprocess-bridge X.Y.Z (driver ABI N)"; static, never freed.
+    const char* CoProcessVersion()
+
     # Host side of events and logs.
     void CoProcessSetEventHandler(CoProcessEventHandler handler, void* user_data)
     void CoProcessSetLogHandler(CoProcessLogHandler handler, void* user_data)

@@ -73,6 +73,7 @@ fn go_package_vets_and_passes_its_tests() {
     for test in [
         "TestDispatchWithTheCDriver",
         "TestDispatchWithTheRustDriver",
+        "TestVersionNamesTheDriverABI",
         "TestFailuresAreTypedErrors",
         "TestEventsReachTheGoHandler",
         "TestConcurrentGoroutines",

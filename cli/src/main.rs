@@ -11,9 +11,20 @@ mod json;
 mod output;
 mod serve;
 
+use std::ffi::CStr;
 use std::process::ExitCode;
+use std::sync::LazyLock;
 
 use clap::{Parser, Subcommand};
+
+/// `coprocess --version`: the CLI's version and the bridge's own (`CoProcessVersion`), which names
+/// the driver ABI version, e.g. "0.1.0, coprocess-bridge 0.1.0 (driver ABI 1)".
+static VERSION: LazyLock<String> = LazyLock::new(|| {
+    let bridge = coprocess_bridge::ffi::version::CoProcessVersion();
+    // SAFETY: CoProcessVersion returns a static NUL-terminated string.
+    let bridge = unsafe { CStr::from_ptr(bridge) }.to_string_lossy();
+    format!("{}, {bridge}", env!("CARGO_PKG_VERSION"))
+});
 
 /// Run Tyk coprocess drivers in-process: dispatch Objects and events through coprocess-bridge, check
 /// driver libraries, benchmark them.
@@ -24,7 +35,7 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "coprocess",
-    version,
+    version = VERSION.as_str(),
     propagate_version = true,
     after_help = "\
 Watch a driver change a real Object (from a clone of the repository):
@@ -103,5 +114,17 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn version_names_the_bridge_and_the_driver_abi() {
+        let v = Cli::command().render_version();
+        assert_eq!(
+            v.trim(),
+            format!(
+                "coprocess {0}, coprocess-bridge {0} (driver ABI 1)",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
     }
 }

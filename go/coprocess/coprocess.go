@@ -281,3 +281,9 @@ func NextEvent() (Event, bool) {
 func Shutdown() {
 	C.CoProcessShutdown()
 }
+
+// Version returns the bridge's version and the driver ABI version it loads (CoProcessVersion),
+// e.g. "coprocess-bridge 0.1.0 (driver ABI 1)".
+func Version() string {
+	return C.GoString(C.CoProcessVersion())
+}

@@ -100,6 +100,13 @@ func TestDispatchWithTheRustDriver(t *testing.T) {
 	}
 }
 
+func TestVersionNamesTheDriverABI(t *testing.T) {
+	v := Version()
+	if !strings.HasPrefix(v, "coprocess-bridge ") || !strings.HasSuffix(v, " (driver ABI 1)") {
+		t.Fatalf("Version() = %q", v)
+	}
+}
+
 func TestFailuresAreTypedErrors(t *testing.T) {
 	_, err := Dispatch(preObject("test"))
 	if got := codeOf(t, err); got != CodeNoDriver {

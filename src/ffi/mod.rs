@@ -10,6 +10,7 @@ pub mod driver_host;
 pub mod host;
 pub mod last_error;
 pub mod tyk_api;
+pub mod version;
 
 use std::ffi::{c_char, CStr};
 
