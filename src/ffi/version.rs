@@ -33,7 +33,10 @@ mod tests {
         let text = unsafe { std::ffi::CStr::from_ptr(CoProcessVersion()) };
         assert_eq!(
             text.to_str().unwrap(),
-            format!("coprocess-bridge {} (driver ABI 1)", env!("CARGO_PKG_VERSION"))
+            format!(
+                "coprocess-bridge {} (driver ABI 1)",
+                env!("CARGO_PKG_VERSION")
+            )
         );
     }
 }
