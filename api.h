@@ -115,6 +115,11 @@ enum CoProcessStatus {
    * The store failed (e.g. Redis unreachable); the message says why.
    */
   COPROCESS_ERR_STORE = 18,
+  /**
+   * A plugin bundle could not be fetched, unpacked, verified or loaded (CoProcessLoadApi); the
+   * message names the bundle, the step and the reason.
+   */
+  COPROCESS_ERR_BUNDLE = 19,
 };
 
 /**

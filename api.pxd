@@ -45,6 +45,7 @@ cdef extern from "api.h" nogil:
         COPROCESS_ERR_INVALID_API = 16
         COPROCESS_ERR_UNKNOWN_API = 17
         COPROCESS_ERR_STORE = 18
+        COPROCESS_ERR_BUNDLE = 19
 
     # Handlers; NULL means "no handler". Their strings are valid only during the call.
     ctypedef void (*CoProcessEventHandler)(const char* event_name, const char* payload, void* user_data) noexcept

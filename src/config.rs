@@ -184,6 +184,40 @@ pub struct BridgeConfig {
     /// Bounds on each ID extraction (body size, XML depth and elements); defaults when absent.
     #[serde(default)]
     pub id_extractor_limits: Option<crate::id_extractor::ExtractLimits>,
+    /// Plugin bundles (tyk.conf root keys, DESIGN §10).
+    #[serde(flatten)]
+    pub bundles: BundleConfig,
+}
+
+/// tyk.conf's bundle settings, read at its root (`TYK_GW_*` variables override them).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct BundleConfig {
+    /// Download bundles named by APIs (`custom_middleware_bundle`); without it such APIs fail to load.
+    #[serde(default)]
+    pub enable_bundle_downloader: Option<bool>,
+    /// Where bundles are fetched from: http://, https:// or file:// (the bundle name is appended).
+    #[serde(default)]
+    pub bundle_base_url: Option<String>,
+    /// A PEM RSA public key: every bundle must then carry a valid signature, cached ones included.
+    #[serde(default)]
+    pub public_key_path: Option<String>,
+    /// https:// without certificate verification (for this download client only).
+    #[serde(default)]
+    pub bundle_insecure_skip_verify: Option<bool>,
+    /// Bundles unpack to `<middleware_path>/bundles/<md5 of the bundle name>/` (default `./middleware`).
+    #[serde(default)]
+    pub middleware_path: Option<String>,
+    /// Reuse unpacked bundles without checking their checksum (ignored when a public key is set).
+    #[serde(default)]
+    pub skip_verify_existing_plugin_bundle: Option<bool>,
+    /// The bridge's own download knobs: per-attempt timeout (default 5000 ms, as Tyk), retries after
+    /// the first attempt (default 4) and the first backoff (default 500 ms, doubling up to 5 s).
+    #[serde(default)]
+    pub bundle_fetch_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub bundle_fetch_retries: Option<u32>,
+    #[serde(default)]
+    pub bundle_fetch_backoff_ms: Option<u64>,
 }
 
 impl BridgeConfig {
@@ -243,7 +277,7 @@ impl BridgeConfig {
         if let Some(v) = env(&format!("{PREFIX}PYTHONVERSION")) {
             self.python_version = Some(v);
         }
-        Ok(())
+        self.bundles.apply_env(&env)
     }
 
     /// The Redis store to use, if `store` (or else tyk.conf's `storage`) asks for one.
@@ -337,6 +371,39 @@ impl BridgeConfig {
             }
         }
         m
+    }
+}
+
+impl BundleConfig {
+    /// `TYK_GW_<KEY>` variables, named as Tyk's envconfig names them.
+    fn apply_env(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<()> {
+        let flag = |name: &str| -> Result<Option<bool>> {
+            env(name)
+                .map(|v| {
+                    parse_bool(&v).ok_or_else(|| invalid(format!("{name}='{v}' is not a boolean")))
+                })
+                .transpose()
+        };
+        if let Some(v) = flag("TYK_GW_ENABLEBUNDLEDOWNLOADER")? {
+            self.enable_bundle_downloader = Some(v);
+        }
+        if let Some(v) = flag("TYK_GW_BUNDLEINSECURESKIPVERIFY")? {
+            self.bundle_insecure_skip_verify = Some(v);
+        }
+        if let Some(v) = flag("TYK_GW_SKIPVERIFYEXISTINGPLUGINBUNDLE")? {
+            self.skip_verify_existing_plugin_bundle = Some(v);
+        }
+        let text = [
+            ("TYK_GW_BUNDLEBASEURL", &mut self.bundle_base_url),
+            ("TYK_GW_PUBLICKEYPATH", &mut self.public_key_path),
+            ("TYK_GW_MIDDLEWAREPATH", &mut self.middleware_path),
+        ];
+        for (name, field) in text {
+            if let Some(v) = env(name) {
+                *field = Some(v);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -606,6 +673,45 @@ mod tests {
         assert_eq!(
             limits(r#"{"store": {"type": "redis", "url": "redis://h"}}"#).unwrap(),
             None
+        );
+    }
+
+    #[test]
+    fn bundle_settings_from_tyk_conf_root_and_environment() {
+        let text = r#"{"enable_bundle_downloader": true, "bundle_base_url": "http://b/",
+            "public_key_path": "/k.pem", "middleware_path": "/mw",
+            "coprocess_options": {"enable_coprocess": true}}"#;
+        let cfg = BridgeConfig::parse(Some(text), no_env).unwrap();
+        assert_eq!(cfg.bundles.enable_bundle_downloader, Some(true));
+        assert_eq!(cfg.bundles.bundle_base_url.as_deref(), Some("http://b/"));
+        assert_eq!(cfg.bundles.public_key_path.as_deref(), Some("/k.pem"));
+        assert_eq!(cfg.bundles.middleware_path.as_deref(), Some("/mw"));
+        assert_eq!(cfg.bundles.skip_verify_existing_plugin_bundle, None);
+        let env = |k: &str| match k {
+            "TYK_GW_BUNDLEBASEURL" => Some("file:///srv/".to_string()),
+            "TYK_GW_BUNDLEINSECURESKIPVERIFY" => Some("true".to_string()),
+            "TYK_GW_SKIPVERIFYEXISTINGPLUGINBUNDLE" => Some("1".to_string()),
+            "TYK_GW_ENABLEBUNDLEDOWNLOADER" => Some("false".to_string()),
+            _ => None,
+        };
+        let cfg = BridgeConfig::parse(Some(text), env).unwrap();
+        assert_eq!(cfg.bundles.bundle_base_url.as_deref(), Some("file:///srv/"));
+        assert_eq!(cfg.bundles.bundle_insecure_skip_verify, Some(true));
+        assert_eq!(cfg.bundles.skip_verify_existing_plugin_bundle, Some(true));
+        assert_eq!(cfg.bundles.enable_bundle_downloader, Some(false));
+        let bad = |k: &str| (k == "TYK_GW_ENABLEBUNDLEDOWNLOADER").then(|| "sometimes".to_string());
+        let e = BridgeConfig::parse(None, bad).unwrap_err();
+        assert!(
+            e.message
+                .contains("TYK_GW_ENABLEBUNDLEDOWNLOADER='sometimes'"),
+            "{}",
+            e.message
+        );
+        let e = BridgeConfig::parse(Some(r#"{"bundle_base_url": 7}"#), no_env).unwrap_err();
+        assert!(
+            e.message.contains("bundle_base_url") || e.message.contains("invalid type"),
+            "{}",
+            e.message
         );
     }
 

@@ -5,6 +5,7 @@
 //! back the driver's Object. The C surface is in [`ffi`] and `api.h`; everything else is safe Rust.
 
 pub mod api;
+pub mod bundle;
 pub mod chain;
 pub mod config;
 pub mod dispatch;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
-use crate::api::ApiRegistry;
+use crate::api::{ApiDefinition, ApiRegistry};
 use crate::config::{driver_config_text, effective_driver_config, BridgeConfig};
 use crate::driver::bindings::CoProcessHostApi;
 use crate::driver::{Registry, ReloadOutcome};
@@ -197,6 +197,69 @@ impl Runtime {
             .log(Level::Info, format!("store: {}", store.describe()));
         *self.store.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(store);
         Ok(())
+    }
+
+    /// `CoProcessLoadApi`: registers an API definition. One that names a plugin bundle gets it
+    /// installed (fetched, verified, unpacked: see `crate::bundle`), the manifest's hooks, and its
+    /// driver's CoProcessDriverLoadBundle; any failure leaves the API unloaded.
+    pub fn load_api(&self, definition_json: &str) -> Result<String> {
+        let value: serde_json::Value = serde_json::from_str(definition_json).unwrap_or_default();
+        let Some(name) = crate::bundle::definition::bundle_name(&value) else {
+            return self.apis.load(definition_json);
+        };
+        let api_id = crate::bundle::definition::api_id(&value);
+        if api_id.is_empty() {
+            // Nothing to fetch for a definition that cannot load: the parser says what is missing.
+            return self.apis.load(definition_json);
+        }
+        let loaded = self.load_bundled_api(&value, &name);
+        if loaded.is_err() && self.apis.get(&api_id).is_some() {
+            let _ = self.apis.unload(&api_id);
+        }
+        self.apis.insert(loaded?)
+    }
+
+    fn load_bundled_api(&self, value: &serde_json::Value, name: &str) -> Result<ApiDefinition> {
+        use crate::bundle::{definition, install, BundleError, Settings};
+        let settings = Settings::from_config(
+            &self
+                .config
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .bundles,
+        );
+        let api_id = definition::api_id(value);
+        let failed = |step, why: String| {
+            BundleError {
+                bundle: name.to_owned(),
+                step,
+                why,
+            }
+            .for_api(&api_id)
+        };
+        let installed = install(&settings, name, &|line| self.logs.log(Level::Info, line))
+            .map_err(|e| e.for_api(&api_id))?;
+        let mut api = definition::with_bundle_middleware(value, &installed.custom_middleware)
+            .map_err(|e| failed("manifest", e.message))?;
+        api.bundle_hash = Some(installed.hash.clone());
+        let driver = match &api.driver {
+            Some(d) => self.registry.get(d),
+            None => self.registry.only(),
+        }
+        .map_err(|e| failed("driver", e.message))?;
+        if driver.supports_bundles() {
+            let dir = std::ffi::CString::new(installed.dir.as_os_str().as_encoded_bytes())
+                .map_err(|_| failed("driver", "the bundle path contains a NUL byte".into()))?;
+            driver
+                .load_bundle(&dir)
+                .map_err(|e| failed("driver", e.message))?;
+        } else {
+            self.logs.log(Level::Info, format_args!(
+                "API '{api_id}': driver '{}' takes no bundles (no CoProcessDriverLoadBundle); using the manifest's hooks only",
+                driver.name()
+            ));
+        }
+        Ok(api)
     }
 
     /// Hot reload of every driver; failures are logged (the old version keeps serving) and returned.

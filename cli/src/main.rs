@@ -3,6 +3,7 @@
 
 mod bench;
 mod bridge;
+mod bundle;
 mod check;
 mod dispatch;
 mod error;
@@ -66,6 +67,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Serve the drivers over gRPC as a Tyk coprocess Dispatcher (tcp:// or unix://).
     Serve(serve::ServeArgs),
+    /// Build and verify Tyk plugin bundles (manifest.json + files, checksum, RSA signature).
+    Bundle(bundle::BundleArgs),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Bundle(args) => bundle::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

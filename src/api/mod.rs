@@ -50,6 +50,9 @@ pub struct ApiDefinition {
     pub listen_path: String,
     pub strip_listen_path: bool,
     pub target_url: String,
+    /// md5 hex of the API's bundle name when it has one: sent as `spec["bundle_hash"]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle_hash: Option<String>,
 }
 
 impl ApiDefinition {
@@ -81,7 +84,11 @@ impl ApiRegistry {
     /// Parses and registers a definition, replacing one with the same id (Tyk reloads APIs that way).
     /// Returns the API id.
     pub fn load(&self, definition_json: &str) -> Result<String> {
-        let api = parse_definition(definition_json)?;
+        self.insert(parse_definition(definition_json)?)
+    }
+
+    /// Registers a parsed definition (see `load`).
+    pub fn insert(&self, api: ApiDefinition) -> Result<String> {
         let id = api.api_id.clone();
         let mut apis = self.apis.write().unwrap_or_else(|p| p.into_inner());
         apis.insert(id.clone(), Arc::new(api));

@@ -92,6 +92,11 @@ impl Run<'_> {
                 edit::push_spec(bytes.to_mut(), "config_data", config);
             }
         }
+        if let Some(hash) = &self.api.bundle_hash {
+            if coprocess_proto::wire::spec_value(&bytes, "bundle_hash") != Some(hash.as_str()) {
+                edit::push_spec(bytes.to_mut(), "bundle_hash", hash);
+            }
+        }
         if let Some(hook) = hook {
             edit::push_hook_name(bytes.to_mut(), &hook.name);
         }

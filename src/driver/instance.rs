@@ -135,6 +135,11 @@ impl DriverInstance {
         unsafe { (self.library.reload)(self.handle) }
     }
 
+    /// Whether the driver exports `CoProcessDriverLoadBundle`.
+    pub fn supports_bundles(&self) -> bool {
+        self.library.load_bundle.is_some()
+    }
+
     /// Calls the optional `CoProcessDriverLoadBundle`.
     pub fn load_bundle(&self, bundle_path: &CStr) -> Result<()> {
         let Some(load) = self.library.load_bundle else {

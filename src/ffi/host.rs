@@ -297,7 +297,7 @@ pub extern "C" fn CoProcessLoadApi(api_definition_json: *const c_char) -> c_int 
             // SAFETY: NULL or a NUL-terminated string.
             let json =
                 unsafe { str_arg(api_definition_json, "CoProcessLoadApi: api_definition_json") }?;
-            let id = global().apis.load(json)?;
+            let id = global().load_api(json)?;
             global().logs.log(Level::Info, format!("loaded API '{id}'"));
             Ok(())
         })())
