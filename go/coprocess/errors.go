@@ -26,6 +26,7 @@ const (
 	CodeInvalidAPI      Code = 16
 	CodeUnknownAPI      Code = 17
 	CodeStore           Code = 18
+	CodeBundle          Code = 19
 )
 
 var codeNames = map[Code]string{
@@ -48,6 +49,7 @@ var codeNames = map[Code]string{
 	CodeInvalidAPI:      "COPROCESS_ERR_INVALID_API",
 	CodeUnknownAPI:      "COPROCESS_ERR_UNKNOWN_API",
 	CodeStore:           "COPROCESS_ERR_STORE",
+	CodeBundle:          "COPROCESS_ERR_BUNDLE",
 }
 
 // String returns the C name of the code, e.g. "COPROCESS_ERR_NO_DRIVER".
