@@ -9,7 +9,7 @@ use super::unpack::check_relative_path;
 pub const MANIFEST: &str = "manifest.json";
 
 /// Largest manifest read (a manifest lists file names and hook names: kilobytes in practice).
-pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+pub(crate) const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 
 /// A parsed manifest. `raw` keeps the object as written, so a builder can fill in `checksum` and
 /// `signature` without dropping fields it does not know.

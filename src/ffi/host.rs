@@ -21,6 +21,9 @@ const PANIC: c_int = COPROCESS_ERR_PANIC as c_int;
 /// (bare or as `{"coprocess_options": {...}}`) plus an optional `drivers` list
 /// (`[{"name": "...", "path": "...", "config": {...}}]`), `event_queue_capacity` and `log_level`;
 /// the `TYK_GW_COPROCESSOPTIONS_*` environment variables override it. NULL means defaults.
+/// Plugin bundles take tyk.conf's root keys `enable_bundle_downloader`, `bundle_base_url`,
+/// `public_key_path`, `bundle_insecure_skip_verify`, `middleware_path`,
+/// `skip_verify_existing_plugin_bundle` (and their `TYK_GW_*` variables).
 /// Idempotent: drivers already loaded under a listed name are kept. Calling it is optional: every other
 /// function works with defaults.
 /// Ownership: `config_json` is borrowed for the call. Thread-safe.
@@ -289,7 +292,12 @@ pub extern "C" fn CoProcessShutdown() {
 /// A failed hook is answered through return_overrides: 403 "Key not authorised" for CustomKeyCheck,
 /// 500 "Middleware error" otherwise (see CoProcessSetPlainErrors).
 /// Ownership: borrowed for the call. Thread-safe.
-/// Returns 0, or COPROCESS_ERR_INVALID_API with a message naming the faulty field.
+/// A definition naming a plugin bundle (classic `custom_middleware_bundle`, OAS
+/// `middleware.global.pluginConfig.bundle`) gets it fetched, verified and unpacked under
+/// `<middleware_path>/bundles/<md5 of the name>/`; the manifest's hooks replace the API's, its driver
+/// gets CoProcessDriverLoadBundle(dir) and hooks get `spec["bundle_hash"]`.
+/// Returns 0, or COPROCESS_ERR_INVALID_API with a message naming the faulty field, or
+/// COPROCESS_ERR_BUNDLE naming the bundle, the step and the reason (the API is then not loaded).
 #[no_mangle]
 pub extern "C" fn CoProcessLoadApi(api_definition_json: *const c_char) -> c_int {
     ffi_boundary!(PANIC, {
