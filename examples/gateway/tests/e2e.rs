@@ -240,3 +240,57 @@ fn failing_hooks_answer_500_and_unknown_paths_404() {
     let r = http(&gw, "GET", "/nowhere", &[], "");
     assert_eq!(r.status, 404);
 }
+
+/// The demo's Lua API (`demo/apps/lua.json`, bundle in `demo/lua/`) through the Lua driver: Pre, the
+/// Lua auth hook behind the ID extractor's cache, Post with the session, and a 403.
+#[test]
+fn the_demo_lua_api_runs_its_lua_hooks() {
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("demo");
+    let target = support::target_dir();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build.args(["build", "--quiet", "-p", "coprocess-lua-driver"]);
+    if target.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    assert!(build.status().unwrap().success(), "building the Lua driver");
+    let api = std::fs::read_to_string(demo.join("apps/lua.json"))
+        .unwrap()
+        .replace("http://127.0.0.1:8081", "{upstream}");
+    let drivers = serde_json::json!([{
+        "name": "lua",
+        "path": target.join("libcoprocess_lua.so"),
+        "config": {"bundle_root": demo.join("lua")}
+    }]);
+    let gw = support::gateway_with_drivers(&[&api], drivers);
+    let token = [("Authorization", "Bearer lua-token")];
+    let r = http(&gw, "GET", "/lua/hello", &token, "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.upstream_header("myluaheader").as_deref(),
+        Some("myluavalue")
+    );
+    assert_eq!(r.upstream_header("x-lua-auth-call").as_deref(), Some("1"));
+    assert_eq!(
+        r.upstream_header("x-lua-alias").as_deref(),
+        Some("lua-demo-user")
+    );
+    let r = http(&gw, "GET", "/lua/hello", &token, "");
+    assert_eq!(
+        r.upstream_header("x-lua-auth-call"),
+        None,
+        "the cached session answers"
+    );
+    assert_eq!(
+        r.upstream_header("x-lua-alias").as_deref(),
+        Some("lua-demo-user")
+    );
+    let r = http(
+        &gw,
+        "GET",
+        "/lua/hello",
+        &[("Authorization", "Bearer wrong")],
+        "",
+    );
+    assert_eq!(r.status, 403);
+}

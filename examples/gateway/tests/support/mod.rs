@@ -79,6 +79,16 @@ impl Drop for Gateway {
 /// Starts the gateway with the given API definitions (`{upstream}` in them is the echo's address)
 /// and the example driver loaded as "native" with `driver_config`.
 pub fn gateway(apis: &[&str], driver_config: serde_json::Value) -> Gateway {
+    let driver = serde_json::json!({
+        "name": "native",
+        "path": target_dir().join("libcoprocess_rust_driver.so"),
+        "config": driver_config
+    });
+    gateway_with_drivers(apis, serde_json::json!([driver]))
+}
+
+/// Starts the gateway with the given API definitions and `drivers` (the bridge's driver list).
+pub fn gateway_with_drivers(apis: &[&str], drivers: serde_json::Value) -> Gateway {
     let target = target_dir();
     let dir = tempfile::tempdir().unwrap();
     let apps = dir.path().join("apps");
@@ -90,11 +100,7 @@ pub fn gateway(apis: &[&str], driver_config: serde_json::Value) -> Gateway {
     let config = serde_json::json!({
         "listen": "127.0.0.1:0",
         "bridge": target.join("libcoprocess_bridge.so"),
-        "coprocess_options": {"drivers": [{
-            "name": "native",
-            "path": target.join("libcoprocess_rust_driver.so"),
-            "config": driver_config
-        }], "log_level": "warning"},
+        "coprocess_options": {"drivers": drivers, "log_level": "warning"},
         "apps": [apps],
     });
     let config_path = dir.path().join("gateway.json");
