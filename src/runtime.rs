@@ -242,6 +242,7 @@ impl Runtime {
         let mut api = definition::with_bundle_middleware(value, &installed.custom_middleware)
             .map_err(|e| failed("manifest", e.message))?;
         api.bundle_hash = Some(installed.hash.clone());
+        api.bundle_name = Some(installed.name.clone());
         let driver = match &api.driver {
             Some(d) => self.registry.get(d),
             None => self.registry.only(),
@@ -262,8 +263,53 @@ impl Runtime {
         Ok(api)
     }
 
+    /// Before drivers re-read their bundles on Reload: every bundle in use must still verify (or is
+    /// fetched again). One that cannot be made to verify is removed from disk, so no driver reloads
+    /// unverified code (a driver keeps its loaded version), and the APIs using it are unloaded.
+    fn reverify_bundles(&self) {
+        let apis: Vec<_> = self
+            .apis
+            .all()
+            .into_iter()
+            .filter(|a| a.bundle_name.is_some())
+            .collect();
+        if apis.is_empty() {
+            return;
+        }
+        let settings = crate::bundle::Settings::from_config(
+            &self
+                .config
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .bundles,
+        );
+        let mut failed: std::collections::HashMap<String, String> = Default::default();
+        let mut checked = std::collections::HashSet::new();
+        for api in &apis {
+            let name = api.bundle_name.as_deref().unwrap_or_default();
+            if checked.insert(name.to_owned()) {
+                let log = |line: &str| self.logs.log(Level::Info, line);
+                if let Err(e) = crate::bundle::install(&settings, name, &log) {
+                    let dir = settings
+                        .bundles_dir()
+                        .join(crate::bundle::bundle_hash(name));
+                    let _ = std::fs::remove_dir_all(&dir);
+                    failed.insert(name.to_owned(), e.to_string());
+                }
+            }
+            if let Some(why) = failed.get(name) {
+                self.logs.log(
+                    Level::Error,
+                    format_args!("Reload: API '{}' unloaded: {why}", api.api_id),
+                );
+                let _ = self.apis.unload(&api.api_id);
+            }
+        }
+    }
+
     /// Hot reload of every driver; failures are logged (the old version keeps serving) and returned.
     pub fn reload(&self) -> Vec<ReloadOutcome> {
+        self.reverify_bundles();
         let outcomes = self.registry.reload();
         for o in &outcomes {
             match o {

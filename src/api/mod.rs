@@ -53,6 +53,9 @@ pub struct ApiDefinition {
     /// md5 hex of the API's bundle name when it has one: sent as `spec["bundle_hash"]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bundle_hash: Option<String>,
+    /// The bundle name itself (`custom_middleware_bundle`), for re-verification on Reload.
+    #[serde(skip)]
+    pub bundle_name: Option<String>,
 }
 
 impl ApiDefinition {
