@@ -645,3 +645,82 @@ fn a_changed_bundle_is_picked_up_by_name_when_its_copy_fails_and_on_reload() {
     let out = dispatch_with("python", &direct.encode_to_vec()).unwrap();
     assert_eq!(set_headers_of(&out)["X-Bundle"], "v2");
 }
+
+#[test]
+fn https_verifies_certificates_unless_bundle_insecure_skip_verify() {
+    let _one = serial();
+    if !python_driver() || common::skip_without("openssl") {
+        return;
+    }
+    let w = World::new("https");
+    w.write_project("python", &["BundlePre"], &middleware("tls"));
+    // `openssl s_server -WWW` serves files under its working directory: <tls>/bundles/<name>.
+    let tls = w.root.join("tls");
+    fs::create_dir_all(tls.join("bundles")).unwrap();
+    w.publish_ours("t.zip", true);
+    fs::copy(w.served.join("t.zip"), tls.join("bundles/t.zip")).unwrap();
+    let made = common::run(
+        Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "cert.pem",
+            ])
+            .current_dir(&tls),
+    );
+    assert!(made.status.success(), "{}", common::describe(&made));
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("openssl")
+        .args([
+            "s_server", "-quiet", "-WWW", "-cert", "cert.pem", "-key", "key.pem",
+        ])
+        .args(["-accept", &port.to_string()])
+        .current_dir(&tls)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "openssl s_server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let base = json!({"bundle_base_url": format!("https://127.0.0.1:{port}/bundles/")});
+    w.init(Some("test_public.pem"), base.clone());
+    let refused = load_api(&classic("tls", "t.zip"));
+    let mut insecure = base;
+    insecure["bundle_insecure_skip_verify"] = json!(true);
+    w.init(Some("test_public.pem"), insecure);
+    let accepted = load_api(&classic("tls", "t.zip"));
+    let _ = server.kill();
+    let _ = server.wait();
+
+    let (rc, message) = refused.unwrap_err();
+    assert_eq!(rc, COPROCESS_ERR_BUNDLE as i32);
+    assert!(
+        message.starts_with("API 'tls': bundle 't.zip': fetch: GET https://"),
+        "{message}"
+    );
+    assert!(
+        message.to_lowercase().contains("certificate") || message.contains("UnknownIssuer"),
+        "{message}"
+    );
+    accepted.unwrap();
+    let out = dispatch(&pre_object("tls")).unwrap();
+    assert_eq!(set_headers_of(&out)["X-Bundle"], "tls");
+    global().apis.unload("tls").unwrap();
+}
