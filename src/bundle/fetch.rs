@@ -109,8 +109,16 @@ fn get(url: &Url, policy: &FetchPolicy) -> Result<Vec<u8>, Failure> {
     }
     let agent = agent(policy);
     let mut response = agent.get(url.as_str()).call().map_err(|e| Failure {
+        // Network trouble may pass; a certificate or a malformed URL will not.
+        transient: matches!(
+            e,
+            ureq::Error::Io(_)
+                | ureq::Error::Timeout(_)
+                | ureq::Error::HostNotFound
+                | ureq::Error::ConnectionFailed
+                | ureq::Error::BodyStalled
+        ),
         why: e.to_string(),
-        transient: true,
     })?;
     let status = response.status().as_u16();
     if status != 200 {
