@@ -36,6 +36,16 @@ typedef struct CoProcessMessage CoProcessMessage;
 
 
 /**
+ * `CoProcessMetrics` format: Prometheus' text exposition format (version 0.0.4).
+ */
+#define COPROCESS_METRICS_PROMETHEUS 0
+
+/**
+ * `CoProcessMetrics` format: JSON.
+ */
+#define COPROCESS_METRICS_JSON 1
+
+/**
  * Result codes returned by the bridge's C functions. The numbers are stable: hosts may switch on them.
  */
 enum CoProcessStatus {
@@ -322,6 +332,17 @@ void CoProcessSetPlainErrors(int plain);
  * message is per thread).
  */
 void CoProcessClearLastError(void);
+
+/**
+ * The bridge's metrics: per API, hook and driver the calls, failures by kind (status code) and a
+ * latency histogram, and auth-cache hits and misses; events delivered and dropped; reloads and
+ * their failures; store errors. `format` is COPROCESS_METRICS_PROMETHEUS (0, the text a
+ * Prometheus server scrapes) or COPROCESS_METRICS_JSON (1). Returns a malloc'd NUL-terminated
+ * string the caller frees with CoProcessFree (or free), or NULL for an unknown format (the reason
+ * is in CoProcessLastError()) or when memory is exhausted. Counting costs the dispatching threads
+ * no lock; this call sums every thread's counts. Thread-safe.
+ */
+char *CoProcessMetrics(int format);
 
 /**
  * Stores `value` under `key` for `ttl` seconds (0 or less = no expiry) in the bridge's store.

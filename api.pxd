@@ -78,6 +78,9 @@ cdef extern from "api.h" nogil:
     # "coprocess-bridge X.Y.Z (driver ABI N)"; static, never freed.
     const char* CoProcessVersion()
 
+    # Metrics: format 0 = Prometheus text, 1 = JSON; malloc'd (CoProcessFree), NULL for another format.
+    char* CoProcessMetrics(int format)
+
     # Host side of events and logs.
     void CoProcessSetEventHandler(CoProcessEventHandler handler, void* user_data)
     void CoProcessSetLogHandler(CoProcessLogHandler handler, void* user_data)

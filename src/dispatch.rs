@@ -42,7 +42,8 @@ pub fn dispatch(rt: &Runtime, driver: Option<&str>, input: &[u8]) -> Result<Mall
         Some(name) => rt.registry.get(name)?,
         None => rt.registry.only()?,
     };
-    call_driver(&instance, input)
+    let hook = crate::metrics::hook_type_label(wire::hook_type(input).unwrap_or(0));
+    crate::metrics::timed("", hook, instance.name(), || call_driver(&instance, input))
 }
 
 /// Calls one driver with an already validated Object and checks what it returns.

@@ -80,6 +80,7 @@ impl EventSink {
             let payload = CString::new(payload.replace('\0', " ")).unwrap_or_default();
             // SAFETY: the host registered `func` for exactly this signature; the strings live for the call.
             unsafe { (h.func)(name.as_ptr(), payload.as_ptr(), h.user_data as *mut c_void) };
+            crate::metrics::global().record_event(&Delivery::Handled);
             return Delivery::Handled;
         }
         let capacity = self.capacity.load(Ordering::Relaxed);
@@ -94,6 +95,7 @@ impl EventSink {
             name: name.to_owned(),
             payload: payload.to_owned(),
         });
+        crate::metrics::global().record_event(&delivery);
         delivery
     }
 

@@ -16,6 +16,7 @@ pub mod ffi;
 pub mod id_extractor;
 pub mod logging;
 pub mod message;
+pub mod metrics;
 pub mod runtime;
 pub mod store;
 

@@ -154,6 +154,7 @@ impl Runtime {
     }
 
     fn store_failure(&self, what: &str, key: &str, e: StoreError) -> Error {
+        crate::metrics::global().record_store_error(what != "read");
         let message = format!("could not {what} key '{key}': {e}");
         match self.store_failures_logged.admit(std::time::Instant::now()) {
             Some(0) => self.logs.log(Level::Error, &message),
@@ -311,6 +312,7 @@ impl Runtime {
     pub fn reload(&self) -> Vec<ReloadOutcome> {
         self.reverify_bundles();
         let outcomes = self.registry.reload();
+        crate::metrics::global().record_reloads(&outcomes);
         for o in &outcomes {
             match o {
                 ReloadOutcome::Reopened(name) => self.logs.log(

@@ -107,7 +107,10 @@ impl Run<'_> {
     /// an error for hosts that asked for plain errors).
     fn one(&self, current: &[u8], hook: Option<&HookDef>) -> Result<MallocBuf> {
         let prepared = self.prepare(current, hook);
-        match call_driver(&self.driver, &prepared) {
+        let label = hook.map_or(crate::metrics::hook_type_label(self.hook_type), |h| &h.name);
+        match crate::metrics::timed(&self.api.api_id, label, self.driver.name(), || {
+            call_driver(&self.driver, &prepared)
+        }) {
             Ok(out) => Ok(out),
             Err(e) => self.failed(&prepared, e),
         }
@@ -189,7 +192,15 @@ impl Run<'_> {
         let sid = session_id(&self.api.org_id, &value, hash.as_deref());
         let store = self.rt.store();
         let now = now_unix();
-        if let Some(session) = cache::lookup(store.as_ref(), &sid, now) {
+        let cached = cache::lookup(store.as_ref(), &sid, now);
+        let label = hook.map_or(crate::metrics::hook_type_label(self.hook_type), |h| &h.name);
+        crate::metrics::global().record_auth_cache(
+            &self.api.api_id,
+            label,
+            self.driver.name(),
+            cached.is_some(),
+        );
+        if let Some(session) = cached {
             let mut out = self.prepare(input, hook).into_owned();
             edit::push_session(&mut out, &session);
             return Ok(MallocBuf::copy_from(&out));

@@ -9,6 +9,7 @@
 pub mod driver_host;
 pub mod host;
 pub mod last_error;
+pub mod metrics;
 pub mod tyk_api;
 pub mod version;
 

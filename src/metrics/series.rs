@@ -1,0 +1,295 @@
+//! Series keyed by (API, hook, driver), counted per thread: each thread finds its own cell for a
+//! series in a thread-local map and writes it without locking. The registry lock is taken when a
+//! thread meets a series for the first time, when a thread ends (its counts are folded into the
+//! series' retired totals, so nothing is lost and dead threads leave nothing behind) and to read.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rustc_hash::FxHasher;
+
+use super::histogram::{Cell, Totals};
+
+/// Series beyond this many are counted together under [`OVERFLOW`] labels: labels come from
+/// configuration (API ids, hook names, driver names), but no configuration may make memory grow
+/// without bound.
+pub(crate) const MAX_SERIES: usize = 10_000;
+pub(crate) const OVERFLOW: &str = "_other";
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesKey {
+    pub api: Box<str>,
+    pub hook: Box<str>,
+    pub driver: Box<str>,
+}
+
+impl SeriesKey {
+    fn new(api: &str, hook: &str, driver: &str) -> SeriesKey {
+        SeriesKey {
+            api: api.into(),
+            hook: hook.into(),
+            driver: driver.into(),
+        }
+    }
+
+    fn overflow() -> SeriesKey {
+        SeriesKey::new(OVERFLOW, OVERFLOW, OVERFLOW)
+    }
+
+    fn is(&self, api: &str, hook: &str, driver: &str) -> bool {
+        *self.driver == *driver && *self.hook == *hook && *self.api == *api
+    }
+}
+
+#[derive(Default)]
+struct Series {
+    live: Vec<Arc<Cell>>,
+    retired: Totals,
+}
+
+/// All series of one metrics instance.
+pub struct SeriesSet {
+    id: u64,
+    registry: Mutex<BTreeMap<SeriesKey, Series>>,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Default for SeriesSet {
+    fn default() -> Self {
+        SeriesSet {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            registry: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+struct Entry {
+    set: Arc<SeriesSet>,
+    /// The labels the thread asked for; the cell is in the overflow series when `overflow`.
+    labels: SeriesKey,
+    overflow: bool,
+    cell: Arc<Cell>,
+}
+
+impl Entry {
+    fn registry_key(&self) -> SeriesKey {
+        if self.overflow {
+            SeriesKey::overflow()
+        } else {
+            self.labels.clone()
+        }
+    }
+}
+
+/// The calling thread's cells, by a hash of (set, api, hook, driver).
+#[derive(Default)]
+struct Local {
+    by_hash: HashMap<u64, Vec<Entry>, BuildHasherDefault<PassThrough>>,
+    entries: usize,
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        for entry in self.by_hash.values().flatten() {
+            entry.set.retire(&entry.registry_key(), &entry.cell);
+        }
+    }
+}
+
+thread_local! {
+    static LOCAL: RefCell<Local> = RefCell::new(Local::default());
+}
+
+/// The map keys are already hashes.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+impl SeriesSet {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<SeriesKey, Series>> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the calling thread's cell of the series. Does nothing on a thread that is being
+    /// torn down (its thread-locals are gone).
+    pub fn with_cell(self: &Arc<Self>, api: &str, hook: &str, driver: &str, f: impl FnOnce(&Cell)) {
+        let mut h = FxHasher::default();
+        (self.id, api, hook, driver).hash(&mut h);
+        let hash = h.finish();
+        let _ = LOCAL.try_with(|local| {
+            let mut local = local.borrow_mut();
+            let found = local.by_hash.get(&hash).and_then(|entries| {
+                entries
+                    .iter()
+                    .find(|e| e.set.id == self.id && e.labels.is(api, hook, driver))
+            });
+            if let Some(entry) = found {
+                return f(&entry.cell);
+            }
+            let labels = SeriesKey::new(api, hook, driver);
+            let (overflow, cell) = self.register(&labels);
+            f(&cell);
+            let entry = Entry {
+                set: Arc::clone(self),
+                labels,
+                overflow,
+                cell,
+            };
+            if local.entries < 2 * MAX_SERIES {
+                local.entries += 1;
+                local.by_hash.entry(hash).or_default().push(entry);
+            } else {
+                // Not cached: the cell goes back to the registry's retired totals at once.
+                self.retire(&entry.registry_key(), &entry.cell);
+            }
+        });
+    }
+
+    /// A new cell for the calling thread in the series, or in the overflow series (`true`).
+    fn register(&self, labels: &SeriesKey) -> (bool, Arc<Cell>) {
+        let mut registry = self.lock();
+        let overflow = registry.len() >= MAX_SERIES && !registry.contains_key(labels);
+        let key = if overflow {
+            SeriesKey::overflow()
+        } else {
+            labels.clone()
+        };
+        let cell = Arc::new(Cell::default());
+        registry
+            .entry(key)
+            .or_default()
+            .live
+            .push(Arc::clone(&cell));
+        (overflow, cell)
+    }
+
+    /// A thread is done with `cell`: its counts move to the series' retired totals.
+    fn retire(&self, key: &SeriesKey, cell: &Arc<Cell>) {
+        let mut registry = self.lock();
+        if let Some(series) = registry.get_mut(key) {
+            cell.add_to(&mut series.retired);
+            series.live.retain(|c| !Arc::ptr_eq(c, cell));
+        }
+    }
+
+    /// Every series with its totals over all threads, sorted by key.
+    pub fn snapshot(&self) -> Vec<(SeriesKey, Totals)> {
+        self.lock()
+            .iter()
+            .map(|(key, series)| {
+                let mut totals = series.retired.clone();
+                for cell in &series.live {
+                    cell.add_to(&mut totals);
+                }
+                (key.clone(), totals)
+            })
+            .collect()
+    }
+
+    /// Cells currently held by live threads (for tests).
+    #[cfg(test)]
+    pub fn live_cells(&self) -> usize {
+        self.lock().values().map(|s| s.live.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn calls(set: &SeriesSet, api: &str) -> u64 {
+        set.snapshot()
+            .iter()
+            .filter(|(k, _)| &*k.api == api)
+            .map(|(_, t)| t.calls())
+            .sum()
+    }
+
+    #[test]
+    fn threads_count_into_their_own_cells_and_leave_their_counts_when_they_end() {
+        let set = Arc::new(SeriesSet::default());
+        // Joined explicitly: a join waits for the thread's thread-locals to be destroyed.
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let set = Arc::clone(&set);
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        set.with_cell("api", "Pre", "native", |c| c.record_call(10, None));
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(calls(&set, "api"), 4000);
+        assert_eq!(set.live_cells(), 0, "ended threads fold their cells");
+        set.with_cell("api", "Pre", "native", |c| c.record_call(10, Some(6)));
+        let snap = set.snapshot();
+        assert_eq!(snap.len(), 1);
+        assert_eq!(snap[0].1.calls(), 4001);
+        assert_eq!(snap[0].1.failures[6], 1);
+    }
+
+    #[test]
+    fn labels_are_compared_whole() {
+        let set = Arc::new(SeriesSet::default());
+        set.with_cell("ab", "c", "d", |c| c.record_call(1, None));
+        set.with_cell("a", "bc", "d", |c| c.record_call(1, None));
+        assert_eq!(set.snapshot().len(), 2);
+    }
+
+    #[test]
+    fn two_sets_do_not_share_cells() {
+        let (a, b) = (
+            Arc::new(SeriesSet::default()),
+            Arc::new(SeriesSet::default()),
+        );
+        a.with_cell("x", "Pre", "d", |c| c.record_call(1, None));
+        assert_eq!(calls(&a, "x"), 1);
+        assert_eq!(calls(&b, "x"), 0);
+    }
+
+    #[test]
+    fn series_beyond_the_limit_are_counted_as_overflow() {
+        let set = Arc::new(SeriesSet::default());
+        let worker = Arc::clone(&set);
+        std::thread::spawn(move || {
+            let set = worker;
+            {
+                for i in 0..MAX_SERIES + 5 {
+                    set.with_cell(&format!("api-{i}"), "Pre", "d", |c| c.record_call(1, None));
+                }
+                // An overflowing series is found again in the thread's map, not registered twice.
+                set.with_cell("api-late", "Pre", "d", |c| c.record_call(1, None));
+                set.with_cell("api-late", "Pre", "d", |c| c.record_call(1, None));
+                assert_eq!(
+                    set.live_cells(),
+                    MAX_SERIES + 6,
+                    "one cell per overflowing label set"
+                );
+            }
+        })
+        .join()
+        .unwrap();
+        let snap = set.snapshot();
+        assert_eq!(snap.len(), MAX_SERIES + 1);
+        assert_eq!(calls(&set, OVERFLOW), 7);
+        assert_eq!(set.live_cells(), 0);
+    }
+}
