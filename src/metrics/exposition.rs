@@ -44,6 +44,7 @@ pub fn kind_label(slot: usize) -> String {
         COPROCESS_ERR_INVALID_API,
         COPROCESS_ERR_UNKNOWN_API,
         COPROCESS_ERR_STORE,
+        COPROCESS_ERR_BUNDLE,
     ];
     match STATUSES.get(slot) {
         Some(status) => {

@@ -31,8 +31,8 @@ pub(crate) const BUCKET_BOUNDS_NS: [u64; 22] = [
 
 pub(crate) const BUCKETS: usize = BUCKET_BOUNDS_NS.len() + 1;
 
-/// Failure kinds are status codes (`CoProcessStatus`, 0 to 18); the last slot takes any other code.
-pub(crate) const KINDS: usize = 20;
+/// Failure kinds are status codes (`CoProcessStatus`, 0 to 19); the last slot takes any other code.
+pub(crate) const KINDS: usize = 21;
 
 /// The bucket a latency falls in.
 pub fn bucket_of(ns: u64) -> usize {
