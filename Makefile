@@ -5,6 +5,7 @@
 #   make test            cargo test --workspace
 #   make install         build (release) and install like a C library (see "Install" below)
 #   make uninstall       remove what `make install` put there
+#   make fuzz            build the fuzz targets (fuzz/) and run each for FUZZ_SECONDS (default 60)
 #
 # Variables: CC (default cc), CARGO (default cargo), CARGO_TARGET_DIR (default target).
 
@@ -23,7 +24,9 @@ BRIDGE := $(RELEASE_DIR)/libcoprocess_bridge.so
 VALGRIND ?= valgrind
 VALGRIND_FLAGS := --leak-check=full --error-exitcode=1
 
-.PHONY: demo valgrind-demo test bridge c-examples clean-c-examples install install-only uninstall \
+FUZZ_SECONDS ?= 60
+
+.PHONY: demo valgrind-demo test fuzz bridge c-examples clean-c-examples install install-only uninstall \
 	install-build
 
 demo: c-examples
@@ -34,6 +37,10 @@ valgrind-demo: c-examples
 
 test:
 	$(CARGO) test --workspace
+
+# Coverage-guided fuzzing on the stable toolchain (libFuzzer via libfuzzer-sys; see fuzz/run.sh).
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh
 
 # cargo decides what is stale; always ask it.
 bridge:
