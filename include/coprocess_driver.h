@@ -9,18 +9,30 @@
  * Direction and ownership at a glance:
  *   - Functions named CoProcessDriver* are implemented BY THE DRIVER and called by the bridge.
  *   - struct CoProcessHostApi holds callbacks implemented BY THE BRIDGE and called by the driver.
- *   - Bytes handed to a driver are borrowed for the duration of the call only.
+ *   - Bytes handed to a driver are borrowed for the duration of the call only, and read-only: a driver
+ *     must not write through in->p_data (it may be the host's own buffer).
  *   - Bytes a driver hands back (out->p_data) are allocated with malloc(); the bridge takes them over
- *     and releases them with free(), or passes the same buffer on to the host.
+ *     and releases them with free(), or passes the same buffer on to the host. Handing back the input
+ *     (`*out = *in`) is refused: a pass-through driver returns a malloc'd copy.
  *
  * Threads: the bridge calls CoProcessDriverDispatch and CoProcessDriverDispatchEvent concurrently from
  * any number of host threads, for the same instance. A driver must be thread-safe (or serialise
  * internally). CoProcessDriverInit and CoProcessDriverShutdown are never concurrent with any other call
  * on the same instance. CoProcessDriverReload may run while dispatches are in flight.
  *
- * Loading: the bridge calls CoProcessDriverAbiVersion first and refuses a library whose version it does
- * not know, then resolves every required symbol below; a missing one is an error naming the file and
- * the symbol. The same file may be loaded under several names: each load gets its own instance.
+ * Loading: the bridge opens the library with dlopen(RTLD_NOW | RTLD_LOCAL): every symbol the library
+ * uses must resolve when it is loaded (a library calling a function nothing defines is refused, with
+ * the linker's message naming the symbol), and its symbols are not visible to other libraries. It then
+ * calls CoProcessDriverAbiVersion and refuses a library whose version it does not know, then resolves
+ * every required symbol below; a missing one is an error naming the file and the symbol. The same file
+ * may be loaded under several names: each load gets its own instance.
+ *
+ * Unloading: after CoProcessDriverShutdown of its last instance returns (at CoProcessShutdown, or once
+ * a reload replaced the library and its last call returned) the bridge may dlclose the library. By then
+ * a driver must have stopped every thread it started and must leave no callback into its code behind
+ * (atexit handlers, pthread key destructors). Thread-local destructors registered the usual way (C++
+ * thread_local, Rust thread_local!) are safe: glibc keeps the library mapped until they have run. A
+ * driver that cannot be unloaded (an embedded interpreter) keeps itself loaded (RTLD_NODELETE).
  */
 #ifndef COPROCESS_DRIVER_H
 #define COPROCESS_DRIVER_H
@@ -84,9 +96,12 @@ int CoProcessDriverInit(const struct CoProcessHostApi *host, const char *config_
 
 /**
  * Required. Runs a hook.
- *   in:  a well-formed serialized coprocess.Object; borrowed, valid only during the call.
+ *   in:  a well-formed serialized coprocess.Object; borrowed, read-only, valid only during the call
+ *        (p_data is NULL when length is 0).
  *   out: zeroed by the bridge. On success the driver sets p_data to a malloc'd serialized
  *        coprocess.Object and length to its size (p_data NULL with length 0 means an empty Object).
+ *        out->p_data must be a fresh malloc'd buffer: output pointing into in->p_data (`*out = *in`) is
+ *        refused with COPROCESS_ERR_DRIVER_BAD_OUTPUT and never freed by the bridge.
  * Returns 0 on success. On failure returns non-zero and MAY put a malloc'd UTF-8 message (not
  * necessarily NUL-terminated) in out->p_data / out->length saying why; the bridge copies it into
  * CoProcessLastError, prefixed with the driver's name, and frees it.
@@ -101,7 +116,10 @@ int CoProcessDriverDispatch(void *instance, const struct CoProcessMessage *in, s
  */
 void CoProcessDriverDispatchEvent(void *instance, const char *event_json);
 
-/** Required. Hot reload: re-read scripts, bundles or configuration. May run while dispatches are in flight. */
+/**
+ * Required. Hot reload: re-read scripts, bundles or configuration. May run while dispatches are in flight.
+ * A call to the host's Reload() from here is ignored (logged), not a deadlock.
+ */
 void CoProcessDriverReload(void *instance);
 
 /**

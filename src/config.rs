@@ -166,9 +166,13 @@ pub struct BridgeConfig {
     /// Drivers to load now.
     #[serde(default)]
     pub drivers: Vec<DriverConfig>,
-    /// How many events wait for `CoProcessNextEvent` when no event handler is set.
+    /// How many events wait for `CoProcessNextEvent` when no event handler is set (default 1024; the
+    /// oldest is dropped when full, counted and logged).
     #[serde(default)]
     pub event_queue_capacity: Option<usize>,
+    /// Bound on the bytes (names + payloads) of those queued events (default 16 MiB).
+    #[serde(default)]
+    pub event_queue_max_bytes: Option<usize>,
     /// Minimum log level delivered: debug, info, warning, error.
     #[serde(default)]
     pub log_level: Option<String>,

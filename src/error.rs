@@ -1,7 +1,7 @@
 //! Status codes and the thread-local "last error" message behind `CoProcessLastError`.
 
 use std::cell::RefCell;
-use std::ffi::{c_char, CString};
+use std::ffi::{c_char, CStr, CString};
 use std::fmt;
 
 /// Result codes returned by the bridge's C functions. The numbers are stable: hosts may switch on them.
@@ -91,10 +91,20 @@ thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
 }
 
-/// Records `message` as this thread's last error. Interior NULs (which C cannot show) become spaces.
+/// What `CoProcessLastError` returns on a thread whose thread-locals are already destroyed (a call made
+/// from a thread-exit destructor): the message of that failure cannot be kept any more.
+const UNAVAILABLE: &CStr =
+    c"(no error message: CoProcessLastError was called while this thread was exiting)";
+
+/// Records `message` as this thread's last error. Interior NULs (which C cannot show) become spaces. On
+/// a thread that is exiting (its thread-locals destroyed) the message is dropped.
 pub fn set_last_error(message: &str) {
     let text = CString::new(message.replace('\0', " ")).unwrap_or_default();
-    LAST_ERROR.with(|slot| *slot.borrow_mut() = text);
+    let _ = LAST_ERROR.try_with(|slot| {
+        if let Ok(mut slot) = slot.try_borrow_mut() {
+            *slot = text;
+        }
+    });
 }
 
 /// Forgets this thread's last error (`CoProcessLastError` then returns "").
@@ -109,14 +119,22 @@ pub fn fail(err: Error) -> i32 {
 }
 
 /// This thread's last error message ("" when none). The pointer stays valid until the next failing call on
-/// this thread (the buffer is replaced then, never freed in place while in use by the same thread).
+/// this thread (the buffer is replaced then, never freed in place while in use by the same thread). Never
+/// panics: during thread exit it returns a static explanation.
 pub fn last_error_ptr() -> *const c_char {
-    LAST_ERROR.with(|slot| slot.borrow().as_ptr())
+    LAST_ERROR
+        .try_with(|slot| slot.try_borrow().map(|s| s.as_ptr()).ok())
+        .ok()
+        .flatten()
+        .unwrap_or(UNAVAILABLE.as_ptr())
 }
 
 /// This thread's last error message as a Rust string (for tests and the CLI).
 pub fn last_error() -> String {
-    LAST_ERROR.with(|slot| slot.borrow().to_string_lossy().into_owned())
+    // SAFETY: `last_error_ptr` always returns a valid NUL-terminated string.
+    unsafe { CStr::from_ptr(last_error_ptr()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]

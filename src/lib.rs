@@ -13,6 +13,7 @@ pub mod driver;
 pub mod error;
 pub mod events;
 pub mod ffi;
+pub mod handler_slot;
 pub mod id_extractor;
 pub mod logging;
 pub mod message;

@@ -3,7 +3,8 @@
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::RwLock;
+
+use crate::handler_slot::{Call, HandlerSlot};
 
 /// `void (*)(const char* message, const char* level, void* user_data)`.
 /// NULL (`None`) means "no handler".
@@ -51,34 +52,25 @@ impl Level {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Handler {
-    func: unsafe extern "C" fn(*const c_char, *const c_char, *mut c_void),
-    user_data: usize,
-}
-
 pub struct LogSink {
-    handler: RwLock<Option<Handler>>,
+    handler: HandlerSlot,
     min_level: AtomicU8,
 }
 
 impl Default for LogSink {
     fn default() -> Self {
         LogSink {
-            handler: RwLock::new(None),
+            handler: HandlerSlot::default(),
             min_level: AtomicU8::new(Level::Info as u8),
         }
     }
 }
 
 impl LogSink {
-    /// Sets (or with `None` clears) the host's handler.
+    /// Sets (or with `None` clears) the host's handler. When it returns, the previous handler is not
+    /// running on another thread and will not be called again (see `HandlerSlot`).
     pub fn set_handler(&self, func: CoProcessLogHandler, user_data: *mut c_void) {
-        let h = func.map(|func| Handler {
-            func,
-            user_data: user_data as usize,
-        });
-        *self.handler.write().unwrap_or_else(|p| p.into_inner()) = h;
+        self.handler.set(func, user_data);
     }
 
     /// Messages below `level` are dropped.
@@ -91,27 +83,22 @@ impl LogSink {
     }
 
     /// Delivers one message. It is formatted only when its level is enabled, so callers may pass
-    /// `format_args!(...)` and pay nothing for a disabled debug line. The handler is copied out before
-    /// the call so a handler may itself call `CoProcessSetLogHandler` without deadlocking.
+    /// `format_args!(...)` and pay nothing for a disabled debug line. A handler may itself call
+    /// `CoProcessSetLogHandler` or log; a line nested too deep in handlers goes to stderr.
     pub fn log(&self, level: Level, message: impl std::fmt::Display) {
         if !self.enabled(level) {
             return;
         }
-        let handler = *self.handler.read().unwrap_or_else(|p| p.into_inner());
-        match handler {
-            Some(h) => {
-                let text = CString::new(message.to_string().replace('\0', " ")).unwrap_or_default();
-                // SAFETY: the host registered `func` for exactly this signature; both strings are valid
-                // NUL-terminated C strings for the duration of the call.
-                unsafe {
-                    (h.func)(
-                        text.as_ptr(),
-                        level.as_cstr().as_ptr(),
-                        h.user_data as *mut c_void,
-                    )
-                };
-            }
-            None => {
+        let mut message = Some(message);
+        let call = self.handler.call(|func, user_data| {
+            let text = message.take().map(|m| m.to_string()).unwrap_or_default();
+            let text = CString::new(text.replace('\0', " ")).unwrap_or_default();
+            // SAFETY: the host registered `func` for exactly this signature; both strings are valid
+            // NUL-terminated C strings for the duration of the call.
+            unsafe { func(text.as_ptr(), level.as_cstr().as_ptr(), user_data) };
+        });
+        if call != Call::Made {
+            if let Some(message) = message {
                 let _ = writeln!(
                     std::io::stderr().lock(),
                     "[coprocess-bridge] {}: {message}",

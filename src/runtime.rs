@@ -73,6 +73,9 @@ impl Runtime {
         if let Some(n) = cfg.event_queue_capacity {
             self.events.set_capacity(n);
         }
+        if let Some(n) = cfg.event_queue_max_bytes {
+            self.events.set_max_bytes(n);
+        }
         if let Some(level) = &cfg.log_level {
             self.logs.set_min_level(Level::parse(level));
         }
@@ -322,6 +325,10 @@ impl Runtime {
                 ReloadOutcome::Failed(name, why) => self.logs.log(
                     Level::Error,
                     format!("reload of driver '{name}' failed, keeping the running version: {why}"),
+                ),
+                ReloadOutcome::Nested => self.logs.log(
+                    Level::Warning,
+                    "Reload() called from a driver's reload hook: ignored (a reload is running)",
                 ),
                 ReloadOutcome::HookCalled(_) => {}
             }

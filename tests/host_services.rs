@@ -221,3 +221,158 @@ fn coprocess_init_validates_its_config() {
         0
     );
 }
+
+#[test]
+fn a_full_event_queue_drops_the_oldest_and_says_so_in_the_log() {
+    let _g = SERIAL.lock().unwrap();
+    while next_event().is_some() {}
+    let logs: Seen = Mutex::new(Vec::new());
+    CoProcessSetLogHandler(Some(record), &logs as *const _ as *mut c_void);
+    assert_eq!(
+        CoProcessInit(c(r#"{"event_queue_capacity": 4, "event_queue_max_bytes": 64}"#).as_ptr()),
+        0
+    );
+    for i in 0..10 {
+        TykTriggerEvent(
+            c("Storm").as_ptr() as *mut _,
+            c(&i.to_string()).as_ptr() as *mut _,
+        );
+    }
+    let big = "x".repeat(100);
+    TykTriggerEvent(c("Huge").as_ptr() as *mut _, c(&big).as_ptr() as *mut _);
+    let mut kept = Vec::new();
+    while let Some((_, payload)) = next_event() {
+        kept.push(payload);
+    }
+    assert_eq!(
+        CoProcessInit(
+            c(r#"{"event_queue_capacity": 1024, "event_queue_max_bytes": 16777216}"#).as_ptr()
+        ),
+        0
+    );
+    CoProcessSetLogHandler(None, std::ptr::null_mut());
+    assert_eq!(kept, ["6", "7", "8", "9"], "the newest four are kept");
+    let logs = logs.lock().unwrap();
+    let warnings: Vec<&String> = logs
+        .iter()
+        .filter(|(m, level)| level == "warning" && m.contains("dropped"))
+        .map(|(m, _)| m)
+        .collect();
+    // Drops 1..=6 are reported at totals 1, 2 and 4; the huge event (total 7) is not a power of two.
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with(
+            "the event queue is full (event_queue_capacity 4, event_queue_max_bytes 64): the oldest \
+             event was dropped; "
+        ),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        warnings[2].contains("events dropped so far. Set an event handler"),
+        "{}",
+        warnings[2]
+    );
+}
+
+/// A host's user_data: the handler checks it is still alive on every call.
+struct Owned {
+    alive: std::sync::atomic::AtomicU64,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+const ALIVE: u64 = 0xA11CE;
+
+/// Keeps the swap test's log lines off stderr between handlers.
+unsafe extern "C" fn quiet(_: *const c_char, _: *const c_char, _: *mut c_void) {}
+static LATE_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+unsafe extern "C" fn check_alive(_: *const c_char, _: *const c_char, user_data: *mut c_void) {
+    use std::sync::atomic::Ordering::SeqCst;
+    // SAFETY: the test registers a live `Owned`; a call after its release is what the test detects.
+    let owned = unsafe { &*(user_data as *const Owned) };
+    if owned.alive.load(SeqCst) != ALIVE {
+        LATE_CALLS.fetch_add(1, SeqCst);
+    }
+    owned.calls.fetch_add(1, SeqCst);
+    std::thread::yield_now();
+    if owned.alive.load(SeqCst) != ALIVE {
+        LATE_CALLS.fetch_add(1, SeqCst);
+    }
+}
+
+#[test]
+fn after_a_handler_swap_returns_the_old_handler_never_runs() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+    let _g = SERIAL.lock().unwrap();
+    let stop = AtomicBool::new(false);
+    let total = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let stop = &stop;
+            s.spawn(move || {
+                let (name, msg) = (c("Swap"), c("swap test"));
+                while !stop.load(SeqCst) {
+                    if t % 2 == 0 {
+                        TykTriggerEvent(name.as_ptr() as *mut _, msg.as_ptr() as *mut _);
+                    } else {
+                        CoProcessLog(msg.as_ptr() as *mut _, c("error").as_ptr() as *mut _);
+                    }
+                }
+            });
+        }
+        for _ in 0..300 {
+            let owned = Box::into_raw(Box::new(Owned {
+                alive: AtomicU64::new(ALIVE),
+                calls: AtomicU64::new(0),
+            }));
+            CoProcessSetEventHandler(Some(check_alive), owned.cast());
+            CoProcessSetLogHandler(Some(check_alive), owned.cast());
+            std::thread::sleep(std::time::Duration::from_micros(200));
+            CoProcessSetEventHandler(None, std::ptr::null_mut());
+            CoProcessSetLogHandler(Some(quiet), std::ptr::null_mut());
+            // SAFETY: the bridge promises no call uses `owned` any more: mark it dead, then free it.
+            let owned = unsafe { Box::from_raw(owned) };
+            owned.alive.store(0xDEAD, SeqCst);
+            total.fetch_add(owned.calls.load(SeqCst), SeqCst);
+            drop(owned);
+        }
+        stop.store(true, SeqCst);
+    });
+    CoProcessSetLogHandler(None, std::ptr::null_mut());
+    while next_event().is_some() {}
+    assert!(total.load(SeqCst) > 0, "the handlers were called");
+    assert_eq!(
+        LATE_CALLS.load(SeqCst),
+        0,
+        "a handler ran after it was replaced"
+    );
+}
+
+unsafe extern "C" fn replaces_itself(_: *const c_char, _: *const c_char, user_data: *mut c_void) {
+    // A handler that swaps handlers (and logs through the new one) must not deadlock.
+    CoProcessSetLogHandler(Some(record), user_data);
+    CoProcessLog(
+        c("from the new handler").as_ptr() as *mut _,
+        std::ptr::null_mut(),
+    );
+}
+
+#[test]
+fn a_handler_that_replaces_itself_does_not_deadlock() {
+    let _g = SERIAL.lock().unwrap();
+    let seen: &'static Seen = Box::leak(Box::new(Mutex::new(Vec::new())));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        CoProcessSetLogHandler(Some(replaces_itself), seen as *const _ as *mut c_void);
+        CoProcessLog(c("first").as_ptr() as *mut _, std::ptr::null_mut());
+        CoProcessSetLogHandler(None, std::ptr::null_mut());
+        tx.send(()).unwrap();
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("swapping handlers from inside a handler deadlocked");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![("from the new handler".to_string(), "info".to_string())]
+    );
+}

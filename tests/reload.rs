@@ -29,12 +29,20 @@ fn install(src: &Path, dest: &Path) {
     std::fs::rename(&tmp, dest).unwrap();
 }
 
+/// Reload() reaches every loaded driver, so tests that count reload hooks must not overlap.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn tag_of(out: &[u8]) -> String {
     set_header(out, "X-Test-Driver").expect("the test driver sets its tag")
 }
 
 #[test]
 fn reload_calls_hooks_and_reopens_changed_files() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("driver.so");
     install(&build("r1", &[]), &file);
@@ -89,6 +97,7 @@ fn reload_calls_hooks_and_reopens_changed_files() {
 
 #[test]
 fn calls_in_flight_finish_on_the_old_version() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("slow.so");
     install(&build("slow1", &["SLOW_MS=1500"]), &file);
@@ -117,6 +126,7 @@ fn calls_in_flight_finish_on_the_old_version() {
 
 #[test]
 fn dispatching_threads_see_no_error_while_reload_runs() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("busy.so");
     let versions = [build("busy-a", &[]), build("busy-b", &[])];

@@ -3,6 +3,7 @@
 
 use std::any::Any;
 use std::ffi::{c_char, c_int, c_void, CStr};
+use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use coprocess_proto::Message;
@@ -23,19 +24,69 @@ fn panic_text(payload: Box<dyn Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-/// Allocates `len` bytes with malloc and lets `fill` write them; NULL when out of memory.
-fn malloc_filled(len: usize, fill: impl FnOnce(&mut [u8])) -> *mut u8 {
+/// A malloc'd buffer being filled; freed on drop unless handed over, so a `fill` that panics leaks
+/// nothing.
+struct Filling {
+    ptr: *mut u8,
+}
+
+impl Filling {
+    fn hand_over(self) -> *mut u8 {
+        let p = self.ptr;
+        std::mem::forget(self);
+        p
+    }
+}
+
+impl Drop for Filling {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from malloc below and has not been handed over.
+        unsafe { libc::free(self.ptr.cast()) }
+    }
+}
+
+/// Allocates `len` bytes with malloc and lets `fill` initialise them (as `MaybeUninit`: the memory is
+/// not initialised yet, so no `&mut [u8]` may exist over it). `fill` returns whether it wrote exactly
+/// `len` bytes. NULL when out of memory or when `fill` fell short.
+fn malloc_filled(len: usize, fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> bool) -> *mut u8 {
     // SAFETY: plain allocation of at least one byte; checked for NULL below.
     let p = unsafe { libc::malloc(len.max(1)) } as *mut u8;
-    if !p.is_null() {
-        // SAFETY: `p` holds `len` writable bytes owned by nobody else yet.
-        fill(unsafe { std::slice::from_raw_parts_mut(p, len) });
+    if p.is_null() {
+        return p;
     }
-    p
+    let buffer = Filling { ptr: p };
+    // SAFETY: `p` holds `len` bytes owned by nobody else yet; MaybeUninit<u8> needs no initialisation.
+    let dst = unsafe { std::slice::from_raw_parts_mut(p.cast::<MaybeUninit<u8>>(), len) };
+    if fill(dst) {
+        buffer.hand_over()
+    } else {
+        std::ptr::null_mut()
+    }
+}
+
+/// Copies `parts`, one after the other, into `dst`; true when they fill it exactly.
+fn copy_parts(dst: &mut [MaybeUninit<u8>], parts: &[&[u8]]) -> bool {
+    let mut at = 0;
+    for part in parts {
+        let Some(slot) = dst.get_mut(at..at + part.len()) else {
+            return false;
+        };
+        // SAFETY: `slot` has exactly `part.len()` bytes; `u8` and `MaybeUninit<u8>` share a layout;
+        // a borrowed slice and a fresh malloc'd buffer cannot overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(part.as_ptr(), slot.as_mut_ptr().cast(), part.len())
+        };
+        at += part.len();
+    }
+    at == dst.len()
 }
 
 /// Hands `len` malloc'd bytes to the bridge through `out`.
-fn hand_over(out: &mut CoProcessMessage, len: usize, fill: impl FnOnce(&mut [u8])) -> c_int {
+fn hand_over(
+    out: &mut CoProcessMessage,
+    len: usize,
+    fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> bool,
+) -> c_int {
     let Ok(length) = c_int::try_from(len) else {
         return fail(
             out,
@@ -44,7 +95,10 @@ fn hand_over(out: &mut CoProcessMessage, len: usize, fill: impl FnOnce(&mut [u8]
     };
     let p = malloc_filled(len, fill);
     if p.is_null() {
-        return fail(out, "out of memory");
+        return fail(
+            out,
+            "out of memory, or the reply was shorter than announced",
+        );
     }
     out.p_data = p.cast();
     out.length = length;
@@ -58,7 +112,7 @@ fn fail(out: &mut CoProcessMessage, message: &str) -> c_int {
 
 fn fail_with(out: &mut CoProcessMessage, message: &str, code: c_int) -> c_int {
     let bytes = message.as_bytes();
-    let p = malloc_filled(bytes.len(), |dst| dst.copy_from_slice(bytes));
+    let p = malloc_filled(bytes.len(), |dst| copy_parts(dst, &[bytes]));
     if !p.is_null() {
         out.p_data = p.cast();
         out.length = c_int::try_from(bytes.len()).unwrap_or(0);
@@ -68,22 +122,19 @@ fn fail_with(out: &mut CoProcessMessage, message: &str, code: c_int) -> c_int {
 
 fn write_reply(input: &[u8], reply: Reply, out: &mut CoProcessMessage) -> c_int {
     match reply {
-        Reply::Unchanged => hand_over(out, input.len(), |dst| dst.copy_from_slice(input)),
+        Reply::Unchanged => hand_over(out, input.len(), |dst| copy_parts(dst, &[input])),
         Reply::Patch(patch) => {
             let tail = patch.as_bytes();
             hand_over(out, input.len() + tail.len(), |dst| {
-                dst[..input.len()].copy_from_slice(input);
-                dst[input.len()..].copy_from_slice(tail);
+                copy_parts(dst, &[input, tail])
             })
         }
-        Reply::Encoded(bytes) => hand_over(out, bytes.len(), |dst| dst.copy_from_slice(&bytes)),
+        Reply::Encoded(bytes) => hand_over(out, bytes.len(), |dst| copy_parts(dst, &[&bytes])),
         Reply::Object(object) => {
             let len = object.encoded_len();
             // Encode straight into the buffer we hand over: no intermediate Vec, no extra copy.
             hand_over(out, len, |mut dst| {
-                object
-                    .encode(&mut dst)
-                    .expect("encoded_len bytes are enough for encode")
+                object.encode(&mut dst).is_ok() && dst.is_empty()
             })
         }
     }
@@ -175,8 +226,14 @@ pub unsafe fn dispatch<D: Driver>(
         Err(_) => return fail(out, "input length is negative"),
     };
     let call = Call::new(bytes);
-    match catch_unwind(AssertUnwindSafe(|| me.driver.dispatch(&call))) {
-        Ok(Ok(reply)) => write_reply(bytes, reply, out),
+    // The reply is written inside catch_unwind too: encoding runs the driver's types' code.
+    let answered = catch_unwind(AssertUnwindSafe(|| {
+        me.driver
+            .dispatch(&call)
+            .map(|reply| write_reply(bytes, reply, &mut *out))
+    }));
+    match answered {
+        Ok(Ok(code)) => code,
         Ok(Err(e)) => fail(out, e.message()),
         Err(p) => fail_with(
             out,

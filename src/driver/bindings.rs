@@ -154,7 +154,7 @@ impl DriverSymbols {
             .as_ref()
             .expect("Expected function, got error."))(host, config_json, instance)
     }
-    #[doc = " Required. Runs a hook.\n   in:  a well-formed serialized coprocess.Object; borrowed, valid only during the call.\n   out: zeroed by the bridge. On success the driver sets p_data to a malloc'd serialized\n        coprocess.Object and length to its size (p_data NULL with length 0 means an empty Object).\n Returns 0 on success. On failure returns non-zero and MAY put a malloc'd UTF-8 message (not\n necessarily NUL-terminated) in out->p_data / out->length saying why; the bridge copies it into\n CoProcessLastError, prefixed with the driver's name, and frees it.\n The bridge checks that what a successful call returned is a well-formed Object."]
+    #[doc = " Required. Runs a hook.\n   in:  a well-formed serialized coprocess.Object; borrowed, read-only, valid only during the call\n        (p_data is NULL when length is 0).\n   out: zeroed by the bridge. On success the driver sets p_data to a malloc'd serialized\n        coprocess.Object and length to its size (p_data NULL with length 0 means an empty Object).\n        out->p_data must be a fresh malloc'd buffer: output pointing into in->p_data (`*out = *in`) is\n        refused with COPROCESS_ERR_DRIVER_BAD_OUTPUT and never freed by the bridge.\n Returns 0 on success. On failure returns non-zero and MAY put a malloc'd UTF-8 message (not\n necessarily NUL-terminated) in out->p_data / out->length saying why; the bridge copies it into\n CoProcessLastError, prefixed with the driver's name, and frees it.\n The bridge checks that what a successful call returned is a well-formed Object."]
     pub unsafe fn CoProcessDriverDispatch(
         &self,
         instance: *mut ::std::os::raw::c_void,
@@ -177,7 +177,7 @@ impl DriverSymbols {
             .as_ref()
             .expect("Expected function, got error."))(instance, event_json)
     }
-    #[doc = " Required. Hot reload: re-read scripts, bundles or configuration. May run while dispatches are in flight."]
+    #[doc = " Required. Hot reload: re-read scripts, bundles or configuration. May run while dispatches are in flight.\n A call to the host's Reload() from here is ignored (logged), not a deadlock."]
     pub unsafe fn CoProcessDriverReload(&self, instance: *mut ::std::os::raw::c_void) {
         (self
             .CoProcessDriverReload

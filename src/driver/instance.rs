@@ -76,7 +76,12 @@ impl DriverInstance {
     /// The caller checks that it is a well-formed Object.
     pub fn dispatch(&self, input: &[u8]) -> Result<MallocBuf> {
         let input_msg = CoProcessMessage {
-            p_data: input.as_ptr() as *mut c_void,
+            // An empty input is {NULL, 0}: a C driver never sees Rust's dangling empty-slice pointer.
+            p_data: if input.is_empty() {
+                std::ptr::null_mut()
+            } else {
+                input.as_ptr() as *mut c_void
+            },
             // The caller got `input` from a C int length or checked it; saturate defensively.
             length: i32::try_from(input.len()).unwrap_or(i32::MAX),
         };
@@ -84,7 +89,7 @@ impl DriverInstance {
         // SAFETY: `dispatch` has the ABI's signature; `input_msg` points to `input`, alive for the call;
         // `out` is a valid, zeroed out-parameter; the library stays mapped through `self.library`.
         let rc = unsafe { (self.library.dispatch)(self.handle, &input_msg, &mut out) };
-        let output = self.take_output(out)?;
+        let output = self.take_output(out, input)?;
         if rc != 0 {
             let detail = match output.as_slice() {
                 [] => String::from("(no message)"),
@@ -103,14 +108,23 @@ impl DriverInstance {
         Ok(output)
     }
 
-    /// Takes ownership of what the driver put in `out`, refusing shapes that cannot be trusted.
-    fn take_output(&self, out: CoProcessMessage) -> Result<MallocBuf> {
+    /// Takes ownership of what the driver put in `out`, refusing shapes that cannot be trusted. Output
+    /// that points into the input (a pass-through written as `*out = *in`) is the caller's memory, not a
+    /// malloc'd buffer handed over: it is refused and never freed.
+    fn take_output(&self, out: CoProcessMessage, input: &[u8]) -> Result<MallocBuf> {
         let bad = |what: String| {
             Error::new(
                 COPROCESS_ERR_DRIVER_BAD_OUTPUT,
                 format!("driver '{}' returned {what}", self.name),
             )
         };
+        if points_into(out.p_data, input) {
+            return Err(bad(
+                "its input buffer as output (out->p_data points into in->p_data): a driver must hand \
+                 back a malloc'd copy (coprocess_driver.h)"
+                    .into(),
+            ));
+        }
         if out.length < 0 {
             if !out.p_data.is_null() {
                 // SAFETY: the ABI says a driver's p_data is malloc'd and handed over to us.
@@ -175,6 +189,12 @@ impl Drop for DriverInstance {
             unsafe { shutdown(self.handle) }
         }
     }
+}
+
+/// Whether `p` lies inside `input` (an empty input was passed as NULL: nothing points into it).
+fn points_into(p: *mut c_void, input: &[u8]) -> bool {
+    let start = input.as_ptr() as usize;
+    (start..start + input.len()).contains(&(p as usize))
 }
 
 /// What a successful dispatch handed back, for `bad output` checks by the caller.

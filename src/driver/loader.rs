@@ -1,7 +1,13 @@
 //! Opening a driver library: canonical path, ABI version first, then every required symbol, with errors
 //! that name the file and the symbol.
+//!
+//! Libraries are opened with `RTLD_NOW | RTLD_LOCAL`: every undefined symbol is resolved at `dlopen`, so
+//! a library that calls a function no loaded object defines is refused at load time (with the linker's
+//! message naming the symbol) instead of ending the host with "symbol lookup error" on its first call;
+//! and a driver's symbols never satisfy another library's undefined ones.
 
 use std::ffi::{c_char, c_int, c_void};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use super::bindings::{CoProcessHostApi, DriverSymbols, COPROCESS_DRIVER_ABI_VERSION};
@@ -33,8 +39,11 @@ pub struct DriverLibrary {
     pub reload: ReloadFn,
     pub load_bundle: Option<LoadBundleFn>,
     pub shutdown: Option<ShutdownFn>,
-    /// Owns the `libloading::Library`; dropped last, after every function pointer above is gone.
+    /// Owns the `libloading::Library`; dropped after every function pointer above is gone.
     _symbols: DriverSymbols,
+    /// The memory file a reload copy was opened from (`private_copy`), closed after `dlclose`: while
+    /// the library is loaded, its name `/proc/self/fd/N` cannot be given to another copy.
+    copy: Option<OwnedFd>,
 }
 
 impl std::fmt::Debug for DriverLibrary {
@@ -60,6 +69,13 @@ pub fn canonical_driver_path(path: &str) -> Result<PathBuf> {
         .map_err(|e| load_error(format!("cannot load driver library {path}: {e}")))
 }
 
+/// The dynamic linker's reason without its leading "<file>: ", which may name a private copy rather
+/// than the user's file.
+fn dlopen_reason<'a>(message: &'a str, file: &Path) -> &'a str {
+    let prefix = format!("{}: ", file.display());
+    message.strip_prefix(prefix.as_str()).unwrap_or(message)
+}
+
 impl DriverLibrary {
     /// Opens `file` (already canonical) and checks it. `source` is the path to name in messages: the
     /// user's file, even when `file` is a private copy made for a reload.
@@ -67,8 +83,16 @@ impl DriverLibrary {
         let shown = source.display();
         // SAFETY: loading a library runs its initialisers; loading driver code is this function's purpose
         // and the user asked for this file.
-        let library = unsafe { libloading::Library::new(file) }
-            .map_err(|e| load_error(format!("cannot load driver library {shown}: {e}")))?;
+        let library = unsafe {
+            libloading::os::unix::Library::open(Some(file), libc::RTLD_NOW | libc::RTLD_LOCAL)
+        }
+        .map_err(|e| {
+            load_error(format!(
+                "cannot load driver library {shown}: {}",
+                dlopen_reason(&e.to_string(), file)
+            ))
+        })?;
+        let library = libloading::Library::from(library);
         // SAFETY: resolves symbols only; each one is type-checked against the bindgen declarations.
         let symbols = unsafe { DriverSymbols::from_library(library) }
             .map_err(|e| load_error(format!("cannot load driver library {shown}: {e}")))?;
@@ -116,7 +140,14 @@ impl DriverLibrary {
             load_bundle,
             shutdown,
             _symbols: symbols,
+            copy: None,
         })
+    }
+
+    /// Keeps `fd` (the file this library was opened from) open until the library is unloaded.
+    pub fn keeping_open(mut self, fd: OwnedFd) -> DriverLibrary {
+        self.copy = Some(fd);
+        self
     }
 
     /// The exported symbols, for diagnostics (`coprocess check`).
@@ -135,5 +166,21 @@ impl DriverLibrary {
             names.push("CoProcessDriverShutdown");
         }
         names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dlopen_reason;
+    use std::path::Path;
+
+    #[test]
+    fn the_linker_s_reason_loses_the_copy_s_path() {
+        let copy = Path::new("/proc/self/fd/7");
+        assert_eq!(
+            dlopen_reason("/proc/self/fd/7: undefined symbol: nowhere", copy),
+            "undefined symbol: nowhere"
+        );
+        assert_eq!(dlopen_reason("other text", copy), "other text");
     }
 }

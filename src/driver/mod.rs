@@ -6,6 +6,7 @@
 pub mod bindings;
 pub mod instance;
 pub mod loader;
+pub mod private_copy;
 pub mod registry;
 
 pub use instance::DriverInstance;

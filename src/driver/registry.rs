@@ -1,15 +1,16 @@
 //! Drivers by name. Lookups take a read lock only long enough to clone an `Arc`, so no lock is held while
 //! a driver runs; `Reload` swaps in a re-opened library while calls in flight finish on the old one.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::bindings::CoProcessHostApi;
 use super::instance::DriverInstance;
 use super::loader::{canonical_driver_path, DriverLibrary};
+use super::private_copy::open_private_copy;
 use crate::error::{
     Error, Result, COPROCESS_ERR_ALREADY_EXISTS, COPROCESS_ERR_INVALID_CONFIG,
     COPROCESS_ERR_LOAD_FAILED, COPROCESS_ERR_NO_DRIVER, COPROCESS_ERR_UNKNOWN_DRIVER,
@@ -67,15 +68,22 @@ pub enum ReloadOutcome {
     Reopened(String),
     /// The file changed but the new version could not be loaded; the old one keeps serving.
     Failed(String, String),
+    /// `Reload()` was called from a driver's reload hook while this thread was reloading: ignored.
+    Nested,
 }
 
 pub struct Registry {
     host: &'static CoProcessHostApi,
     drivers: RwLock<HashMap<Arc<str>, Arc<DriverSlot>>>,
-    /// Libraries replaced by a reload. They stay mapped until shutdown: unloading code while a thread
-    /// might still return into it (or run one of its thread-local destructors) can crash the host.
+    /// Libraries replaced by a reload whose old instance may still have calls in flight. Each reload
+    /// unloads those no instance uses any more (`reap_retired`), so they do not pile up.
     retired: Mutex<Vec<Arc<DriverLibrary>>>,
-    reload_copies: AtomicU64,
+}
+
+thread_local! {
+    /// Set while this thread runs `Registry::reload`: a driver's reload hook that calls `Reload()` again
+    /// must not wait for the lock its own caller holds (nor recurse without end).
+    static RELOADING: Cell<bool> = const { Cell::new(false) };
 }
 
 impl Registry {
@@ -84,7 +92,6 @@ impl Registry {
             host,
             drivers: RwLock::new(HashMap::new()),
             retired: Mutex::new(Vec::new()),
-            reload_copies: AtomicU64::new(0),
         }
     }
 
@@ -203,9 +210,23 @@ impl Registry {
 
     /// Hot reload: re-opens drivers whose file changed on disk and calls every other driver's reload
     /// hook. Dispatches keep running throughout; those already in flight finish on the old instance.
+    /// A `Reload()` made from a driver's reload hook (on the thread running this reload) returns
+    /// `[ReloadOutcome::Nested]` at once.
     pub fn reload(&self) -> Vec<ReloadOutcome> {
+        if RELOADING.replace(true) {
+            return vec![ReloadOutcome::Nested];
+        }
+        struct Done;
+        impl Drop for Done {
+            fn drop(&mut self) {
+                RELOADING.set(false);
+            }
+        }
+        let _done = Done;
         let slots: Vec<Arc<DriverSlot>> = self.read().values().cloned().collect();
-        slots.iter().map(|slot| self.reload_slot(slot)).collect()
+        let outcomes = slots.iter().map(|slot| self.reload_slot(slot)).collect();
+        self.reap_retired();
+        outcomes
     }
 
     fn reload_slot(&self, slot: &DriverSlot) -> ReloadOutcome {
@@ -236,28 +257,33 @@ impl Registry {
         }
     }
 
-    /// Opens a private copy of the slot's file: `dlopen` hands back the already-loaded object for a
-    /// path it has open (same device and inode), so a changed driver must come from a distinct file.
+    /// Opens a private copy of the slot's file (see `private_copy`) and initialises it.
     fn reopen(&self, slot: &DriverSlot) -> std::result::Result<DriverInstance, String> {
-        let canonical = std::fs::canonicalize(&slot.path)
-            .map_err(|e| format!("cannot read {}: {e}", slot.path.display()))?;
-        let n = self.reload_copies.fetch_add(1, Ordering::Relaxed);
-        let file_name = canonical
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "driver.so".into());
-        let copy = std::env::temp_dir().join(format!(
-            "coprocess-bridge-{}-{n}-{file_name}",
-            std::process::id()
-        ));
-        std::fs::copy(&canonical, &copy)
-            .map_err(|e| format!("cannot copy {} for reload: {e}", canonical.display()))?;
-        let opened = DriverLibrary::open(&copy, &canonical);
-        // The mapping survives the unlink; removing the copy now leaves nothing behind.
-        let _ = std::fs::remove_file(&copy);
-        let library = Arc::new(opened.map_err(|e| e.message)?);
+        let library = Arc::new(open_private_copy(&slot.path)?);
         DriverInstance::start(slot.name.clone(), library, self.host, &slot.config)
             .map_err(|e| e.message)
+    }
+
+    /// Unloads retired libraries no instance uses any more: their last call has returned and their
+    /// instance was shut down. (glibc keeps a library mapped by itself while thread-local destructors
+    /// it registered are pending, so a thread still to run one is not a reason to wait.)
+    fn reap_retired(&self) {
+        let idle: Vec<Arc<DriverLibrary>> = {
+            let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+            let (idle, busy) = std::mem::take(&mut *retired)
+                .into_iter()
+                .partition(|lib| Arc::strong_count(lib) == 1);
+            *retired = busy;
+            idle
+        };
+        // dlclose outside the lock: it runs the library's finalisers.
+        drop(idle);
+    }
+
+    /// Libraries replaced by a reload and still mapped because a call on them was in flight at the last
+    /// reload.
+    pub fn retired_count(&self) -> usize {
+        self.retired.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Removes every driver. Each instance is shut down when its last in-flight call returns.

@@ -19,7 +19,8 @@ const PANIC: c_int = COPROCESS_ERR_PANIC as c_int;
 
 /// Initialises the bridge. `config_json` is a JSON object shaped like tyk.conf's `coprocess_options`
 /// (bare or as `{"coprocess_options": {...}}`) plus an optional `drivers` list
-/// (`[{"name": "...", "path": "...", "config": {...}}]`), `event_queue_capacity` and `log_level`;
+/// (`[{"name": "...", "path": "...", "config": {...}}]`), `event_queue_capacity` (default 1024),
+/// `event_queue_max_bytes` (default 16 MiB) and `log_level`;
 /// the `TYK_GW_COPROCESSOPTIONS_*` environment variables override it. NULL means defaults.
 /// Plugin bundles take tyk.conf's root keys `enable_bundle_downloader`, `bundle_base_url`,
 /// `public_key_path`, `bundle_insecure_skip_verify`, `middleware_path`,
@@ -67,7 +68,8 @@ pub extern "C" fn CoProcessLoadDriver(
     })
 }
 
-/// Shared body of Dispatch and DispatchWithDriver.
+/// Shared body of Dispatch and DispatchWithDriver. The input is read before `out` is written, so
+/// `in` and `out` may be the same struct.
 ///
 /// # Safety
 /// `input`/`out` must be NULL or valid pointers; `input` must describe readable memory.
@@ -82,17 +84,25 @@ unsafe fn dispatch_into(
             "Dispatch: out is NULL",
         ));
     }
+    let input = if input.is_null() {
+        None
+    } else {
+        // SAFETY: non-NULL, caller-owned; copied (two plain fields) before `out`, which may be the same
+        // struct, is touched.
+        Some(unsafe { std::ptr::read(input) })
+    };
     // SAFETY: `out` is non-NULL and points to a caller-owned struct.
     let out = unsafe { &mut *out };
     *out = CoProcessMessage::empty();
-    if input.is_null() {
+    let Some(input) = input else {
         return Err(Error::new(
             COPROCESS_ERR_NULL_ARGUMENT,
             "Dispatch: in is NULL",
         ));
-    }
-    // SAFETY: non-NULL; the caller guarantees p_data/length describe readable memory for the call.
-    let bytes = unsafe { (*input).as_bytes("Dispatch: in") }?;
+    };
+    // SAFETY: the caller guarantees p_data/length describe readable memory for the call; clearing
+    // `out` changed only the struct, not the bytes it pointed to.
+    let bytes = unsafe { input.as_bytes("Dispatch: in") }?;
     let result = dispatch::dispatch(global(), driver, bytes)?;
     result.into_message(out)
 }
@@ -105,6 +115,9 @@ unsafe fn dispatch_into(
 /// input; this bridge does not). On success `out->p_data` is a malloc'd buffer of `out->length` bytes
 /// owned by the caller: release it with CoProcessMessageFree(out) or free(out->p_data). On failure
 /// `out` is set to {NULL, 0}.
+/// In place: `in` and `out` may point to the same struct (`Dispatch(&m, &m)`): the input is read
+/// before `out` is written, so the Object dispatched is the one `m` held. Afterwards `m` holds the
+/// result (or {NULL, 0}): keep your own copy of the input pointer to free the input.
 /// Thread-safe: call it from any number of threads; no global lock is held while a driver runs.
 /// Returns 0, or an error code with the message in CoProcessLastError().
 #[no_mangle]
@@ -115,7 +128,7 @@ pub extern "C" fn Dispatch(input: *const CoProcessMessage, out: *mut CoProcessMe
     })
 }
 
-/// As Dispatch, routed to the driver loaded under `driver`.
+/// As Dispatch (`in` may equal `out` there too), routed to the driver loaded under `driver`.
 /// Ownership: `driver` and `in` are borrowed; `out->p_data` as for Dispatch. Thread-safe.
 #[no_mangle]
 pub extern "C" fn DispatchWithDriver(
@@ -125,12 +138,18 @@ pub extern "C" fn DispatchWithDriver(
 ) -> c_int {
     ffi_boundary!(PANIC, {
         status((|| {
-            if !out.is_null() {
-                // SAFETY: non-NULL caller-owned struct; cleared so a failure leaves {NULL, 0}.
-                unsafe { *out = CoProcessMessage::empty() };
-            }
             // SAFETY: NULL or a NUL-terminated string.
-            let name = unsafe { str_arg(driver, "DispatchWithDriver: driver") }?;
+            let name = match unsafe { str_arg(driver, "DispatchWithDriver: driver") } {
+                Ok(name) => name,
+                Err(e) => {
+                    if !out.is_null() {
+                        // SAFETY: non-NULL caller-owned struct; cleared so a failure leaves {NULL, 0}
+                        // (`in` is not read after a bad driver name, so it may be `out`).
+                        unsafe { *out = CoProcessMessage::empty() };
+                    }
+                    return Err(e);
+                }
+            };
             // SAFETY: pointer validity is checked inside.
             unsafe { dispatch_into(Some(name), input, out) }
         })())
@@ -155,9 +174,11 @@ pub extern "C" fn DispatchEvent(event_json: *const c_char) {
 }
 
 /// Hot reload: calls every driver's reload hook; a driver whose file changed on disk is re-opened from a
-/// private copy and re-initialised, while calls already in flight finish on the old version. A driver
-/// whose new version fails to load keeps serving with the old one (logged at error level). Replace
-/// driver files by rename (mv), never by writing into a file that is loaded.
+/// private copy (an anonymous memory file, never a path in /tmp) and re-initialised, while calls
+/// already in flight finish on the old version, which is unloaded once they have returned. A driver
+/// whose new version fails to load (a missing symbol included) keeps serving with the old one (logged
+/// at error level). Replace driver files by rename (mv), never by writing into a file that is loaded.
+/// A driver's reload hook that calls Reload() again is ignored (logged), not a deadlock.
 /// Thread-safe: dispatching threads see no error while it runs.
 #[no_mangle]
 pub extern "C" fn Reload() {
@@ -200,10 +221,15 @@ pub extern "C" fn CoProcessLastError() -> *const c_char {
 }
 
 /// Sets the function that receives events (drivers' trigger_event, TykTriggerEvent); NULL removes it.
-/// Without a handler, events wait in a bounded queue drained with CoProcessNextEvent (the oldest is
-/// dropped when it is full). The handler is called on the thread that raised the event, possibly from
-/// several threads at once; its strings are valid only during the call. `user_data` is passed back
-/// untouched. Thread-safe.
+/// Without a handler, events wait in a bounded queue drained with CoProcessNextEvent: at most
+/// `event_queue_capacity` events and `event_queue_max_bytes` bytes (CoProcessInit); when full, the
+/// oldest is dropped, counted and reported in the log. The handler is called on the thread that raised
+/// the event, possibly from several threads at once; its strings are valid only during the call.
+/// `user_data` is passed back untouched.
+/// When this function returns, the previous handler is not running on any other thread and will not
+/// be called again, so its `user_data` may be freed right away (calls in flight are waited for; a
+/// handler may itself call this function: its own call is not waited for). Do not call it while
+/// holding a lock your handler takes. Thread-safe.
 #[no_mangle]
 pub extern "C" fn CoProcessSetEventHandler(handler: CoProcessEventHandler, user_data: *mut c_void) {
     ffi_boundary!((), { global().events.set_handler(handler, user_data) })
@@ -212,7 +238,10 @@ pub extern "C" fn CoProcessSetEventHandler(handler: CoProcessEventHandler, user_
 /// Sets the function that receives log lines (drivers' log, CoProcessLog, the bridge's own); NULL
 /// removes it, and logs go to stderr with their level. Levels: "debug", "info", "warning", "error".
 /// Called on the logging thread, possibly from several threads at once; strings are valid only during
-/// the call. Thread-safe.
+/// the call. Handlers nested more than 8 deep on one thread (a handler that logs) go to stderr.
+/// When this function returns, the previous handler is not running on any other thread and will not
+/// be called again, so its `user_data` may be freed right away (as for CoProcessSetEventHandler).
+/// Thread-safe.
 #[no_mangle]
 pub extern "C" fn CoProcessSetLogHandler(handler: CoProcessLogHandler, user_data: *mut c_void) {
     ffi_boundary!((), { global().logs.set_handler(handler, user_data) })

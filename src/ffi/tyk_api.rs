@@ -61,6 +61,8 @@ pub extern "C" fn TykGetData(key: *mut c_char) -> *mut c_char {
 }
 
 /// Raises a Tyk event: it reaches the host's event handler, or the event queue (CoProcessNextEvent).
+/// The queue is bounded (`event_queue_capacity`, `event_queue_max_bytes` in CoProcessInit): when full,
+/// the oldest event is dropped, counted and reported in the log at warning level.
 /// Ownership: borrowed (copied). A NULL payload is sent as "". Thread-safe.
 #[no_mangle]
 pub extern "C" fn TykTriggerEvent(event_name: *mut c_char, payload: *mut c_char) {
@@ -72,7 +74,11 @@ pub extern "C" fn TykTriggerEvent(event_name: *mut c_char, payload: *mut c_char)
                 let payload = unsafe { cstr_arg(payload, "") }
                     .map(|p| p.to_string_lossy())
                     .unwrap_or_default();
-                global().events.emit(&name.to_string_lossy(), &payload);
+                let events = &global().events;
+                let delivery = events.emit(&name.to_string_lossy(), &payload);
+                if let Some(line) = events.loss_report(&delivery) {
+                    global().logs.log(Level::Warning, line);
+                }
             }
             Err(e) => set_last_error(&e.message),
         }

@@ -90,10 +90,11 @@ impl Metrics {
         match delivery {
             Delivery::Handled => self.events_to_handler.fetch_add(1, Relaxed),
             Delivery::Queued => self.events_queued.fetch_add(1, Relaxed),
-            Delivery::QueuedDroppingOldest => {
-                self.events_dropped.fetch_add(1, Relaxed);
+            Delivery::QueuedDroppingOldest { dropped } => {
+                self.events_dropped.fetch_add(*dropped, Relaxed);
                 self.events_queued.fetch_add(1, Relaxed)
             }
+            Delivery::TooLarge => self.events_dropped.fetch_add(1, Relaxed),
         };
     }
 
@@ -103,6 +104,7 @@ impl Metrics {
             let (name, failed) = match outcome {
                 ReloadOutcome::HookCalled(n) | ReloadOutcome::Reopened(n) => (n, false),
                 ReloadOutcome::Failed(n, _) => (n, true),
+                ReloadOutcome::Nested => continue,
             };
             let counts = reloads.entry(name.clone()).or_default();
             counts.reloads += 1;
@@ -149,7 +151,7 @@ mod tests {
         m.record_call("api", "Auth", "native", 1_500, Some(6));
         m.record_auth_cache("api", "Auth", "native", true);
         m.record_event(&Delivery::Handled);
-        m.record_event(&Delivery::QueuedDroppingOldest);
+        m.record_event(&Delivery::QueuedDroppingOldest { dropped: 1 });
         m.record_reloads(&[
             ReloadOutcome::HookCalled("native".into()),
             ReloadOutcome::Failed("native".into(), "bad".into()),

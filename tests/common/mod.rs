@@ -105,6 +105,12 @@ pub fn build_c_driver(source: &Path, defines: &[&str]) -> PathBuf {
 /// directory of [`bridge_cdylib`]) and returns the executable's path, cached like
 /// [`build_c_driver`]. Both the repository root (for `api.h`) and `include/` are on the include path.
 pub fn build_c_host(source: &Path, defines: &[&str]) -> PathBuf {
+    build_c_host_with_flags(source, defines, &[])
+}
+
+/// As [`build_c_host`], with extra compiler flags (e.g. `-fsanitize=address,undefined`), which
+/// also key the cache.
+pub fn build_c_host_with_flags(source: &Path, defines: &[&str], cflags: &[&str]) -> PathBuf {
     let root = repo_root();
     let lib_dir = bridge_cdylib()
         .parent()
@@ -119,6 +125,7 @@ pub fn build_c_host(source: &Path, defines: &[&str]) -> PathBuf {
         args.push(dir.into());
     }
     args.extend(define_args(defines));
+    args.extend(cflags.iter().map(OsString::from));
     let mut rpath = OsString::from("-Wl,-rpath,");
     rpath.push(&lib_dir);
     let link: Vec<OsString> = vec![
