@@ -107,9 +107,9 @@ pub fn set_last_error(message: &str) {
     });
 }
 
-/// Forgets this thread's last error (`CoProcessLastError` then returns "").
+/// Forgets this thread's last error (`CoProcessLastError` then returns ""). A no-op on an exiting thread.
 pub fn clear_last_error() {
-    LAST_ERROR.with(|slot| *slot.borrow_mut() = CString::default());
+    set_last_error("");
 }
 
 /// Records `err` as this thread's last error and returns its code, for `return fail(err)` in exports.
