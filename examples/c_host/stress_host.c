@@ -14,6 +14,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -49,6 +50,11 @@ static int contains(const void *hay, size_t n, const char *needle) {
 static void fail(const char *what) {
   atomic_fetch_add(&failures, 1);
   fprintf(stderr, "FAILED: %s: %s\n", what, CoProcessLastError());
+}
+
+static void fail_errno(const char *what) {
+  atomic_fetch_add(&failures, 1);
+  fprintf(stderr, "FAILED: %s: %s\n", what, strerror(errno));
 }
 
 static void *dispatcher(void *arg) {
@@ -145,7 +151,7 @@ static int replace_driver(void) {
 static void *reloader(void *arg) {
   (void)arg;
   while (!atomic_load(&stop)) {
-    if (!replace_driver()) fail("replacing the driver file");
+    if (!replace_driver()) fail_errno("replacing the driver file");
     Reload();
     atomic_fetch_add(&reloads, 1);
     struct timespec ts = {0, 20 * 1000 * 1000};
