@@ -153,7 +153,8 @@ extern "C" {
 /**
  * Initialises the bridge. `config_json` is a JSON object shaped like tyk.conf's `coprocess_options`
  * (bare or as `{"coprocess_options": {...}}`) plus an optional `drivers` list
- * (`[{"name": "...", "path": "...", "config": {...}}]`), `event_queue_capacity` and `log_level`;
+ * (`[{"name": "...", "path": "...", "config": {...}}]`), `event_queue_capacity` (default 1024),
+ * `event_queue_max_bytes` (default 16 MiB) and `log_level`;
  * the `TYK_GW_COPROCESSOPTIONS_*` environment variables override it. NULL means defaults.
  * Plugin bundles take tyk.conf's root keys `enable_bundle_downloader`, `bundle_base_url`,
  * `public_key_path`, `bundle_insecure_skip_verify`, `middleware_path`,
@@ -184,13 +185,16 @@ int CoProcessLoadDriver(const char *name, const char *path, const char *config_j
  * input; this bridge does not). On success `out->p_data` is a malloc'd buffer of `out->length` bytes
  * owned by the caller: release it with CoProcessMessageFree(out) or free(out->p_data). On failure
  * `out` is set to {NULL, 0}.
+ * In place: `in` and `out` may point to the same struct (`Dispatch(&m, &m)`): the input is read
+ * before `out` is written, so the Object dispatched is the one `m` held. Afterwards `m` holds the
+ * result (or {NULL, 0}): keep your own copy of the input pointer to free the input.
  * Thread-safe: call it from any number of threads; no global lock is held while a driver runs.
  * Returns 0, or an error code with the message in CoProcessLastError().
  */
 int Dispatch(const CoProcessMessage *input, CoProcessMessage *out);
 
 /**
- * As Dispatch, routed to the driver loaded under `driver`.
+ * As Dispatch (`in` may equal `out` there too), routed to the driver loaded under `driver`.
  * Ownership: `driver` and `in` are borrowed; `out->p_data` as for Dispatch. Thread-safe.
  */
 int DispatchWithDriver(const char *driver, const CoProcessMessage *input, CoProcessMessage *out);
@@ -205,9 +209,11 @@ void DispatchEvent(const char *event_json);
 
 /**
  * Hot reload: calls every driver's reload hook; a driver whose file changed on disk is re-opened from a
- * private copy and re-initialised, while calls already in flight finish on the old version. A driver
- * whose new version fails to load keeps serving with the old one (logged at error level). Replace
- * driver files by rename (mv), never by writing into a file that is loaded.
+ * private copy (an anonymous memory file, never a path in /tmp) and re-initialised, while calls
+ * already in flight finish on the old version, which is unloaded once they have returned. A driver
+ * whose new version fails to load (a missing symbol included) keeps serving with the old one (logged
+ * at error level). Replace driver files by rename (mv), never by writing into a file that is loaded.
+ * A driver's reload hook that calls Reload() again is ignored (logged), not a deadlock.
  * Thread-safe: dispatching threads see no error while it runs.
  */
 void Reload(void);
@@ -233,10 +239,15 @@ const char *CoProcessLastError(void);
 
 /**
  * Sets the function that receives events (drivers' trigger_event, TykTriggerEvent); NULL removes it.
- * Without a handler, events wait in a bounded queue drained with CoProcessNextEvent (the oldest is
- * dropped when it is full). The handler is called on the thread that raised the event, possibly from
- * several threads at once; its strings are valid only during the call. `user_data` is passed back
- * untouched. Thread-safe.
+ * Without a handler, events wait in a bounded queue drained with CoProcessNextEvent: at most
+ * `event_queue_capacity` events and `event_queue_max_bytes` bytes (CoProcessInit); when full, the
+ * oldest is dropped, counted and reported in the log. The handler is called on the thread that raised
+ * the event, possibly from several threads at once; its strings are valid only during the call.
+ * `user_data` is passed back untouched.
+ * When this function returns, the previous handler is not running on any other thread and will not
+ * be called again, so its `user_data` may be freed right away (calls in flight are waited for; a
+ * handler may itself call this function: its own call is not waited for). Do not call it while
+ * holding a lock your handler takes. Thread-safe.
  */
 void CoProcessSetEventHandler(CoProcessEventHandler handler, void *user_data);
 
@@ -244,7 +255,10 @@ void CoProcessSetEventHandler(CoProcessEventHandler handler, void *user_data);
  * Sets the function that receives log lines (drivers' log, CoProcessLog, the bridge's own); NULL
  * removes it, and logs go to stderr with their level. Levels: "debug", "info", "warning", "error".
  * Called on the logging thread, possibly from several threads at once; strings are valid only during
- * the call. Thread-safe.
+ * the call. Handlers nested more than 8 deep on one thread (a handler that logs) go to stderr.
+ * When this function returns, the previous handler is not running on any other thread and will not
+ * be called again, so its `user_data` may be freed right away (as for CoProcessSetEventHandler).
+ * Thread-safe.
  */
 void CoProcessSetLogHandler(CoProcessLogHandler handler, void *user_data);
 
@@ -362,6 +376,8 @@ char *TykGetData(char *key);
 
 /**
  * Raises a Tyk event: it reaches the host's event handler, or the event queue (CoProcessNextEvent).
+ * The queue is bounded (`event_queue_capacity`, `event_queue_max_bytes` in CoProcessInit): when full,
+ * the oldest event is dropped, counted and reported in the log at warning level.
  * Ownership: borrowed (copied). A NULL payload is sent as "". Thread-safe.
  */
 void TykTriggerEvent(char *event_name, char *payload);
