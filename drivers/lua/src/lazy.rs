@@ -22,12 +22,64 @@ use mlua::{Lua, Table, Value};
 use crate::record::{GoJson, Record, ShapeError, ShapeResult};
 
 /// The Object of the call in progress, shared by the metamethods of one Lua state.
+///
+/// Each top-level field the hook touches is decoded on its own (a partial Object holding just that
+/// field), so reading `request` does not decode the session; the result is the input with the
+/// changed fields' records replaced (`splice`), so unchanged fields are copied, not re-encoded.
 #[derive(Default)]
 pub struct CallData {
     input: RefCell<Vec<u8>>,
-    object: RefCell<Option<Object>>,
+    parts: [RefCell<Option<Object>>; PARTS],
     /// Per lazy kind, the fields marked (materialized as a table, or assigned).
     marked: [Cell<u64>; KINDS],
+}
+
+/// The top-level fields decoded separately: request, session, metadata, spec, response.
+const PARTS: usize = 5;
+pub const REQUEST: u32 = 3;
+pub const SESSION: u32 = 4;
+pub const METADATA: u32 = 5;
+pub const SPEC: u32 = 6;
+pub const RESPONSE: u32 = 7;
+
+fn part_index(field: u32) -> usize {
+    match field {
+        REQUEST => 0,
+        SESSION => 1,
+        METADATA => 2,
+        SPEC => 3,
+        RESPONSE => 4,
+        _ => unreachable!("field {field} is not decoded separately"),
+    }
+}
+
+/// The top-level records of a serialized message: (field number, byte range of the whole record).
+fn records(bytes: &[u8]) -> Result<Vec<(u32, std::ops::Range<usize>)>, String> {
+    use coprocess_driver::proto::prost::encoding::decode_varint;
+    let bad = |e: &dyn std::fmt::Display| format!("malformed Object: {e}");
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let start = bytes.len() - rest.len();
+        let key = decode_varint(&mut rest).map_err(|e| bad(&e))?;
+        let skip = match key & 7 {
+            0 => {
+                decode_varint(&mut rest).map_err(|e| bad(&e))?;
+                0
+            }
+            1 => 8,
+            2 => usize::try_from(decode_varint(&mut rest).map_err(|e| bad(&e))?)
+                .map_err(|e| bad(&e))?,
+            5 => 4,
+            other => return Err(bad(&format!("wire type {other}"))),
+        };
+        if skip > rest.len() {
+            return Err(bad(&"truncated record"));
+        }
+        rest = &rest[skip..];
+        out.push(((key >> 3) as u32, start..bytes.len() - rest.len()));
+    }
+    Ok(out)
 }
 
 impl CallData {
@@ -36,36 +88,57 @@ impl CallData {
         let mut input = self.input.borrow_mut();
         input.clear();
         input.extend_from_slice(bytes);
-        *self.object.borrow_mut() = None;
-        for m in &self.marked {
-            m.set(0);
-        }
+        self.reset();
     }
 
     /// Ends the call: tables kept by the hook past this point read as empty.
     pub fn finish(&self) {
         self.input.borrow_mut().clear();
-        *self.object.borrow_mut() = None;
+        self.reset();
+    }
+
+    fn reset(&self) {
+        for p in &self.parts {
+            *p.borrow_mut() = None;
+        }
         for m in &self.marked {
             m.set(0);
         }
     }
 
-    /// The decoded Object (decoded on first use).
-    pub fn object(&self) -> mlua::Result<RefMut<'_, Object>> {
-        let mut slot = self.object.borrow_mut();
+    /// An Object holding only top-level field `field` of the input (decoded on first use; changes
+    /// made to it are what `splice` writes).
+    pub fn part(&self, field: u32) -> mlua::Result<RefMut<'_, Object>> {
+        let mut slot = self.parts[part_index(field)].borrow_mut();
         if slot.is_none() {
-            let object = Object::decode(self.input.borrow().as_slice())
+            let input = self.input.borrow();
+            let mut only = Vec::new();
+            for (f, range) in records(&input).map_err(mlua::Error::runtime)? {
+                if f == field {
+                    only.extend_from_slice(&input[range]);
+                }
+            }
+            let object = Object::decode(only.as_slice())
                 .map_err(|e| mlua::Error::runtime(format!("cannot decode the Object: {e}")))?;
             *slot = Some(object);
         }
         Ok(RefMut::map(slot, |o| o.as_mut().expect("set above")))
     }
 
-    /// Takes the decoded Object out (decoding it if no metamethod did), for the result.
-    pub fn take_object(&self) -> mlua::Result<Object> {
-        drop(self.object()?);
-        Ok(self.object.borrow_mut().take().expect("decoded above"))
+    /// The input with the records of `changed` fields replaced by those fields' parts.
+    pub fn splice(&self, changed: &[u32]) -> Result<Vec<u8>, String> {
+        let input = self.input.borrow();
+        let mut out = Vec::with_capacity(input.len() + 64);
+        for (f, range) in records(&input)? {
+            if !changed.contains(&f) {
+                out.extend_from_slice(&input[range]);
+            }
+        }
+        for &field in changed {
+            let part = self.part(field).map_err(|e| e.to_string())?;
+            part.encode(&mut out).map_err(|e| e.to_string())?;
+        }
+        Ok(out)
     }
 
     /// `spec[key]`, read from the serialized Object.
@@ -97,6 +170,8 @@ pub enum Kind {
 pub trait Slot {
     type Message: Record;
     const KIND: Kind;
+    /// The Object's field number.
+    const FIELD: u32;
     fn get(object: &mut Object) -> &mut Option<Self::Message>;
 }
 
@@ -107,6 +182,7 @@ pub struct ResponseSlot;
 impl Slot for RequestSlot {
     type Message = MiniRequestObject;
     const KIND: Kind = Kind::Request;
+    const FIELD: u32 = REQUEST;
     fn get(object: &mut Object) -> &mut Option<MiniRequestObject> {
         &mut object.request
     }
@@ -115,6 +191,7 @@ impl Slot for RequestSlot {
 impl Slot for SessionSlot {
     type Message = SessionState;
     const KIND: Kind = Kind::Session;
+    const FIELD: u32 = SESSION;
     fn get(object: &mut Object) -> &mut Option<SessionState> {
         &mut object.session
     }
@@ -123,6 +200,7 @@ impl Slot for SessionSlot {
 impl Slot for ResponseSlot {
     type Message = ResponseObject;
     const KIND: Kind = Kind::Response;
+    const FIELD: u32 = RESPONSE;
     fn get(object: &mut Object) -> &mut Option<ResponseObject> {
         &mut object.response
     }
@@ -144,7 +222,7 @@ pub fn index<S: Slot>(lua: &Lua, call: &CallData, table: Table, key: Value) -> m
         return Ok(Value::Nil); // assigned nil by the hook
     }
     let value = {
-        let mut object = call.object()?;
+        let mut object = call.part(S::FIELD)?;
         match S::get(&mut object) {
             Some(message) => message.field_to_lua(lua, i)?,
             None => Value::Nil,
@@ -177,7 +255,7 @@ pub fn fill<S: Slot>(lua: &Lua, call: &CallData, table: &Table) -> mlua::Result<
             continue;
         }
         let value = {
-            let mut object = call.object()?;
+            let mut object = call.part(S::FIELD)?;
             match S::get(&mut object) {
                 Some(message) => message.field_to_lua(lua, i)?,
                 None => Value::Nil,
@@ -237,4 +315,53 @@ pub fn replace<S: Slot>(value: Value, object: &mut Object) -> ShapeResult<bool> 
     let changed = *slot != new;
     *slot = new;
     Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coprocess_driver::proto::fixtures;
+
+    #[test]
+    fn parts_decode_one_field_and_splice_replaces_only_the_changed_ones() {
+        let original = fixtures::fully_populated_object();
+        // A patched input (as a chain hands over): the request field occurs twice and merges.
+        let mut input = original.encode_to_vec();
+        let patch = Object {
+            request: Some(MiniRequestObject {
+                set_headers: [("X-Patched".to_owned(), "1".to_owned())].into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        input.extend(patch.encode_to_vec());
+        let mut expected = Object::decode(input.as_slice()).unwrap();
+
+        let call = CallData::default();
+        call.begin(&input);
+        {
+            let request = call.part(REQUEST).unwrap();
+            assert_eq!(request.request, expected.request);
+            assert!(request.session.is_none() && request.spec.is_empty());
+        }
+        call.part(REQUEST).unwrap().request.as_mut().unwrap().url = "/new".into();
+        call.part(SESSION).unwrap().session = None;
+        let out = call.splice(&[REQUEST, SESSION]).unwrap();
+        expected.request.as_mut().unwrap().url = "/new".into();
+        expected.session = None;
+        assert_eq!(Object::decode(out.as_slice()).unwrap(), expected);
+        // Unchanged fields are copied as they were.
+        assert_eq!(call.splice(&[]).unwrap(), input);
+        call.finish();
+    }
+
+    #[test]
+    fn malformed_input_is_an_error_not_a_panic() {
+        let call = CallData::default();
+        for bad in [&[0x1a, 0x05, 0x01][..], &[0x0b], &[0x80]] {
+            call.begin(bad);
+            assert!(call.part(REQUEST).is_err(), "{bad:?}");
+            assert!(call.splice(&[]).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -128,7 +128,7 @@ impl LuaState {
                     p if p == ss => lazy::fill::<SessionSlot>(&lua, &c, t),
                     p if p == rs => lazy::fill::<ResponseSlot>(&lua, &c, t),
                     p if p == sp => {
-                        let spec = c.object()?.spec.clone();
+                        let spec = c.part(lazy::SPEC)?.spec.clone();
                         for (k, v) in spec {
                             if t.raw_get::<Value>(k.as_str())?.is_nil() {
                                 t.raw_set(k, v)?;
@@ -151,7 +151,7 @@ impl LuaState {
         rt.set(
             "metadata",
             lua.create_function(move |lua, ()| {
-                let object = c.object()?;
+                let object = c.part(lazy::METADATA)?;
                 let t = lua.create_table()?;
                 for (k, v) in &object.metadata {
                     t.raw_set(k.as_str(), v.as_str())?;
@@ -334,18 +334,19 @@ impl LuaState {
             return Ok(Reply::Unchanged);
         }
 
-        let mut object = self
-            .call
-            .take_object()
-            .map_err(|e| format!("failed: {e}"))?;
-        let mut changed = false;
-        changed |=
-            apply::<RequestSlot>(&self.call, &request, new_request, &mut object).map_err(shape)?;
-        changed |=
-            apply::<SessionSlot>(&self.call, &session, new_session, &mut object).map_err(shape)?;
+        let call = &*self.call;
+        let part_err = |e: mlua::Error| format!("failed: {e}");
+        let mut changed = Vec::new();
+        if apply::<RequestSlot>(call, &request, new_request).map_err(shape)? {
+            changed.push(lazy::REQUEST);
+        }
+        if apply::<SessionSlot>(call, &session, new_session).map_err(shape)? {
+            changed.push(lazy::SESSION);
+        }
         if let Value::Table(given) = &response {
-            changed |= apply::<ResponseSlot>(&self.call, given, new_response, &mut object)
-                .map_err(shape)?;
+            if apply::<ResponseSlot>(call, given, new_response).map_err(shape)? {
+                changed.push(lazy::RESPONSE);
+            }
         }
         if form >= 4 {
             let m = match (&r3, form) {
@@ -360,26 +361,35 @@ impl LuaState {
             };
             let m = <std::collections::HashMap<String, String> as GoJson>::from_lua(m)
                 .map_err(|e| shape(e.at("metadata")))?;
-            if m != object.metadata {
-                object.metadata = m;
-                changed = true;
+            let mut part = call.part(lazy::METADATA).map_err(part_err)?;
+            if m != part.metadata {
+                part.metadata = m;
+                changed.push(lazy::METADATA);
             }
         }
-        if hook_type == HookType::CustomKeyCheck && !object.metadata.is_empty() {
+        if hook_type == HookType::CustomKeyCheck {
             // Tyk keeps the auth hook's metadata (e.g. "token") with the session it returns.
-            let session = object.session.get_or_insert_with(Default::default);
-            for (k, v) in &object.metadata {
-                if session.metadata.get(k) != Some(v) {
-                    session.metadata.insert(k.clone(), v.clone());
-                    changed = true;
+            let metadata = call.part(lazy::METADATA).map_err(part_err)?;
+            if !metadata.metadata.is_empty() {
+                let mut part = call.part(lazy::SESSION).map_err(part_err)?;
+                let session = part.session.get_or_insert_with(Default::default);
+                for (k, v) in &metadata.metadata {
+                    if session.metadata.get(k) != Some(v) {
+                        session.metadata.insert(k.clone(), v.clone());
+                        if !changed.contains(&lazy::SESSION) {
+                            changed.push(lazy::SESSION);
+                        }
+                    }
                 }
             }
         }
-        Ok(if changed {
-            Reply::from(object)
-        } else {
-            Reply::Unchanged
-        })
+        if changed.is_empty() {
+            return Ok(Reply::Unchanged);
+        }
+        // The bridge checks the result is well-formed (a wire walk).
+        call.splice(&changed)
+            .map(Reply::Encoded)
+            .map_err(|e| format!("failed: {e}"))
     }
 
     /// Runs the event handler `handler` of every loaded bundle that defines it.
@@ -413,17 +423,20 @@ impl LuaState {
 /// The prelude's `run` results: form, request, session, response, metadata, and the hook's returns.
 type Outcome = (u8, Table, Table, Value, Value, Value, Value, Value);
 
-/// The hook's effect on one message: the returned replacement, or the given table's changes.
+/// The hook's effect on one message (written to the call's part for it): the returned
+/// replacement, or the given table's changes. `true` when the message changed.
 fn apply<S: Slot>(
     call: &CallData,
     given: &Table,
     replacement: Option<&Value>,
-    object: &mut coprocess_driver::Object,
 ) -> Result<bool, ShapeError> {
+    if replacement.is_none() && lazy::untouched::<S>(call, given) {
+        return Ok(false);
+    }
+    let mut part = call.part(S::FIELD)?;
     match replacement {
-        Some(value) => lazy::replace::<S>(value.clone(), object),
-        None if lazy::untouched::<S>(call, given) => Ok(false),
-        None => lazy::apply::<S>(call, given, object),
+        Some(value) => lazy::replace::<S>(value.clone(), &mut part),
+        None => lazy::apply::<S>(call, given, &mut part),
     }
 }
 
