@@ -361,3 +361,254 @@ fn the_demo_gateway_definitions_load() {
     }
     assert_eq!(loaded, 2, "a classic and an OAS definition");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tyk's per-hook semantics: each hook of a chain is its own middleware (Edit:/Record hooks of the
+// example driver: they answer edits and store what they saw, nothing else).
+
+/// The Object a `Record...` hook of the example driver was given.
+fn seen(hook: &str) -> Object {
+    let hex = get(&format!("rust_driver:seen:{hook}"));
+    assert!(!hex.is_empty(), "{hook} did not run");
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    Object::decode(bytes.as_slice()).unwrap()
+}
+
+fn headers_of(o: &Object) -> Vec<String> {
+    let mut h: Vec<String> = o
+        .request
+        .as_ref()
+        .unwrap()
+        .headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    h.sort();
+    h
+}
+
+/// A Pre request with a query, a Host and a body, as Tyk's BuildObject makes it.
+fn rich_request(api_id: &str) -> Object {
+    let mut o = request(
+        api_id,
+        HookType::Pre,
+        &[("Host", "gw.example"), ("Accept", "*/*"), ("X-Drop", "d")],
+    );
+    let r = o.request.as_mut().unwrap();
+    r.url = "/x?q=1".into();
+    r.params.insert("q".into(), "1".into());
+    r.method = "POST".into();
+    r.body = "original".into();
+    r.raw_body = b"original".to_vec();
+    o
+}
+
+#[test]
+fn chained_hooks_see_what_earlier_hooks_did_and_the_host_gets_the_net_effect() {
+    load_api(&classic(
+        "semantics",
+        r#""pre": [{"name": "Edit:set x-added=1;set X-Keep=k;del accept"}, {"name": "RecordS1"},
+                   {"name": "Edit:del X-ADDED;del x-drop;add p=v w;url /new?ignored=1;method PUT;body changed"},
+                   {"name": "RecordS2"}]"#,
+    ))
+    .unwrap();
+    let out = run(&rich_request("semantics")).unwrap();
+
+    let first = seen("RecordS1");
+    assert_eq!(
+        headers_of(&first),
+        ["Host: gw.example", "X-Added: 1", "X-Drop: d", "X-Keep: k"],
+        "the first hook's set headers (canonical names), not its deleted ones"
+    );
+    let r = first.request.as_ref().unwrap();
+    assert!(r.set_headers.is_empty() && r.delete_headers.is_empty());
+    assert_eq!(r.return_overrides.as_ref().unwrap().response_code, -1);
+    assert_eq!((r.body.as_str(), r.url.as_str()), ("original", "/x?q=1"));
+
+    let second = seen("RecordS2");
+    assert_eq!(headers_of(&second), ["Host: gw.example", "X-Keep: k"]);
+    let r = second.request.as_ref().unwrap();
+    assert_eq!(r.url, "/new?p=v+w&q=1", "the query as Tyk re-encodes it");
+    assert_eq!(r.params.get("p").map(String::as_str), Some("v w"));
+    assert_eq!(r.method, "PUT");
+    assert_eq!(
+        (r.body.as_str(), r.raw_body.as_slice()),
+        ("changed", &b"changed"[..])
+    );
+    assert_eq!(r.request_uri, "/x", "request_uri stays the host's");
+    assert!(r.add_params.is_empty() && r.delete_params.is_empty());
+
+    // The answer: the whole chain's edits, applied by a host as Tyk applies one hook's.
+    let r = out.request.as_ref().unwrap();
+    let mut deleted = r.delete_headers.clone();
+    deleted.sort();
+    assert_eq!(deleted, ["Accept", "X-Added", "X-Drop"]);
+    assert_eq!(r.set_headers.len(), 1);
+    assert_eq!(set_header(&out, "X-Keep").as_deref(), Some("k"));
+    assert_eq!(r.add_params.get("p").map(String::as_str), Some("v w"));
+    assert_eq!(
+        (r.url.as_str(), r.method.as_str()),
+        ("/new?p=v+w&q=1", "PUT")
+    );
+    assert_eq!(r.raw_body, b"changed");
+    assert_eq!(headers_of(&out), headers_of(&second));
+}
+
+#[test]
+fn only_a_positive_response_code_ends_a_chain() {
+    load_api(&classic(
+        "codes",
+        r#""pre": [{"name": "Edit:code 0"}, {"name": "RecordC1"}, {"name": "Edit:code -5"},
+                   {"name": "Edit:code 201;set X-Last=1"}, {"name": "RecordC2"}]"#,
+    ))
+    .unwrap();
+    store("rust_driver:seen:RecordC2", "", 0);
+    let out = run(&request("codes", HookType::Pre, &[])).unwrap();
+    assert_eq!(
+        seen("RecordC1")
+            .request
+            .unwrap()
+            .return_overrides
+            .unwrap()
+            .response_code,
+        -1,
+        "0 is no override: the chain went on, and the next hook has Tyk's -1"
+    );
+    assert_eq!(get("rust_driver:seen:RecordC2"), "", "201 ended the chain");
+    assert_eq!(overrides(&out).response_code, 201);
+    assert_eq!(set_header(&out, "X-Last").as_deref(), Some("1"));
+}
+
+#[test]
+fn raw_body_only_hooks_get_raw_body_and_no_text() {
+    load_api(&classic(
+        "rawbody",
+        r#""pre": [{"name": "RecordB1", "raw_body_only": true}, {"name": "RecordB2"}]"#,
+    ))
+    .unwrap();
+    let mut o = rich_request("rawbody");
+    o.request.as_mut().unwrap().raw_body.clear(); // a host that sends the text only
+    run(&o).unwrap();
+    let r = seen("RecordB1").request.unwrap();
+    assert_eq!(
+        (r.body.as_str(), r.raw_body.as_slice()),
+        ("", &b"original"[..])
+    );
+    let r = seen("RecordB2").request.unwrap();
+    assert_eq!(
+        (r.body.as_str(), r.raw_body.as_slice()),
+        ("original", &b"original"[..])
+    );
+}
+
+#[test]
+fn a_url_tyk_refuses_is_a_middleware_error() {
+    load_api(&classic(
+        "badurl",
+        r#""pre": [{"name": "Edit:url relative"}, {"name": "ChainU"}]"#,
+    ))
+    .unwrap();
+    let before = calls("ChainU");
+    let out = run(&request("badurl", HookType::Pre, &[])).unwrap();
+    let ro = overrides(&out);
+    assert_eq!(
+        (ro.response_code, ro.response_error.as_str()),
+        (500, "Middleware error")
+    );
+    assert_eq!(calls("ChainU"), before);
+}
+
+#[test]
+fn an_auth_check_without_a_session_is_forbidden() {
+    for (id, extractor) in [
+        ("nosess", ""),
+        (
+            "nosess-ex",
+            r#", "id_extractor": {"extract_from": "header", "extract_with": "value",
+                  "extractor_config": {"header_name": "Authorization"}}"#,
+        ),
+    ] {
+        load_api(&classic(
+            id,
+            &format!(r#""auth_check": {{"name": "Edit:set X-Auth=none"}}{extractor}"#),
+        ))
+        .unwrap();
+        let out = run(&request(
+            id,
+            HookType::CustomKeyCheck,
+            &[("Authorization", "x")],
+        ))
+        .unwrap();
+        let ro = overrides(&out);
+        assert_eq!(
+            (ro.response_code, ro.response_error.as_str()),
+            (403, "Forbidden"),
+            "{id}"
+        );
+        let sid = coprocess_bridge::id_extractor::session_id("org1", "x", None);
+        assert_eq!(
+            get(&coprocess_bridge::id_extractor::cache::key(&sid)),
+            "",
+            "not cached"
+        );
+    }
+    // An override answers as it is.
+    load_api(&classic(
+        "nosess-code",
+        r#""auth_check": {"name": "Edit:code 401"}"#,
+    ))
+    .unwrap();
+    let out = run(&request("nosess-code", HookType::CustomKeyCheck, &[])).unwrap();
+    assert_eq!(overrides(&out).response_code, 401);
+}
+
+#[test]
+fn id_extractors_load_from_tyk_classic_and_oas_keys() {
+    let form = |o: &mut Object, key: &str| {
+        let r = o.request.as_mut().unwrap();
+        r.url = format!("/x?{key}=Bearer%20tok-1");
+        r.request_uri = r.url.clone();
+    };
+    load_api(&classic(
+        "form-classic",
+        r#""auth_check": {"name": "Auth"},
+           "id_extractor": {"extract_from": "form", "extract_with": "value",
+                            "extractor_config": {"param_name": "authorization"}}"#,
+    ))
+    .unwrap();
+    load_api(
+        r#"{"openapi": "3.0.3", "info": {"title": "o", "version": "1"}, "paths": {},
+        "x-tyk-api-gateway": {"info": {"id": "form-oas", "orgId": "org1", "state": {"active": true}},
+          "server": {"authentication": {"enabled": true, "custom": {"enabled": true,
+            "config": {"enabled": true, "functionName": "Auth",
+              "idExtractor": {"enabled": true, "source": "form", "with": "regex",
+                "config": {"formParamName": "authorization", "regexp": "tok-[0-9]+", "regexpMatchIndex": 0}}}}}},
+          "middleware": {"global": {"pluginConfig": {"driver": "native"}}}}}"#,
+    )
+    .unwrap();
+    for id in ["form-classic", "form-oas"] {
+        let mut o = request(
+            id,
+            HookType::CustomKeyCheck,
+            &[("Authorization", "Bearer tok-1")],
+        );
+        let missing = run(&o).unwrap();
+        assert_eq!(
+            overrides(&missing).response_code,
+            400,
+            "{id}: no form value"
+        );
+        form(&mut o, "authorization");
+        let out = run(&o).unwrap();
+        assert!(out.session.is_some(), "{id}: {:?}", overrides(&out));
+        let again = run(&o).unwrap();
+        assert_eq!(
+            set_header(&again, "X-Auth-Call"),
+            None,
+            "{id}: cached by the form value"
+        );
+    }
+}

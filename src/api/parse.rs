@@ -352,7 +352,9 @@ fn parse_oas_custom_auth(
         return Ok(());
     }
     api.auth_check = Some(hook);
-    if let Some(ex) = config.obj("idExtractor")? {
+    // Tyk keeps it in the plugin's config (`AuthenticationPlugin.IDExtractor`); one written beside
+    // `config` is read as well.
+    if let Some(ex) = config.obj("idExtractor")?.or(custom.obj("idExtractor")?) {
         api.id_extractor = IdExtractor::from_oas(&ex)?;
     }
     Ok(())

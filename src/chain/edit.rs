@@ -12,13 +12,15 @@ use coprocess_proto::prost::encoding::{encode_key, encode_varint, WireType};
 const OBJECT_HOOK_NAME: u32 = 2;
 const OBJECT_REQUEST: u32 = 3;
 const OBJECT_SESSION: u32 = 4;
+const OBJECT_METADATA: u32 = 5;
+const SESSION_METADATA: u32 = 23;
 const OBJECT_SPEC: u32 = 6;
 const REQUEST_HEADERS: u32 = 1;
 const REQUEST_RETURN_OVERRIDES: u32 = 10;
 const OVERRIDES_RESPONSE_CODE: u32 = 1;
 const OVERRIDES_RESPONSE_ERROR: u32 = 2;
 
-fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
+pub(super) fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
     let mut value = 0u64;
     for shift in (0..70).step_by(7) {
         let b = *buf.get(*pos)?;
@@ -33,17 +35,17 @@ fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
 
 /// One field record: its number, wire type, where the record starts, where its payload starts and
 /// where it ends.
-struct Record {
-    tag: u32,
-    wire_type: u8,
-    start: usize,
-    payload: usize,
-    end: usize,
+pub(super) struct Record {
+    pub tag: u32,
+    pub wire_type: u8,
+    pub start: usize,
+    pub payload: usize,
+    pub end: usize,
 }
 
 /// Reads the record at `pos` and moves past it. Groups are skipped whole (prost accepts them as
 /// unknown fields).
-fn record(buf: &[u8], pos: &mut usize) -> Option<Record> {
+pub(super) fn record(buf: &[u8], pos: &mut usize) -> Option<Record> {
     let start = *pos;
     let key = varint(buf, pos)?;
     let tag = u32::try_from(key >> 3).ok()?;
@@ -92,7 +94,7 @@ fn record(buf: &[u8], pos: &mut usize) -> Option<Record> {
 }
 
 /// Calls `f` with every record of `buf`; stops (returning false) at a malformed one.
-fn each(buf: &[u8], mut f: impl FnMut(&Record)) -> bool {
+pub(super) fn each(buf: &[u8], mut f: impl FnMut(&Record)) -> bool {
     let mut pos = 0;
     while pos < buf.len() {
         match record(buf, &mut pos) {
@@ -158,6 +160,40 @@ pub fn without_session(buf: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Whether the Object has a session whose `metadata["token"]` (with the Object's `metadata` merged
+/// over the session's, as Tyk merges them) is not empty: what Tyk requires of a CustomKeyCheck answer.
+pub fn has_session_token(buf: &[u8]) -> bool {
+    // Last entry wins within each map (as in a decode); the Object's map wins over the session's.
+    fn token_in<'a>(map_field: u32, msg: &'a [u8], found: &mut Option<&'a [u8]>) {
+        each(msg, |r| {
+            if r.tag != map_field || r.wire_type != 2 {
+                return;
+            }
+            let entry = &msg[r.payload..r.end];
+            let (mut key, mut value): (&[u8], &[u8]) = (&[], &[]);
+            each(entry, |f| match (f.tag, f.wire_type) {
+                (1, 2) => key = &entry[f.payload..f.end],
+                (2, 2) => value = &entry[f.payload..f.end],
+                _ => {}
+            });
+            if key == b"token" {
+                *found = Some(value);
+            }
+        });
+    }
+    let mut session = false;
+    let mut from_session = None;
+    let mut from_object = None;
+    each(buf, |r| {
+        if r.tag == OBJECT_SESSION && r.wire_type == 2 {
+            session = true;
+            token_in(SESSION_METADATA, &buf[r.payload..r.end], &mut from_session);
+        }
+    });
+    token_in(OBJECT_METADATA, buf, &mut from_object);
+    session && from_object.or(from_session).is_some_and(|t| !t.is_empty())
+}
+
 /// The payloads of every `session` record, concatenated: decoding that gives the merged session.
 pub fn session_bytes(buf: &[u8]) -> Option<Vec<u8>> {
     let mut out: Option<Vec<u8>> = None;
@@ -199,7 +235,7 @@ pub fn response_code(buf: &[u8]) -> Option<i32> {
     present.then_some(code)
 }
 
-fn put_bytes(out: &mut Vec<u8>, tag: u32, value: &[u8]) {
+pub(super) fn put_bytes(out: &mut Vec<u8>, tag: u32, value: &[u8]) {
     encode_key(tag, WireType::LengthDelimited, out);
     encode_varint(value.len() as u64, out);
     out.extend_from_slice(value);

@@ -2,8 +2,13 @@
 //! each plugin call, done inside the bridge so every host gets it.
 //!
 //! - An Object with a `hook_name` runs that one hook. One without runs the API's whole chain for its
-//!   `hook_type`, in definition order, disabled hooks skipped: each hook's output is the next one's
-//!   input, and a hook whose output has `request.return_overrides.response_code >= 0` ends the chain.
+//!   `hook_type`, in definition order, disabled hooks skipped. In a Pre, PostKeyAuth or Post chain each
+//!   hook is its own middleware, as in Tyk: its answer is applied to the request and the next hook gets
+//!   an Object built afresh from it (see [`request`]); a hook whose answer has
+//!   `request.return_overrides.response_code > 0` ends the chain; the host gets the chain's net effect.
+//!   In a Response chain each hook's output is the next one's input (Tyk ignores return_overrides
+//!   there).
+//! - Every hook's `raw_body_only` is honoured: its Object has `raw_body` and no `body` text.
 //! - CustomKeyCheck is never chained: it runs the API's `auth_check` (or the hook the input names, as
 //!   Tyk's gateway names it), behind the ID extractor and its cache when the API configures one.
 //! - Pre and CustomKeyCheck hooks never see a session (Tyk sends none there); every hook sees
@@ -14,6 +19,8 @@
 //!   `CoProcessSetPlainErrors(1)`.
 
 pub mod edit;
+pub mod go_rules;
+pub mod request;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -34,6 +41,8 @@ use crate::runtime::Runtime;
 pub const KEY_NOT_AUTHORISED: &str = "Key not authorised";
 pub const MIDDLEWARE_ERROR: &str = "Middleware error";
 pub const AUTHORIZATION_FIELD_MISSING: &str = "Authorization field missing";
+/// `http.StatusText(403)`: Tyk's answer to an auth check that gave no session.
+pub const FORBIDDEN: &str = "Forbidden";
 
 fn now_unix() -> i64 {
     SystemTime::now()
@@ -103,17 +112,42 @@ impl Run<'_> {
         bytes
     }
 
-    /// Calls the driver with the prepared input of one hook; a failure becomes Tyk's answer (or stays
-    /// an error for hosts that asked for plain errors).
+    /// Calls the driver with the prepared input of one hook (its body as the hook's definition wants
+    /// it); a failure becomes Tyk's answer (or stays an error for hosts that asked for plain errors).
     fn one(&self, current: &[u8], hook: Option<&HookDef>) -> Result<MallocBuf> {
-        let prepared = self.prepare(current, hook);
+        let def = hook.or_else(|| {
+            let name = coprocess_proto::wire::hook_name(current)?;
+            self.api.hooks(self.hook_type).find(|h| h.name == name)
+        });
+        let prepared = self.prepare(current, None);
+        let input = match def {
+            Some(def) => Cow::Owned(request::Live::read(current).first_input(&prepared, def)),
+            None => prepared,
+        };
         let label = hook.map_or(crate::metrics::hook_type_label(self.hook_type), |h| &h.name);
         match crate::metrics::timed(&self.api.api_id, label, self.driver.name(), || {
-            call_driver(&self.driver, &prepared)
+            call_driver(&self.driver, &input)
         }) {
             Ok(out) => Ok(out),
-            Err(e) => self.failed(&prepared, e),
+            Err(e) => self.failed(&input, e),
         }
+    }
+
+    /// Tyk refuses (403 "Forbidden") a CustomKeyCheck answer that neither overrides the response nor
+    /// gives a session with a `token` in its metadata.
+    fn session_or_forbidden(&self, out: MallocBuf) -> MallocBuf {
+        let overridden = edit::response_code(out.as_slice()).is_some_and(|c| c > 0);
+        if overridden || edit::has_session_token(out.as_slice()) {
+            return out;
+        }
+        self.rt.logs.log(
+            Level::Info,
+            format_args!(
+                "API '{}': the auth check gave no session with a token: answering 403",
+                self.api.api_id
+            ),
+        );
+        answered(out.as_slice(), 403, FORBIDDEN)
     }
 
     fn failed(&self, input: &[u8], e: Error) -> Result<MallocBuf> {
@@ -141,15 +175,52 @@ impl Run<'_> {
 
     /// The chain of a Pre, PostKeyAuth, Post or Response hook type.
     fn chain(&self, input: &[u8]) -> Result<MallocBuf> {
+        if self.hook_type == HookType::Response as i32 {
+            return self.response_chain(input);
+        }
+        let mut hooks = self.api.hooks(self.hook_type);
+        let Some(mut hook) = hooks.next() else {
+            return Ok(MallocBuf::copy_from(input));
+        };
+        let prepared = self.prepare(input, None);
+        let mut live = request::Live::read(input);
+        let mut current = live.first_input(&prepared, hook);
+        let mut ran = 0;
+        loop {
+            let out = match call_driver(&self.driver, &current) {
+                Ok(out) => out,
+                Err(e) => return self.failed(&current, e),
+            };
+            ran += 1;
+            let code = match live.apply(&current, out.as_slice()) {
+                Ok(code) => code,
+                Err(why) => {
+                    let e = Error::new(
+                        COPROCESS_ERR_DRIVER_BAD_OUTPUT,
+                        format!("hook '{}': {why}", hook.name),
+                    );
+                    return self.failed(&current, e);
+                }
+            };
+            let next = hooks.next();
+            if code.is_some_and(|c| c > 0) || next.is_none() {
+                if ran == 1 {
+                    // One hook's answer is its own net effect.
+                    return Ok(out);
+                }
+                return Ok(MallocBuf::copy_from(&live.answer(out.as_slice(), hook)));
+            }
+            hook = next.expect("checked above");
+            current = live.next_input(current, &prepared, hook);
+        }
+    }
+
+    /// A Response chain: each hook's output is the next one's input.
+    fn response_chain(&self, input: &[u8]) -> Result<MallocBuf> {
         let mut current: Option<MallocBuf> = None;
         for hook in self.api.hooks(self.hook_type) {
             let bytes = current.as_ref().map_or(input, MallocBuf::as_slice);
-            let out = self.one(bytes, Some(hook))?;
-            let stop = edit::response_code(out.as_slice()).is_some_and(|c| c >= 0);
-            current = Some(out);
-            if stop {
-                break;
-            }
+            current = Some(self.one(bytes, Some(hook))?);
         }
         Ok(current.unwrap_or_else(|| MallocBuf::copy_from(input)))
     }
@@ -166,7 +237,7 @@ impl Run<'_> {
         };
         let hook = (!named).then_some(def);
         let Some(extractor) = &self.api.id_extractor else {
-            return self.one(input, hook);
+            return Ok(self.session_or_forbidden(self.one(input, hook)?));
         };
         let value = match extractor.extract_from_object(input, &self.rt.extract_limits()) {
             Ok(v) => v,
@@ -205,8 +276,8 @@ impl Run<'_> {
             edit::push_session(&mut out, &session);
             return Ok(MallocBuf::copy_from(&out));
         }
-        let out = self.one(input, hook)?;
-        let passed = edit::response_code(out.as_slice()).is_none_or(|c| c < 0);
+        let out = self.session_or_forbidden(self.one(input, hook)?);
+        let passed = edit::response_code(out.as_slice()).is_none_or(|c| c <= 0);
         if passed {
             if let Some(session) = edit::session_bytes(out.as_slice()) {
                 cache::save(store.as_ref(), &sid, &session, now);

@@ -117,10 +117,28 @@ fn invalid(message: String) -> Error {
     )
 }
 
+/// The form field name of a classic extractor config, from Tyk's key `param_name` or else
+/// `form_param_name`, with the path of the key it came from.
+fn form_param_name(config: Option<&Obj<'_>>, o: &Obj<'_>) -> Result<(String, String)> {
+    for key in ["param_name", "form_param_name"] {
+        if let Some(v) = config.map(|c| c.str(key)).transpose()?.flatten() {
+            if !v.is_empty() {
+                return Ok((
+                    v.to_owned(),
+                    o.field_path(&format!("extractor_config.{key}")),
+                ));
+            }
+        }
+    }
+    Ok((String::new(), o.field_path("extractor_config.param_name")))
+}
+
 impl IdExtractor {
     /// Classic `custom_middleware.id_extractor`: `{disabled, extract_from, extract_with,
-    /// extractor_config: {header_name, form_param_name, regex_expression, regex_match_index,
-    /// xpath_expression}}`. Disabled or empty (both `extract_from` and `extract_with` "") means none.
+    /// extractor_config: {header_name, param_name, regex_expression, regex_match_index,
+    /// xpath_expression}}` (`param_name` is the key Tyk reads, the mapstructure tag of its
+    /// `FormParamName`; `form_param_name` is accepted too). Disabled or empty (both `extract_from` and
+    /// `extract_with` "") means none.
     pub(crate) fn from_classic(o: &Obj<'_>) -> Result<Option<IdExtractor>> {
         if o.bool("disabled")? {
             return Ok(None);
@@ -146,10 +164,7 @@ impl IdExtractor {
                 get("header_name")?,
                 o.field_path("extractor_config.header_name"),
             ),
-            (
-                get("form_param_name")?,
-                o.field_path("extractor_config.form_param_name"),
-            ),
+            form_param_name(config.as_ref(), o)?,
             (
                 get("regex_expression")?,
                 o.field_path("extractor_config.regex_expression"),
@@ -565,6 +580,27 @@ mod tests {
     }
 
     #[test]
+    fn form_names_come_from_tyks_param_name_or_form_param_name() {
+        for key in ["param_name", "form_param_name"] {
+            let ex = extractor(&format!(
+                r#"{{"extract_from": "form", "extract_with": "value",
+                "extractor_config": {{"{key}": "k"}}}}"#
+            ));
+            assert_eq!(ex.form_param_name, "k", "{key}");
+        }
+        let def = r#"{"x-tyk-api-gateway": {"info": {"id": "o"}, "server": {"authentication": {
+            "enabled": true, "custom": {"enabled": true, "config": {"enabled": true, "functionName": "A"},
+            "idExtractor": {"enabled": true, "source": "form", "with": "value",
+                            "config": {"formParamName": "f"}}}}}}}"#;
+        let api = parse_definition(def).unwrap();
+        assert_eq!(
+            api.id_extractor.unwrap().form_param_name,
+            "f",
+            "beside config"
+        );
+    }
+
+    #[test]
     fn form_joins_body_then_query_values() {
         let ex = extractor(
             r#"{"extract_from": "form", "extract_with": "value",
@@ -625,6 +661,10 @@ mod tests {
     #[test]
     fn bad_configs_name_the_field() {
         let cases = [
+            (
+                r#"{"extract_from": "form", "extract_with": "value"}"#,
+                "custom_middleware.id_extractor.extractor_config.param_name is required to extract from a form",
+            ),
             (
                 r#"{"extract_from": "header", "extract_with": "value"}"#,
                 "custom_middleware.id_extractor.extractor_config.header_name is required to extract from a header",

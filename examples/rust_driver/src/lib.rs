@@ -12,8 +12,14 @@
 //! - A hook named `Panic` panics, to show that a panic fails that call only.
 //!
 //! Named hooks for chains (Pre, PostKeyAuth and Post; used by the API/chain tests and the demo gateway):
-//! - `Chain...` appends its name to the request header `X-Chain` (comma-separated), so the upstream sees
+//! - `Chain...` appends its name to the request header `X-Chain` (comma-separated; it reads the header
+//!   as its Object shows it, which in a chain includes what earlier hooks set), so the upstream sees
 //!   the order hooks ran in, and counts its calls in the store key `rust_driver:calls:<name>`.
+//! - `Edit:<edits>` (any hook type) answers the edits its name lists, separated by `;`: `set NAME=VALUE` (set_headers),
+//!   `del NAME` (delete_headers), `add NAME=VALUE` (add_params), `rm NAME` (delete_params),
+//!   `url URL`, `method METHOD`, `body TEXT` (raw_body), `code N` (return_overrides.response_code).
+//! - `Record...` (any hook type) stores the Object it was given, hex-encoded, under `rust_driver:seen:<name>` and
+//!   changes nothing (the chain tests read what each hook saw).
 //! - `Deny` answers 418 through return_overrides (which ends the chain) when the request carries an
 //!   `X-Deny` header, with the `X-Chain` so far in the body; otherwise it changes nothing.
 //! - `ShowConfig` copies `spec["config_data"]` to the request header `X-Config-Data`.
@@ -127,10 +133,10 @@ impl ExampleDriver {
         let chain_so_far = |object: &coprocess_driver::proto::Object| {
             let request = object.request.clone().unwrap_or_default();
             request
-                .set_headers
-                .get("X-Chain")
-                .or_else(|| request.headers.get("X-Chain"))
-                .cloned()
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("X-Chain"))
+                .map(|(_, v)| v.clone())
                 .unwrap_or_default()
         };
         let reply = match name {
@@ -191,6 +197,32 @@ impl ExampleDriver {
     }
 }
 
+/// The answer of an `Edit:` hook: the edits listed in its name.
+fn edit(edits: &str) -> Result<Reply> {
+    let mut patch = ObjectPatch::new();
+    for item in edits.split(';').map(str::trim).filter(|i| !i.is_empty()) {
+        let (op, arg) = item.split_once(' ').unwrap_or((item, ""));
+        let pair = || arg.split_once('=').unwrap_or((arg, ""));
+        patch = match op {
+            "set" => patch.set_header(pair().0, pair().1),
+            "del" => patch.delete_header(arg),
+            "add" => patch.add_param(pair().0, pair().1),
+            "rm" => patch.delete_param(arg),
+            "url" => patch.set_url(arg),
+            "method" => patch.set_method(arg),
+            "body" => patch.set_raw_body(arg.as_bytes()),
+            "code" => {
+                let code = arg
+                    .parse()
+                    .map_err(|_| Error::new(format!("Edit: code {arg:?} is not a number")))?;
+                patch.return_override(code, "")
+            }
+            other => return Err(Error::new(format!("Edit: unknown edit {other:?}"))),
+        };
+    }
+    Ok(patch.into())
+}
+
 impl Driver for ExampleDriver {
     fn new(host: Host, config: &str) -> Result<Self> {
         let config: Config = serde_json::from_str(config)
@@ -208,8 +240,19 @@ impl Driver for ExampleDriver {
     }
 
     fn dispatch(&self, call: &Call) -> Result<Reply> {
-        if call.hook_name() == "Panic" {
+        let name = call.hook_name();
+        if name == "Panic" {
             panic!("the Panic hook panics on purpose");
+        }
+        // Any hook type, CustomKeyCheck included.
+        if let Some(edits) = name.strip_prefix("Edit:") {
+            return edit(edits);
+        }
+        if name.starts_with("Record") {
+            let hex: String = call.bytes().iter().map(|b| format!("{b:02x}")).collect();
+            self.host
+                .store(&format!("rust_driver:seen:{name}"), &hex, 0);
+            return Ok(Reply::Unchanged);
         }
         if matches!(
             call.hook_type(),

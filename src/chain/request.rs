@@ -1,0 +1,962 @@
+//! The request a hook chain works on, kept between hooks as Tyk's gateway keeps the live
+//! `http.Request` between two coprocess middlewares (DESIGN §6):
+//!
+//! - after a hook, its answer is applied as `ObjectPostProcess` applies it: the body becomes its
+//!   `raw_body`; `delete_headers` then `set_headers` (names compared and stored in canonical MIME
+//!   form); `delete_params` then `add_params` on the query; then `url` (refused when Go's
+//!   `url.ParseRequestURI` would refuse it) and `method`;
+//! - the next hook gets an Object built as `BuildObject` builds it: the current headers, params, url,
+//!   method and `raw_body`, `body` only when the body is UTF-8 and the hook is not `raw_body_only`,
+//!   no edits (`set_headers`, `delete_headers`, `add_params`, `delete_params` empty) and
+//!   `return_overrides` = `{response_code: -1}`; session, spec, metadata, `request_uri`, `scheme` and
+//!   `extended_params` as the host sent them. `Host` stays what the host sent (Tyk shows `req.Host`);
+//! - the host gets the chain's net effect in the same fields ([`Live::answer`]): applied as Tyk applies
+//!   one hook's answer, it leaves the request exactly as the chain left it.
+//!
+//! Nothing is decoded. When a hook's output is its input with fields appended (a patch), only the
+//! appended bytes are read. When it only sets headers or changes url, params or method, the next
+//! hook's Object is the previous one with those fields appended (protobuf merges them); deletions and
+//! body changes rebuild the request message.
+
+use std::borrow::Cow;
+
+use coprocess_proto::prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+
+use super::edit::{each, push_hook_name, put_bytes, varint};
+use super::go_rules::{
+    canonical_header, encode_query, parse_query, same_header, split_query, valid_request_uri,
+};
+use crate::api::HookDef;
+
+const OBJECT_HOOK_NAME: u32 = 2;
+const OBJECT_REQUEST: u32 = 3;
+// MiniRequestObject fields (DESIGN §5).
+const HEADERS: u32 = 1;
+const SET_HEADERS: u32 = 2;
+const DELETE_HEADERS: u32 = 3;
+const BODY: u32 = 4;
+const URL: u32 = 5;
+const PARAMS: u32 = 6;
+const ADD_PARAMS: u32 = 7;
+const DELETE_PARAMS: u32 = 9;
+const RETURN_OVERRIDES: u32 = 10;
+const METHOD: u32 = 11;
+const RAW_BODY: u32 = 14;
+const OVERRIDES_RESPONSE_CODE: u32 = 1;
+
+/// The request fields `BuildObject` fills from the live request (the others are kept as sent).
+fn rebuilt_field(tag: u32) -> bool {
+    matches!(
+        tag,
+        HEADERS
+            | SET_HEADERS
+            | DELETE_HEADERS
+            | BODY
+            | URL
+            | PARAMS
+            | ADD_PARAMS
+            | DELETE_PARAMS
+            | RETURN_OVERRIDES
+            | METHOD
+            | RAW_BODY
+    )
+}
+
+type Bytes<'a> = Cow<'a, [u8]>;
+
+/// A header or query parameter.
+struct Entry<'a> {
+    key: Bytes<'a>,
+    value: Bytes<'a>,
+}
+
+/// A name the chain set (`Some(value)`) or deleted (`None`), for the net answer.
+type NetEdit<'a> = (Bytes<'a>, Option<Bytes<'a>>);
+
+/// The fields of a hook's answer that the gateway applies, read from (part of) its bytes. Absent
+/// singular fields are `None`.
+#[derive(Default)]
+struct Answer<'o> {
+    set_headers: Vec<(&'o [u8], &'o [u8])>,
+    delete_headers: Vec<&'o [u8]>,
+    add_params: Vec<(&'o [u8], &'o [u8])>,
+    delete_params: Vec<&'o [u8]>,
+    url: Option<&'o [u8]>,
+    method: Option<&'o [u8]>,
+    raw_body: Option<&'o [u8]>,
+    /// The last `return_overrides.response_code` field seen.
+    response_code: Option<i32>,
+    overrides_present: bool,
+}
+
+/// A `map<string, string>` entry's key and value (the last of each wins; absent is empty).
+fn map_entry(entry: &[u8]) -> (&[u8], &[u8]) {
+    let (mut k, mut v): (&[u8], &[u8]) = (&[], &[]);
+    each(entry, |f| match (f.tag, f.wire_type) {
+        (1, 2) => k = &entry[f.payload..f.end],
+        (2, 2) => v = &entry[f.payload..f.end],
+        _ => {}
+    });
+    (k, v)
+}
+
+/// The last `response_code` in a `ReturnOverrides` message.
+fn code_in(overrides: &[u8]) -> Option<i32> {
+    let mut code = None;
+    each(overrides, |f| {
+        if f.tag == OVERRIDES_RESPONSE_CODE && f.wire_type == 0 {
+            let mut p = f.payload;
+            if let Some(v) = varint(overrides, &mut p) {
+                code = Some(v as i32);
+            }
+        }
+    });
+    code
+}
+
+/// Calls `f` with every field of every top-level `request` record of an Object, and the request
+/// payload it sits in.
+fn each_request_field<'a>(object: &'a [u8], mut f: impl FnMut(&'a [u8], &super::edit::Record)) {
+    each(object, |r| {
+        if r.tag == OBJECT_REQUEST && r.wire_type == 2 {
+            let request = &object[r.payload..r.end];
+            each(request, |field| f(request, field));
+        }
+    });
+}
+
+fn read_answer(object: &[u8]) -> Answer<'_> {
+    let mut a = Answer::default();
+    each_request_field(object, |request, f| {
+        if f.wire_type != 2 {
+            return;
+        }
+        let v = &request[f.payload..f.end];
+        match f.tag {
+            SET_HEADERS => a.set_headers.push(map_entry(v)),
+            DELETE_HEADERS => a.delete_headers.push(v),
+            ADD_PARAMS => a.add_params.push(map_entry(v)),
+            DELETE_PARAMS => a.delete_params.push(v),
+            URL => a.url = Some(v),
+            METHOD => a.method = Some(v),
+            RAW_BODY => a.raw_body = Some(v),
+            RETURN_OVERRIDES => {
+                a.overrides_present = true;
+                if let Some(c) = code_in(v) {
+                    a.response_code = Some(c);
+                }
+            }
+            _ => {}
+        }
+    });
+    a
+}
+
+/// Where encoded request fields go: a length count or a buffer (so a message's length is known
+/// before it is written, and nothing is copied twice).
+trait Sink {
+    fn raw(&mut self, bytes: &[u8]);
+    fn field(&mut self, tag: u32, value: &[u8]);
+    fn entry(&mut self, tag: u32, key: &[u8], value: &[u8]);
+    fn code(&mut self, code: i32);
+}
+
+fn field_len(len: usize) -> usize {
+    1 + encoded_len_varint(len as u64) + len
+}
+
+fn entry_len(key: &[u8], value: &[u8]) -> usize {
+    field_len(key.len()) + field_len(value.len())
+}
+
+/// `return_overrides = {response_code: code}`, encoded.
+fn overrides_bytes(code: i32) -> Vec<u8> {
+    let mut o = Vec::with_capacity(11);
+    encode_key(OVERRIDES_RESPONSE_CODE, WireType::Varint, &mut o);
+    encode_varint(i64::from(code) as u64, &mut o);
+    o
+}
+
+struct Len(usize);
+
+impl Sink for Len {
+    fn raw(&mut self, bytes: &[u8]) {
+        self.0 += bytes.len();
+    }
+    fn field(&mut self, _: u32, value: &[u8]) {
+        self.0 += field_len(value.len());
+    }
+    fn entry(&mut self, _: u32, key: &[u8], value: &[u8]) {
+        self.0 += field_len(entry_len(key, value));
+    }
+    fn code(&mut self, code: i32) {
+        self.0 += field_len(overrides_bytes(code).len());
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn raw(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+    fn field(&mut self, tag: u32, value: &[u8]) {
+        put_bytes(self, tag, value);
+    }
+    fn entry(&mut self, tag: u32, key: &[u8], value: &[u8]) {
+        encode_key(tag, WireType::LengthDelimited, self);
+        encode_varint(entry_len(key, value) as u64, self);
+        put_bytes(self, 1, key);
+        put_bytes(self, 2, value);
+    }
+    fn code(&mut self, code: i32) {
+        put_bytes(self, RETURN_OVERRIDES, &overrides_bytes(code));
+    }
+}
+
+/// What the next Object needs beyond the previous one.
+enum Next {
+    /// The previous Object with `append` (request fields) added.
+    Extend,
+    /// A request message built afresh.
+    Rebuild,
+}
+
+/// The live request of one chain run; `'i` is the host's input.
+pub struct Live<'i> {
+    headers: Vec<Entry<'i>>,
+    params: Vec<Entry<'i>>,
+    url: Bytes<'i>,
+    method: Bytes<'i>,
+    raw_body: Bytes<'i>,
+    raw_utf8: Option<bool>,
+    /// The host's `body` and `raw_body` fields as sent (to tell whether its Object is already the
+    /// first hook's view).
+    sent_body: &'i [u8],
+    sent_raw_body: &'i [u8],
+    /// Request fields the gateway does not rebuild (`extended_params`, `request_uri`, `scheme`,
+    /// unknown fields), as whole records of the host's input.
+    kept: Vec<&'i [u8]>,
+    /// The host sent a `Host` header: BuildObject shows `req.Host` there whatever hooks did.
+    pinned_host: bool,
+    net_headers: Vec<NetEdit<'i>>,
+    net_params: Vec<NetEdit<'i>>,
+    /// About the current hook's Object: whether it holds `body` text, whether it is exactly a
+    /// BuildObject view (no edits, response_code -1) that the next one may extend, its response_code.
+    body_text: bool,
+    clean: bool,
+    code: Option<i32>,
+    /// Request fields to append to the current Object for the next hook.
+    append: Vec<u8>,
+    next: Next,
+    /// The host's Object without `request` and `hook_name` (built on the first rebuild).
+    base: Option<Vec<u8>>,
+}
+
+impl<'i> Live<'i> {
+    /// Reads the request of the host's (validated) input.
+    pub fn read(input: &'i [u8]) -> Live<'i> {
+        let mut live = Live {
+            headers: Vec::new(),
+            params: Vec::new(),
+            url: Cow::Borrowed(&[]),
+            method: Cow::Borrowed(&[]),
+            raw_body: Cow::Borrowed(&[]),
+            raw_utf8: None,
+            sent_body: &[],
+            sent_raw_body: &[],
+            kept: Vec::new(),
+            pinned_host: false,
+            net_headers: Vec::new(),
+            net_params: Vec::new(),
+            body_text: false,
+            clean: true,
+            code: None,
+            append: Vec::new(),
+            next: Next::Extend,
+            base: None,
+        };
+        let mut overrides_only_code = true;
+        each_request_field(input, |request, f| {
+            let whole = &request[f.start..f.end];
+            if !rebuilt_field(f.tag) {
+                live.kept.push(whole);
+                return;
+            }
+            if f.wire_type != 2 {
+                return;
+            }
+            let v = &request[f.payload..f.end];
+            match f.tag {
+                HEADERS | PARAMS => {
+                    let (key, value) = map_entry(v);
+                    let list = if f.tag == HEADERS {
+                        &mut live.headers
+                    } else {
+                        &mut live.params
+                    };
+                    list.push(Entry {
+                        key: Cow::Borrowed(key),
+                        value: Cow::Borrowed(value),
+                    });
+                }
+                URL => live.url = Cow::Borrowed(v),
+                METHOD => live.method = Cow::Borrowed(v),
+                BODY => live.sent_body = v,
+                RAW_BODY => live.sent_raw_body = v,
+                RETURN_OVERRIDES => {
+                    if let Some(c) = code_in(v) {
+                        live.code = Some(c);
+                    }
+                    each(v, |o| {
+                        overrides_only_code &= o.tag == OVERRIDES_RESPONSE_CODE
+                    });
+                }
+                // set_headers, delete_headers, add_params, delete_params: edits in the input.
+                _ => live.clean = false,
+            }
+        });
+        live.clean &= overrides_only_code && live.code == Some(-1);
+        // A host that sends only `body` gives the body as text: raw_body is the same bytes.
+        live.raw_body = Cow::Borrowed(if live.sent_raw_body.is_empty() {
+            live.sent_body
+        } else {
+            live.sent_raw_body
+        });
+        if !live.sent_body.is_empty() && live.sent_body == &*live.raw_body {
+            live.raw_utf8 = Some(true); // a string field, validated
+        }
+        live.pinned_host = live.headers.iter().any(|e| same_header(&e.key, b"Host"));
+        live
+    }
+
+    fn raw_utf8(&mut self) -> bool {
+        *self
+            .raw_utf8
+            .get_or_insert_with(|| std::str::from_utf8(&self.raw_body).is_ok())
+    }
+
+    /// Whether `hook`'s Object carries the body as text.
+    fn wants_text(&mut self, hook: &HookDef) -> bool {
+        !hook.raw_body_only && !self.raw_body.is_empty() && self.raw_utf8()
+    }
+
+    /// The first hook's Object: `prepared` (the host's input, readied by the chain) named for `hook`,
+    /// rebuilt only when the host's body fields are not the hook's view of the body.
+    pub fn first_input(&mut self, prepared: &[u8], hook: &HookDef) -> Vec<u8> {
+        let text = self.wants_text(hook);
+        let body_ok = if text {
+            self.sent_body == &*self.raw_body
+        } else {
+            self.sent_body.is_empty()
+        };
+        let raw_ok = self.sent_raw_body == &*self.raw_body;
+        if body_ok && raw_ok {
+            self.body_text = text;
+            let mut out = Vec::with_capacity(prepared.len() + hook.name.len() + 4);
+            out.extend_from_slice(prepared);
+            push_hook_name(&mut out, &hook.name);
+            out
+        } else {
+            self.build(prepared, hook)
+        }
+    }
+
+    /// Applies the answer of the hook that was given `input` and answered `output`. Returns its
+    /// response_code (merged as a decode would), or why the answer cannot be applied.
+    pub fn apply(&mut self, input: &[u8], output: &[u8]) -> Result<Option<i32>, String> {
+        self.append.clear();
+        // A patch (the input with fields appended) is read by its tail: what the tail does not set
+        // is as it was.
+        let tail = output.len() >= input.len() && output.starts_with(input);
+        let a = read_answer(if tail { &output[input.len()..] } else { output });
+        let code = match (a.response_code, tail) {
+            (Some(c), _) => Some(c),
+            (None, true) => self.code.or(a.overrides_present.then_some(0)),
+            (None, false) => a.overrides_present.then_some(0),
+        };
+        // Absent from a whole Object means empty, as in a decode; absent from a tail, unchanged.
+        fn pick(field: Option<&[u8]>, tail: bool) -> Option<&[u8]> {
+            if tail {
+                field
+            } else {
+                Some(field.unwrap_or(&[]))
+            }
+        }
+        let or_empty = |field| pick(field, tail);
+
+        if let Some(body) = or_empty(a.raw_body) {
+            if body != &*self.raw_body {
+                self.raw_body = Cow::Owned(body.to_vec());
+                self.raw_utf8 = None;
+                self.next = Next::Rebuild;
+            }
+        }
+        for name in &a.delete_headers {
+            self.delete_header(name);
+        }
+        for (name, value) in &a.set_headers {
+            self.set_header(name, value);
+        }
+        let url = or_empty(a.url).filter(|u| *u != &*self.url);
+        if let Some(u) = url {
+            if !valid_request_uri(u) {
+                return Err(format!(
+                    "the hook answered a url Tyk's gateway refuses: {:?}",
+                    String::from_utf8_lossy(u)
+                ));
+            }
+        }
+        if url.is_some() || !a.delete_params.is_empty() || !a.add_params.is_empty() {
+            self.edit_query(url, &a.delete_params, &a.add_params);
+        }
+        if let Some(m) = or_empty(a.method) {
+            if m != &*self.method {
+                self.method = Cow::Owned(m.to_vec());
+                put_bytes(&mut self.append, METHOD, m);
+            }
+        }
+        Ok(code)
+    }
+
+    fn delete_header(&mut self, name: &[u8]) {
+        note(
+            &mut self.net_headers,
+            canonical_header(name).into_owned(),
+            None,
+            same_header,
+        );
+        if self.pinned_host && same_header(name, b"Host") {
+            return;
+        }
+        let before = self.headers.len();
+        self.headers.retain(|e| !same_header(&e.key, name));
+        if self.headers.len() != before {
+            self.next = Next::Rebuild;
+        }
+    }
+
+    fn set_header(&mut self, name: &[u8], value: &[u8]) {
+        let key = canonical_header(name).into_owned();
+        note(
+            &mut self.net_headers,
+            key.clone(),
+            Some(value.to_vec()),
+            same_header,
+        );
+        if self.pinned_host && same_header(&key, b"Host") {
+            return;
+        }
+        let mut matching = self
+            .headers
+            .iter_mut()
+            .filter(|e| same_header(&e.key, &key));
+        match (matching.next(), matching.next()) {
+            (None, _) => {}
+            (Some(e), None) if *e.key == *key => {
+                // Same spelling: an appended entry replaces it.
+                if *e.value != *value {
+                    e.value = Cow::Owned(value.to_vec());
+                    self.append.entry(HEADERS, &key, value);
+                }
+                return;
+            }
+            _ => {
+                // Other spellings of the name go: only a rebuilt message can drop them.
+                self.headers.retain(|e| !same_header(&e.key, &key));
+                self.next = Next::Rebuild;
+            }
+        }
+        self.append.entry(HEADERS, &key, value);
+        self.headers.push(Entry {
+            key: Cow::Owned(key),
+            value: Cow::Owned(value.to_vec()),
+        });
+    }
+
+    /// The query edits and the new url, as `ObjectPostProcess` does them: the query of the url before
+    /// the hook, less `delete_params`, with `add_params` set; then the hook's url, whose query is
+    /// replaced by that one (keys sorted, as `Values.Encode` writes them) unless they are equal.
+    fn edit_query(&mut self, new_url: Option<&[u8]>, deletes: &[&[u8]], adds: &[(&[u8], &[u8])]) {
+        let mut values = parse_query(split_query(&self.url).1);
+        for &name in deletes {
+            values.remove(name);
+            note(&mut self.net_params, name.to_vec(), None, |a, b| a == b);
+            let before = self.params.len();
+            self.params.retain(|e| *e.key != *name);
+            if self.params.len() != before {
+                self.next = Next::Rebuild;
+            }
+        }
+        for &(name, value) in adds {
+            values.insert(name.to_vec(), vec![value.to_vec()]);
+            note(
+                &mut self.net_params,
+                name.to_vec(),
+                Some(value.to_vec()),
+                |a, b| a == b,
+            );
+            self.params.retain(|e| *e.key != *name);
+            self.params.push(Entry {
+                key: Cow::Owned(name.to_vec()),
+                value: Cow::Owned(value.to_vec()),
+            });
+            self.append.entry(PARAMS, name, value);
+        }
+        let target = new_url.unwrap_or(&self.url);
+        let (path, query) = split_query(target);
+        let url = if parse_query(query) == values {
+            target.to_vec()
+        } else {
+            let mut u = path.to_vec();
+            if !values.is_empty() {
+                u.push(b'?');
+                u.extend_from_slice(&encode_query(&values));
+            }
+            u
+        };
+        if url != *self.url {
+            put_bytes(&mut self.append, URL, &url);
+            self.url = Cow::Owned(url);
+        }
+    }
+
+    /// The Object for the hook after the one whose answer was just applied.
+    pub fn next_input(&mut self, current: Vec<u8>, prepared: &[u8], hook: &HookDef) -> Vec<u8> {
+        let text = self.wants_text(hook);
+        if matches!(self.next, Next::Rebuild) || !self.clean || text != self.body_text {
+            return self.build(prepared, hook);
+        }
+        let mut out = current;
+        if !self.append.is_empty() {
+            put_bytes(&mut out, OBJECT_REQUEST, &self.append);
+        }
+        push_hook_name(&mut out, &hook.name);
+        out
+    }
+
+    /// The request message as BuildObject builds it, into `s`.
+    fn emit_view(&self, s: &mut impl Sink, body_text: bool) {
+        for k in &self.kept {
+            s.raw(k);
+        }
+        for e in &self.headers {
+            s.entry(HEADERS, &e.key, &e.value);
+        }
+        for e in &self.params {
+            s.entry(PARAMS, &e.key, &e.value);
+        }
+        for (tag, v) in [(URL, &self.url), (METHOD, &self.method)] {
+            if !v.is_empty() {
+                s.field(tag, v);
+            }
+        }
+        if body_text {
+            s.field(BODY, &self.raw_body);
+        }
+        if !self.raw_body.is_empty() {
+            s.field(RAW_BODY, &self.raw_body);
+        }
+    }
+
+    /// A fresh Object for `hook`: the host's Object without its request, the view, the hook's name.
+    fn build(&mut self, prepared: &[u8], hook: &HookDef) -> Vec<u8> {
+        let text = self.wants_text(hook);
+        let base = self.base.take().unwrap_or_else(|| {
+            let mut b = Vec::with_capacity(prepared.len());
+            each(prepared, |r| {
+                if r.tag != OBJECT_REQUEST && r.tag != OBJECT_HOOK_NAME {
+                    b.extend_from_slice(&prepared[r.start..r.end]);
+                }
+            });
+            b
+        });
+        let mut len = Len(0);
+        self.emit_view(&mut len, text);
+        len.code(-1);
+        let mut out = Vec::with_capacity(base.len() + field_len(len.0) + hook.name.len() + 8);
+        out.extend_from_slice(&base);
+        self.base = Some(base);
+        encode_key(OBJECT_REQUEST, WireType::LengthDelimited, &mut out);
+        encode_varint(len.0 as u64, &mut out);
+        self.emit_view(&mut out, text);
+        out.code(-1);
+        push_hook_name(&mut out, &hook.name);
+        self.next = Next::Extend;
+        self.clean = true;
+        self.code = Some(-1);
+        self.body_text = text;
+        out
+    }
+
+    /// The answer for the host after a chain of several hooks: the last hook's `output` with its
+    /// request's edits replaced by the chain's net effect and its other request fields (the
+    /// return_overrides among them) kept.
+    pub fn answer(&mut self, output: &[u8], last: &HookDef) -> Vec<u8> {
+        let text = self.wants_text(last);
+        let mut kept: Vec<&[u8]> = Vec::new();
+        each_request_field(output, |request, f| {
+            if !rebuilt_field(f.tag) || f.tag == RETURN_OVERRIDES {
+                kept.push(&request[f.start..f.end]);
+            }
+        });
+        let emit = |s: &mut dyn FnMut(Part<'_>)| {
+            for k in &kept {
+                s(Part::Raw(k));
+            }
+            for (name, edit) in &self.net_headers {
+                match edit {
+                    Some(v) => s(Part::Entry(SET_HEADERS, name, v)),
+                    None => s(Part::Field(DELETE_HEADERS, name)),
+                }
+            }
+            for (name, edit) in &self.net_params {
+                match edit {
+                    Some(v) => s(Part::Entry(ADD_PARAMS, name, v)),
+                    None => s(Part::Field(DELETE_PARAMS, name)),
+                }
+            }
+        };
+        let mut len = Len(0);
+        emit(&mut |p| p.write(&mut len));
+        self.emit_view(&mut len, text);
+        let mut out = Vec::with_capacity(output.len() + field_len(len.0));
+        each(output, |r| {
+            if r.tag != OBJECT_REQUEST {
+                out.extend_from_slice(&output[r.start..r.end]);
+            }
+        });
+        encode_key(OBJECT_REQUEST, WireType::LengthDelimited, &mut out);
+        encode_varint(len.0 as u64, &mut out);
+        emit(&mut |p| p.write(&mut out));
+        self.emit_view(&mut out, text);
+        out
+    }
+}
+
+/// One encoded piece of the net answer's request.
+enum Part<'a> {
+    Raw(&'a [u8]),
+    Field(u32, &'a [u8]),
+    Entry(u32, &'a [u8], &'a [u8]),
+}
+
+impl Part<'_> {
+    fn write(self, s: &mut impl Sink) {
+        match self {
+            Part::Raw(b) => s.raw(b),
+            Part::Field(tag, v) => s.field(tag, v),
+            Part::Entry(tag, k, v) => s.entry(tag, k, v),
+        }
+    }
+}
+
+/// Records a set (`Some`) or delete (`None`) of `name` in a net edit list: the last edit of a name
+/// is its net effect (a set replaces every value, a delete removes them, in either order).
+fn note<'a>(
+    net: &mut Vec<NetEdit<'a>>,
+    name: Vec<u8>,
+    value: Option<Vec<u8>>,
+    same: impl Fn(&[u8], &[u8]) -> bool,
+) {
+    let value = value.map(Cow::Owned);
+    match net.iter_mut().find(|(n, _)| same(n, &name)) {
+        Some(slot) => *slot = (Cow::Owned(name), value),
+        None => net.push((Cow::Owned(name), value)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coprocess_proto::{HookType, Message, MiniRequestObject, Object, ReturnOverrides};
+    use std::collections::HashMap;
+
+    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// An Object as Tyk's BuildObject makes it.
+    fn tyk_object() -> Object {
+        Object {
+            hook_type: HookType::Pre as i32,
+            request: Some(MiniRequestObject {
+                headers: map(&[("Host", "api.example"), ("Accept", "*/*"), ("X-Old", "o")]),
+                params: map(&[("a", "1"), ("b", "2")]),
+                url: "/p?a=1&b=2".into(),
+                request_uri: "/p?a=1&b=2".into(),
+                method: "POST".into(),
+                scheme: "http".into(),
+                body: "hello".into(),
+                raw_body: b"hello".to_vec(),
+                return_overrides: Some(ReturnOverrides {
+                    response_code: -1,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            spec: map(&[("APIID", "a")]),
+            ..Default::default()
+        }
+    }
+
+    fn hook(name: &str, raw_body_only: bool) -> HookDef {
+        HookDef {
+            name: name.into(),
+            raw_body_only,
+            ..Default::default()
+        }
+    }
+
+    /// A hook's answer: either a patch (its input with `patch` appended) or a whole re-encoded Object.
+    enum Reply {
+        Patch(Object),
+        Whole(Box<dyn Fn(&mut MiniRequestObject)>),
+    }
+
+    /// Runs `hooks` over `input` as the chain does; returns what each hook saw and the host's answer.
+    fn run(input: &Object, hooks: Vec<(HookDef, Reply)>) -> (Vec<Object>, Object) {
+        let bytes = input.encode_to_vec();
+        let mut live = Live::read(&bytes);
+        let mut seen = Vec::new();
+        let mut current = live.first_input(&bytes, &hooks[0].0);
+        let mut answer = None;
+        for (i, (def, reply)) in hooks.iter().enumerate() {
+            if i > 0 {
+                current = live.next_input(current, &bytes, def);
+            }
+            let view = Object::decode(current.as_slice()).unwrap();
+            let out = match reply {
+                Reply::Patch(p) => [current.clone(), p.encode_to_vec()].concat(),
+                Reply::Whole(f) => {
+                    let mut o = view.clone();
+                    f(o.request.as_mut().unwrap());
+                    o.encode_to_vec()
+                }
+            };
+            seen.push(view);
+            let code = live.apply(&current, &out).unwrap();
+            if code.is_some_and(|c| c > 0) || i + 1 == hooks.len() {
+                answer = Some(Object::decode(live.answer(&out, def).as_slice()).unwrap());
+                break;
+            }
+        }
+        (seen, answer.unwrap())
+    }
+
+    fn patch(f: impl FnOnce(&mut MiniRequestObject)) -> Reply {
+        let mut r = MiniRequestObject::default();
+        f(&mut r);
+        Reply::Patch(Object {
+            request: Some(r),
+            ..Default::default()
+        })
+    }
+
+    fn req(o: &Object) -> &MiniRequestObject {
+        o.request.as_ref().unwrap()
+    }
+
+    #[test]
+    fn each_hook_sees_the_request_the_earlier_hooks_left() {
+        let hooks = vec![
+            (
+                hook("set", false),
+                patch(|r| {
+                    r.set_headers = map(&[("x-new", "1"), ("accept", "text/plain")]);
+                    r.delete_headers = vec!["x-old".into()];
+                }),
+            ),
+            (
+                hook("whole", false),
+                Reply::Whole(Box::new(|r| {
+                    r.set_headers = map(&[("X-Whole", "w")]);
+                    r.delete_headers = vec!["X-NEW".into()];
+                    r.headers.insert("X-Ignored".into(), "not an edit".into());
+                    r.method = "PUT".into();
+                    r.raw_body = b"changed".to_vec();
+                    r.body = "ignored: Tyk takes raw_body".into();
+                })),
+            ),
+            (hook("last", false), patch(|_| {})),
+        ];
+        let (seen, answer) = run(&tyk_object(), hooks);
+        let h = |o: &Object| {
+            let mut v: Vec<_> = req(o)
+                .headers
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            v.sort();
+            v.join(",")
+        };
+        assert_eq!(h(&seen[1]), "Accept=text/plain,Host=api.example,X-New=1");
+        assert!(req(&seen[1]).set_headers.is_empty() && req(&seen[1]).delete_headers.is_empty());
+        assert_eq!(
+            req(&seen[1])
+                .return_overrides
+                .as_ref()
+                .unwrap()
+                .response_code,
+            -1
+        );
+        assert_eq!(seen[1].hook_name, "whole");
+        assert_eq!(h(&seen[2]), "Accept=text/plain,Host=api.example,X-Whole=w");
+        assert_eq!(req(&seen[2]).method, "PUT");
+        assert_eq!(
+            (
+                req(&seen[2]).body.as_str(),
+                req(&seen[2]).raw_body.as_slice()
+            ),
+            ("changed", &b"changed"[..])
+        );
+        assert_eq!(req(&seen[2]).request_uri, "/p?a=1&b=2", "kept as sent");
+        assert_eq!(seen[2].spec["APIID"], "a");
+        // The net effect: X-New set then deleted is a delete; X-Old deleted; Accept, X-Whole set.
+        let r = req(&answer);
+        let mut deleted = r.delete_headers.clone();
+        deleted.sort();
+        assert_eq!(deleted, ["X-New", "X-Old"]);
+        assert_eq!(
+            r.set_headers,
+            map(&[("Accept", "text/plain"), ("X-Whole", "w")])
+        );
+        assert_eq!(
+            (r.method.as_str(), r.raw_body.as_slice()),
+            ("PUT", &b"changed"[..])
+        );
+        assert_eq!(h(&answer), h(&seen[2]));
+    }
+
+    #[test]
+    fn params_and_url_follow_object_post_process() {
+        let hooks = vec![
+            (
+                hook("p", false),
+                patch(|r| {
+                    r.add_params = map(&[("c", "x y")]);
+                    r.delete_params = vec!["a".into()];
+                }),
+            ),
+            (hook("u", false), patch(|r| r.url = "/other?zzz=1".into())),
+            (
+                hook("same", false),
+                patch(|r| r.url = "/other?c=x+y&b=2".into()),
+            ),
+            (hook("end", false), patch(|_| {})),
+        ];
+        let (seen, answer) = run(&tyk_object(), hooks);
+        assert_eq!(
+            req(&seen[1]).url,
+            "/p?b=2&c=x+y",
+            "query re-encoded, sorted"
+        );
+        assert_eq!(req(&seen[1]).params, map(&[("b", "2"), ("c", "x y")]));
+        assert_eq!(
+            req(&seen[2]).url,
+            "/other?b=2&c=x+y",
+            "a url's own query is replaced by the request's"
+        );
+        assert_eq!(
+            req(&seen[3]).url,
+            "/other?c=x+y&b=2",
+            "kept when its query has the same values"
+        );
+        let r = req(&answer);
+        assert_eq!(r.add_params, map(&[("c", "x y")]));
+        assert_eq!(r.delete_params, ["a"]);
+        assert_eq!(r.url, "/other?c=x+y&b=2");
+    }
+
+    #[test]
+    fn raw_body_only_hooks_get_no_body_text() {
+        let hooks = vec![
+            (hook("raw", true), patch(|_| {})),
+            (hook("text", false), patch(|_| {})),
+        ];
+        let (seen, _) = run(&tyk_object(), hooks);
+        assert_eq!(req(&seen[0]).body, "");
+        assert_eq!(req(&seen[0]).raw_body, b"hello");
+        assert_eq!(req(&seen[1]).body, "hello");
+        // A host that sends only `body` still gives raw_body.
+        let mut o = tyk_object();
+        o.request.as_mut().unwrap().raw_body.clear();
+        let (seen, _) = run(&o, vec![(hook("one", false), patch(|_| {}))]);
+        assert_eq!(req(&seen[0]).raw_body, b"hello");
+        // Not UTF-8: raw_body only, whatever the hook says.
+        let (seen, _) = run(
+            &tyk_object(),
+            vec![
+                (hook("bin", false), patch(|r| r.raw_body = vec![0xff, 0])),
+                (hook("next", false), patch(|_| {})),
+            ],
+        );
+        assert_eq!(
+            (
+                req(&seen[1]).body.as_str(),
+                req(&seen[1]).raw_body.as_slice()
+            ),
+            ("", &[0xff, 0][..])
+        );
+    }
+
+    #[test]
+    fn host_header_stays_the_hosts_and_codes_stop_only_when_positive() {
+        let hooks = vec![
+            (
+                hook("h", false),
+                patch(|r| {
+                    r.delete_headers = vec!["host".into()];
+                    r.return_overrides = Some(ReturnOverrides {
+                        response_code: 0,
+                        ..Default::default()
+                    });
+                }),
+            ),
+            (
+                hook("stop", false),
+                patch(|r| {
+                    r.set_headers = map(&[("X-Stop", "1")]);
+                    r.return_overrides = Some(ReturnOverrides {
+                        response_code: 202,
+                        response_body: "done".into(),
+                        ..Default::default()
+                    });
+                }),
+            ),
+            (hook("never", false), patch(|_| {})),
+        ];
+        let (seen, answer) = run(&tyk_object(), hooks);
+        assert_eq!(seen.len(), 2, "202 ended the chain, 0 did not");
+        assert_eq!(req(&seen[1]).headers["Host"], "api.example");
+        let ro = req(&answer).return_overrides.clone().unwrap();
+        assert_eq!((ro.response_code, ro.response_body.as_str()), (202, "done"));
+        assert_eq!(req(&answer).set_headers["X-Stop"], "1");
+        assert_eq!(req(&answer).delete_headers, ["Host"]);
+    }
+
+    #[test]
+    fn a_url_go_refuses_is_an_error() {
+        let o = tyk_object().encode_to_vec();
+        let mut live = Live::read(&o);
+        let input = live.first_input(&o, &hook("a", false));
+        let mut bad = input.clone();
+        bad.extend(
+            Object {
+                request: Some(MiniRequestObject {
+                    url: "no-slash".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        );
+        let e = live.apply(&input, &bad).unwrap_err();
+        assert!(e.contains("no-slash"), "{e}");
+        // A whole Object without a url has the empty url, which Go refuses too.
+        assert!(live
+            .apply(&input, &Object::default().encode_to_vec())
+            .is_err());
+    }
+}
