@@ -361,17 +361,23 @@ impl BridgeConfig {
         Ok(Some(limits))
     }
 
-    /// Global options a driver inherits when its own config does not set them.
-    pub fn inherited_driver_options(&self) -> Map<String, Value> {
+    /// The global options the driver `name` (loaded from `path`) inherits when its own config does
+    /// not set them: only those it understands, as tyk.conf's `coprocess_options` are meant for one
+    /// driver each (python_path_prefix and python_version for the Python driver, coprocess_grpc_server
+    /// for the gRPC driver). Other drivers get none: one that refuses unknown keys still loads.
+    pub fn inherited_driver_options(&self, name: &str, path: &str) -> Map<String, Value> {
+        let pairs: &[(&str, &Option<String>)] = match DriverKind::of(name, path) {
+            DriverKind::Python => &[
+                ("python_path_prefix", &self.python_path_prefix),
+                ("python_version", &self.python_version),
+            ],
+            DriverKind::Grpc => &[("coprocess_grpc_server", &self.coprocess_grpc_server)],
+            DriverKind::Other => &[],
+        };
         let mut m = Map::new();
-        let pairs = [
-            ("coprocess_grpc_server", &self.coprocess_grpc_server),
-            ("python_path_prefix", &self.python_path_prefix),
-            ("python_version", &self.python_version),
-        ];
         for (k, v) in pairs {
             if let Some(v) = v {
-                m.insert(k.into(), Value::String(v.clone()));
+                m.insert((*k).into(), Value::String(v.clone()));
             }
         }
         m
@@ -408,6 +414,33 @@ impl BundleConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// The drivers tyk.conf's options are meant for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DriverKind {
+    Python,
+    Grpc,
+    Other,
+}
+
+impl DriverKind {
+    /// Told by the name the driver is loaded under (Tyk's driver names `python` and `grpc`) or by the
+    /// file name of its library (`libcoprocess_python.so`, `libcoprocess_grpc.so`, as this workspace
+    /// builds them).
+    fn of(name: &str, path: &str) -> DriverKind {
+        let file = std::path::Path::new(path)
+            .file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or("");
+        if name == "python" || file.starts_with("libcoprocess_python") {
+            DriverKind::Python
+        } else if name == "grpc" || file.starts_with("libcoprocess_grpc") {
+            DriverKind::Grpc
+        } else {
+            DriverKind::Other
+        }
     }
 }
 
@@ -720,12 +753,13 @@ mod tests {
     }
 
     #[test]
-    fn drivers_inherit_global_options_they_do_not_set() {
+    fn drivers_inherit_only_the_global_options_they_understand() {
         let cfg = BridgeConfig {
             coprocess_grpc_server: Some("tcp://h:1".into()),
+            python_path_prefix: Some("/opt/tyk-gateway".into()),
             ..Default::default()
         };
-        let inh = cfg.inherited_driver_options();
+        let inh = cfg.inherited_driver_options("grpc", "/x/anything.so");
         assert_eq!(
             effective_driver_config(None, &inh).as_deref(),
             Some(r#"{"coprocess_grpc_server":"tcp://h:1"}"#)
@@ -739,9 +773,16 @@ mod tests {
             effective_driver_config(Some("not json"), &inh).as_deref(),
             Some("not json")
         );
+        let py = cfg.inherited_driver_options("py", "/lib/libcoprocess_python.so");
         assert_eq!(
-            effective_driver_config(Some("{}"), &Map::new()).as_deref(),
-            Some("{}")
+            effective_driver_config(Some("{}"), &py).as_deref(),
+            Some(r#"{"python_path_prefix":"/opt/tyk-gateway"}"#)
+        );
+        let other = cfg.inherited_driver_options("native", "/lib/libmine.so");
+        assert!(other.is_empty());
+        assert_eq!(
+            effective_driver_config(Some(r#"{"a":1}"#), &other).as_deref(),
+            Some(r#"{"a":1}"#)
         );
     }
 }

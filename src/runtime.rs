@@ -98,7 +98,7 @@ impl Runtime {
             .config
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .inherited_driver_options();
+            .inherited_driver_options(name, path);
         let config = effective_driver_config(config_json, &inherited);
         self.registry.load(name, path, config.as_deref())?;
         self.logs

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-/// `{"bundle_root": PATH, "python_path": [DIR, ...]}`, both optional.
+/// `{"bundle_root": PATH, "python_path": [DIR, ...], "python_path_prefix": DIR, "python_version": V}`,
+/// all optional. The last two are tyk.conf's `coprocess_options` of the same names, which the bridge
+/// hands to this driver.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -14,6 +16,15 @@ pub struct Config {
     /// Directories put in front of `sys.path` (e.g. a virtualenv's site-packages).
     #[serde(default)]
     pub python_path: Vec<String>,
+    /// Tyk's install directory (`/opt/tyk-gateway`): as in Tyk, its `coprocess/python`,
+    /// `coprocess/python/tyk` and `coprocess/python/proto` go on the module path, so modules kept
+    /// there for Tyk's Python plugins import here too.
+    #[serde(default)]
+    pub python_path_prefix: Option<String>,
+    /// The Python version Tyk would load (`3.11`): this driver runs the interpreter it is linked
+    /// with, and says so in the log when that is another version.
+    #[serde(default)]
+    pub python_version: Option<String>,
 }
 
 impl Config {
@@ -30,6 +41,35 @@ impl Config {
             }
         }
         Ok(config)
+    }
+
+    /// The directories put in front of `sys.path`, in order: `python_path`, then those Tyk derives from
+    /// `python_path_prefix` (gateway/coprocess_python.go).
+    pub fn module_path(&self) -> Vec<String> {
+        let mut path = self.python_path.clone();
+        if let Some(prefix) = self.python_path_prefix.as_deref().filter(|p| !p.is_empty()) {
+            let base = std::path::Path::new(prefix)
+                .join("coprocess")
+                .join("python");
+            for dir in [base.clone(), base.join("tyk"), base.join("proto")] {
+                path.push(dir.to_string_lossy().into_owned());
+            }
+        }
+        path
+    }
+
+    /// A warning when `python_version` names another version than `running` (major, minor).
+    pub fn version_note(&self, running: (u8, u8)) -> Option<String> {
+        let wanted = self.python_version.as_deref()?.trim();
+        let have = format!("{}.{}", running.0, running.1);
+        let within = |long: &str, short: &str| {
+            long.strip_prefix(short)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+        };
+        let same = wanted.is_empty() || within(wanted, &have) || within(&have, wanted);
+        (!same).then(|| {
+            format!("python_version is {wanted:?} but the driver runs Python {have}, which it was built with")
+        })
     }
 
     /// The bundle root as text for Python (non-UTF-8 paths are refused with a clear error).
@@ -64,6 +104,31 @@ mod tests {
         assert_eq!(c.python_path, vec!["/x".to_owned()]);
         let err = Config::parse(r#"{"bundle_root": "/no/such/dir"}"#).unwrap_err();
         assert!(err.contains("/no/such/dir is not a directory"), "{err}");
+    }
+
+    #[test]
+    fn tyk_conf_python_options_are_understood() {
+        let c = Config::parse(
+            r#"{"python_path": ["/a"], "python_path_prefix": "/opt/tyk", "python_version": "3.11"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.module_path(),
+            [
+                "/a",
+                "/opt/tyk/coprocess/python",
+                "/opt/tyk/coprocess/python/tyk",
+                "/opt/tyk/coprocess/python/proto"
+            ]
+        );
+        assert_eq!(c.version_note((3, 11)), None);
+        assert!(c.version_note((3, 12)).unwrap().contains("Python 3.12"));
+        let patch = Config::parse(r#"{"python_version": "3.11.4"}"#).unwrap();
+        assert_eq!(patch.version_note((3, 11)), None);
+        assert_eq!(Config::default().version_note((3, 1)), None);
+        let major = Config::parse(r#"{"python_version": "3"}"#).unwrap();
+        assert_eq!(major.version_note((3, 12)), None);
+        assert!(major.version_note((2, 7)).is_some());
     }
 
     #[test]

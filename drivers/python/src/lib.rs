@@ -1,7 +1,8 @@
 //! `libcoprocess_python.so`: a coprocess-bridge driver that embeds CPython and runs Tyk Python plugin
 //! bundles unchanged (`from tyk.decorators import *`, `from gateway import TykGateway as tyk`).
 //!
-//! Config JSON: `{"bundle_root": PATH, "python_path": [DIR, ...]}`. Every directory under
+//! Config JSON: `{"bundle_root": PATH, "python_path": [DIR, ...], "python_path_prefix": DIR,
+//! "python_version": V}` (see `src/config.rs`). Every directory under
 //! `bundle_root` is a bundle (`manifest.json` + `middleware.py`), keyed by its directory name, which
 //! the gateway sends as `spec["bundle_hash"]`. See `python/runtime.py` for the Python side and
 //! `src/interpreter.rs` for how the interpreter is started (or shared with a Python host).
@@ -25,6 +26,13 @@ impl Driver for PythonDriver {
     fn new(host: Host, config: &str) -> Result<Self> {
         let config = Config::parse(config)?;
         if let Some(note) = interpreter::ensure_initialized()? {
+            host.log(Level::Warning, &format!("python driver: {note}"));
+        }
+        let running = pyo3::Python::attach(|py| {
+            let v = py.version_info();
+            (v.major, v.minor)
+        });
+        if let Some(note) = config.version_note(running) {
             host.log(Level::Warning, &format!("python driver: {note}"));
         }
         let runtime = Runtime::start(host, &config)?;

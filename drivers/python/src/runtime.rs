@@ -61,7 +61,7 @@ impl Runtime {
                     PyBytes::new(py, DESCRIPTOR_SET),
                     sources,
                     bundle_root.as_deref(),
-                    config.python_path.clone(),
+                    config.module_path(),
                 ))?;
                 Ok(runtime.unbind())
             };
