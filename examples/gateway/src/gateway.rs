@@ -99,7 +99,6 @@ struct Phase {
     any: bool,
     /// Some hook wants `body` as text (not raw_body_only).
     body_text: bool,
-    session: bool,
 }
 
 impl Phase {
@@ -109,7 +108,6 @@ impl Phase {
             hook_type,
             any: !enabled.is_empty(),
             body_text: enabled.iter().any(|h| !h.raw_body_only),
-            session: enabled.iter().any(|h| h.require_session),
         }
     }
 }
@@ -272,10 +270,14 @@ impl Gateway {
                 continue;
             }
             let sent = working.mini_request(phase.body_text);
+            // Tyk sends the session to every hook after authentication, whatever require_session
+            // says (only its JSVM reads that); Pre and CustomKeyCheck hooks get none.
             let ctx = Context {
                 api_id: &api.api_id,
                 org_id: &api.org_id,
-                session: session.as_ref().filter(|_| phase.session),
+                session: session.as_ref().filter(|_| {
+                    !matches!(phase.hook_type, HookType::Pre | HookType::CustomKeyCheck)
+                }),
                 metadata: &metadata,
             };
             let Some(out) = self.run(object::object(phase.hook_type, sent.clone(), &ctx)) else {
@@ -287,6 +289,14 @@ impl Gateway {
             }
             working.apply(&sent, &got);
             if phase.hook_type == HookType::CustomKeyCheck {
+                // Tyk: no session, or no metadata["token"] in it, is a failed authentication.
+                let token = out
+                    .metadata
+                    .get("token")
+                    .or_else(|| out.session.as_ref()?.metadata.get("token"));
+                if out.session.is_none() || token.is_none_or(|t| t.is_empty()) {
+                    return error(StatusCode::FORBIDDEN, "Forbidden");
+                }
                 session = out.session.clone();
                 metadata = out.metadata.clone();
             }
@@ -310,7 +320,7 @@ impl Gateway {
             let ctx = Context {
                 api_id: &api.api_id,
                 org_id: &api.org_id,
-                session: session.as_ref().filter(|_| phase.session),
+                session: session.as_ref(),
                 metadata: &metadata,
             };
             let mut obj = object::object(HookType::Response, sent_request, &ctx);
@@ -318,9 +328,7 @@ impl Gateway {
             let Some(out) = self.run(obj) else {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, "Middleware error");
             };
-            if let Some(answer) = answered(&out.request.clone().unwrap_or_default()) {
-                return answer;
-            }
+            // Tyk's response hooks ignore return_overrides.
             upstream.apply(&sent, &out.response.unwrap_or_default());
         }
         respond(upstream)
@@ -423,10 +431,11 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-/// The answer a hook asked for, when its return_overrides.response_code is >= 0.
+/// The answer a hook asked for, when its return_overrides.response_code is > 0 (0 and below are
+/// Tyk's "no override").
 fn answered(request: &coprocess_proto::MiniRequestObject) -> Option<Response<Full<Bytes>>> {
     let ro = request.return_overrides.as_ref()?;
-    if ro.response_code < 0 {
+    if ro.response_code <= 0 {
         return None;
     }
     let (status, headers, body) = object::override_answer(ro);

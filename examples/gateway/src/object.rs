@@ -270,35 +270,39 @@ impl UpstreamResponse {
     }
 }
 
-/// An answer a hook asked for through return_overrides (response_code >= 0): status, the override's
-/// headers, and its body: `response_body`, or for errors Tyk's `{"error": "<response_error>"}`.
+/// The answer a hook asked for through return_overrides (response_code > 0), as Tyk's coprocess
+/// middleware gives it: `response_error`, when set, stands for `response_body`; a code >= 400 without
+/// `override_error` is an auth failure, answered with Tyk's JSON error body (the text, or "Key not
+/// authorised"); any other code answers with the body as it is. Returns status, the override's
+/// headers and the body.
 pub fn override_answer(ro: &ReturnOverrides) -> (u16, Vec<(String, String)>, Bytes) {
-    let status = match u16::try_from(ro.response_code) {
-        Ok(0) | Err(_) => 200,
-        Ok(s) if (100..=999).contains(&s) => s,
-        Ok(_) => 500,
-    };
+    let status = u16::try_from(ro.response_code)
+        .ok()
+        .filter(|s| (100..=999).contains(s))
+        .unwrap_or(500);
     let mut headers: Vec<(String, String)> = ro
         .headers
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     headers.sort();
-    let body = if !ro.response_body.is_empty() {
-        Bytes::from(ro.response_body.clone().into_bytes())
-    } else if status >= 400 {
-        let json = serde_json::json!({ "error": ro.response_error }).to_string();
-        if !headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-        {
-            headers.push(("Content-Type".into(), "application/json".into()));
-        }
-        Bytes::from(json.into_bytes())
+    let text = if ro.response_error.is_empty() {
+        &ro.response_body
     } else {
-        Bytes::new()
+        &ro.response_error
     };
-    (status, headers, body)
+    if status >= 400 && !ro.override_error {
+        let message = if text.is_empty() {
+            "Key not authorised"
+        } else {
+            text
+        };
+        let json = serde_json::json!({ "error": message }).to_string();
+        headers.retain(|(k, _)| !k.eq_ignore_ascii_case("content-type"));
+        headers.push(("Content-Type".into(), "application/json".into()));
+        return (status, headers, Bytes::from(json.into_bytes()));
+    }
+    (status, headers, Bytes::from(text.clone().into_bytes()))
 }
 
 #[cfg(test)]
@@ -401,5 +405,29 @@ mod tests {
             ..Default::default()
         });
         assert_eq!((s, &b[..]), (200, &b"ok"[..]));
+        let (s, h, b) = override_answer(&ReturnOverrides {
+            response_code: 401,
+            response_body: "<html>".into(),
+            headers: [("Content-Type".to_string(), "text/html".to_string())].into(),
+            ..Default::default()
+        });
+        assert_eq!((s, &b[..]), (401, &br#"{"error":"<html>"}"#[..]));
+        assert_eq!(h[0].1, "application/json");
+        let (_, _, b) = override_answer(&ReturnOverrides {
+            response_code: 403,
+            ..Default::default()
+        });
+        assert_eq!(&b[..], br#"{"error":"Key not authorised"}"#);
+        let (s, _, b) = override_answer(&ReturnOverrides {
+            response_code: 418,
+            response_body: "teapot".into(),
+            override_error: true,
+            ..Default::default()
+        });
+        assert_eq!(
+            (s, &b[..]),
+            (418, &b"teapot"[..]),
+            "override_error: as it is"
+        );
     }
 }

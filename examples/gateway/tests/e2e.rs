@@ -187,7 +187,10 @@ fn auth_passes_refuses_with_403_and_answers_400_without_the_field() {
         "",
     );
     assert_eq!(refused.status, 403);
-    assert_eq!(refused.body, r#"{"error": "Key not authorised"}"#);
+    assert_eq!(
+        refused.body, r#"{"error":"Key not authorised"}"#,
+        "Tyk's error body"
+    );
     let missing = http(&gw, "GET", "/classic/", &[], "");
     assert_eq!(missing.status, 400);
     assert_eq!(missing.body, r#"{"error":"Authorization field missing"}"#);
@@ -293,4 +296,66 @@ fn the_demo_lua_api_runs_its_lua_hooks() {
         "",
     );
     assert_eq!(r.status, 403);
+}
+
+const TYK_RULES: &str = r#"{
+  "api_id": "rules", "org_id": "org",
+  "proxy": {"listen_path": "/rules/", "target_url": "{upstream}", "strip_listen_path": true},
+  "custom_plugin_auth_enabled": true,
+  "custom_middleware": {
+    "driver": "native",
+    "auth_check": {"name": "BearerAuth"},
+    "post_key_auth": [{"name": "ShowSession"}],
+    "post": [{"name": "Edit:code 429"}]
+  }
+}"#;
+
+const NO_SESSION: &str = r#"{
+  "api_id": "nosession", "org_id": "org",
+  "proxy": {"listen_path": "/nosession/", "target_url": "{upstream}", "strip_listen_path": true},
+  "custom_plugin_auth_enabled": true,
+  "custom_middleware": {"driver": "native", "auth_check": {"name": "Edit:set X-Auth=none"}}
+}"#;
+
+#[test]
+fn sessions_reach_hooks_after_auth_and_errors_render_as_tyk_does() {
+    let gw = gateway(&[TYK_RULES, NO_SESSION]);
+    let r = http(
+        &gw,
+        "GET",
+        "/rules/",
+        &[("Authorization", "Bearer tok-a")],
+        "",
+    );
+    // The Post hook answered 429 without override_error: an error, in Tyk's JSON body.
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.body, r#"{"error":"Key not authorised"}"#);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    // An auth check that gives no session is a failed authentication.
+    let r = http(
+        &gw,
+        "GET",
+        "/nosession/",
+        &[("Authorization", "Bearer tok-a")],
+        "",
+    );
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (403, r#"{"error":"Forbidden"}"#)
+    );
+}
+
+#[test]
+fn post_key_auth_hooks_get_the_session_without_require_session() {
+    let api = TYK_RULES.replace(r#""post": [{"name": "Edit:code 429"}]"#, r#""post": []"#);
+    let gw = gateway(&[&api]);
+    let r = http(
+        &gw,
+        "GET",
+        "/rules/",
+        &[("Authorization", "Bearer tok-a")],
+        "",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.upstream_header("x-session").as_deref(), Some("rate=100"));
 }

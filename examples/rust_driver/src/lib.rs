@@ -20,9 +20,12 @@
 //!   `url URL`, `method METHOD`, `body TEXT` (raw_body), `code N` (return_overrides.response_code).
 //! - `Record...` (any hook type) stores the Object it was given, hex-encoded, under `rust_driver:seen:<name>` and
 //!   changes nothing (the chain tests read what each hook saw).
-//! - `Deny` answers 418 through return_overrides (which ends the chain) when the request carries an
-//!   `X-Deny` header, with the `X-Chain` so far in the body; otherwise it changes nothing.
+//! - `Deny` answers 418 through return_overrides (which ends the chain; `override_error` set, so Tyk
+//!   writes the body as it is) when the request carries an `X-Deny` header, with the `X-Chain` so far
+//!   in the body; otherwise it changes nothing.
 //! - `ShowConfig` copies `spec["config_data"]` to the request header `X-Config-Data`.
+//! - `ShowSession` sets the request header `X-Session` to `rate=<session rate>`, or `none` without a
+//!   session.
 //! - `Fail` fails (the bridge answers 500 "Middleware error" on the API path).
 //! - CustomKeyCheck also sets the request header `X-Auth-Call: <n>` (n counts the driver's auth calls),
 //!   so a cached session (no driver call) is visible upstream by its absence.
@@ -161,13 +164,21 @@ impl ExampleDriver {
                 {
                     let body =
                         serde_json::json!({"denied_by": "Deny", "chain": chain_so_far(&object)});
+                    // override_error: Tyk writes the body as it is, not as an auth failure.
                     ObjectPatch::new()
                         .return_override(418, &body.to_string())
+                        .override_error(true)
                         .return_header("Content-Type", "application/json")
                         .into()
                 } else {
                     Reply::Unchanged
                 }
+            }),
+            "ShowSession" => call.decode().map(|object| {
+                let seen = object
+                    .session
+                    .map_or("none".to_owned(), |s| format!("rate={}", s.rate));
+                ObjectPatch::new().set_header("X-Session", &seen).into()
             }),
             "ShowConfig" => Ok(ObjectPatch::new()
                 .set_header("X-Config-Data", call.spec("config_data").unwrap_or(""))
