@@ -44,6 +44,10 @@ const METHOD: u32 = 11;
 const RAW_BODY: u32 = 14;
 const OVERRIDES_RESPONSE_CODE: u32 = 1;
 
+/// Spare capacity in a hook's Object for what later hooks append (their names, header edits), so
+/// that extending it seldom moves it.
+const APPEND_ROOM: usize = 512;
+
 /// The request fields `BuildObject` fills from the live request (the others are kept as sent).
 fn rebuilt_field(tag: u32) -> bool {
     matches!(
@@ -351,7 +355,7 @@ impl<'i> Live<'i> {
         let raw_ok = self.sent_raw_body == &*self.raw_body;
         if body_ok && raw_ok {
             self.body_text = text;
-            let mut out = Vec::with_capacity(prepared.len() + hook.name.len() + 4);
+            let mut out = Vec::with_capacity(prepared.len() + APPEND_ROOM);
             out.extend_from_slice(prepared);
             push_hook_name(&mut out, &hook.name);
             out
@@ -572,7 +576,7 @@ impl<'i> Live<'i> {
         let mut len = Len(0);
         self.emit_view(&mut len, text);
         len.code(-1);
-        let mut out = Vec::with_capacity(base.len() + field_len(len.0) + hook.name.len() + 8);
+        let mut out = Vec::with_capacity(base.len() + field_len(len.0) + APPEND_ROOM);
         out.extend_from_slice(&base);
         self.base = Some(base);
         encode_key(OBJECT_REQUEST, WireType::LengthDelimited, &mut out);
@@ -711,7 +715,7 @@ mod tests {
 
     /// A hook's answer: either a patch (its input with `patch` appended) or a whole re-encoded Object.
     enum Reply {
-        Patch(Object),
+        Patch(Box<Object>),
         Whole(Box<dyn Fn(&mut MiniRequestObject)>),
     }
 
@@ -748,10 +752,10 @@ mod tests {
     fn patch(f: impl FnOnce(&mut MiniRequestObject)) -> Reply {
         let mut r = MiniRequestObject::default();
         f(&mut r);
-        Reply::Patch(Object {
+        Reply::Patch(Box::new(Object {
             request: Some(r),
             ..Default::default()
-        })
+        }))
     }
 
     fn req(o: &Object) -> &MiniRequestObject {
