@@ -206,6 +206,18 @@ pub fn session_bytes(buf: &[u8]) -> Option<Vec<u8>> {
     out
 }
 
+/// The Object's `metadata` entries as `SessionState.metadata` fields: appended to a session's bytes,
+/// they merge into its metadata as Tyk merges `returnObject.Metadata` into the session it keeps.
+pub fn metadata_as_session_fields(buf: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    each(buf, |r| {
+        if r.tag == OBJECT_METADATA && r.wire_type == 2 {
+            put_bytes(&mut out, SESSION_METADATA, &buf[r.payload..r.end]);
+        }
+    });
+    out
+}
+
 /// `request.return_overrides.response_code`, or `None` when no `return_overrides` is present at all
 /// (a host that does not set Tyk's -1 is then not taken to have asked for status 0).
 pub fn response_code(buf: &[u8]) -> Option<i32> {
@@ -327,6 +339,31 @@ mod tests {
         assert_eq!(response_code(&buf), Some(403));
         o.request.as_mut().unwrap().return_overrides = Some(ReturnOverrides::default());
         assert_eq!(response_code(&o.encode_to_vec()), Some(0));
+    }
+
+    #[test]
+    fn session_tokens_are_found_as_tyk_merges_metadata() {
+        let mut o = Object::default();
+        assert!(!has_session_token(&o.encode_to_vec()), "no session");
+        o.session = Some(SessionState::default());
+        assert!(!has_session_token(&o.encode_to_vec()), "no token");
+        o.metadata.insert("token".into(), "t".into());
+        let buf = o.encode_to_vec();
+        assert!(has_session_token(&buf), "the Object's metadata counts");
+        let mut session = session_bytes(&buf).unwrap_or_default();
+        session.extend(metadata_as_session_fields(&buf));
+        let kept = SessionState::decode(session.as_slice()).unwrap();
+        assert_eq!(kept.metadata["token"], "t", "merged into the kept session");
+        o.metadata.insert("token".into(), String::new());
+        o.session
+            .as_mut()
+            .unwrap()
+            .metadata
+            .insert("token".into(), "s".into());
+        assert!(
+            !has_session_token(&o.encode_to_vec()),
+            "the Object's empty token wins"
+        );
     }
 
     #[test]

@@ -279,7 +279,9 @@ impl Run<'_> {
         let out = self.session_or_forbidden(self.one(input, hook)?);
         let passed = edit::response_code(out.as_slice()).is_none_or(|c| c <= 0);
         if passed {
-            if let Some(session) = edit::session_bytes(out.as_slice()) {
+            if let Some(mut session) = edit::session_bytes(out.as_slice()) {
+                // Kept as Tyk keeps it: with the Object's metadata (its "token" among them).
+                session.extend(edit::metadata_as_session_fields(out.as_slice()));
                 cache::save(store.as_ref(), &sid, &session, now);
             }
         }
