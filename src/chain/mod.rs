@@ -187,7 +187,12 @@ impl Run<'_> {
         let mut current = live.first_input(&prepared, hook);
         let mut ran = 0;
         loop {
-            let out = match call_driver(&self.driver, &current) {
+            let out = match crate::metrics::timed(
+                &self.api.api_id,
+                &hook.name,
+                self.driver.name(),
+                || call_driver(&self.driver, &current),
+            ) {
                 Ok(out) => out,
                 Err(e) => return self.failed(&current, e),
             };
