@@ -359,7 +359,7 @@ fn the_demo_gateway_definitions_load() {
         load_api(&text).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
         loaded += 1;
     }
-    assert_eq!(loaded, 2, "a classic and an OAS definition");
+    assert_eq!(loaded, 3, "a classic, an OAS and a Lua API definition");
 }
 
 // ---------------------------------------------------------------------------------------------
