@@ -14,6 +14,16 @@ pub enum Level {
 }
 
 impl Level {
+    /// The level a plugin names (Tyk's and Python's names, any case); unknown names are `Info`.
+    pub fn from_name(name: &str) -> Level {
+        match name.to_ascii_lowercase().as_str() {
+            "debug" | "trace" => Level::Debug,
+            "warning" | "warn" => Level::Warning,
+            "error" | "critical" | "fatal" | "panic" => Level::Error,
+            _ => Level::Info,
+        }
+    }
+
     fn as_cstr(self) -> &'static CStr {
         match self {
             Level::Debug => c"debug",
@@ -119,5 +129,21 @@ impl Host {
             // SAFETY: a host callback with valid C strings for the call.
             unsafe { f(n.as_ptr(), p.as_ptr()) }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Level;
+
+    #[test]
+    fn levels_follow_tyk_and_python_names() {
+        assert_eq!(Level::from_name("debug"), Level::Debug);
+        assert_eq!(Level::from_name("INFO"), Level::Info);
+        assert_eq!(Level::from_name("warn"), Level::Warning);
+        assert_eq!(Level::from_name("warning"), Level::Warning);
+        assert_eq!(Level::from_name("error"), Level::Error);
+        assert_eq!(Level::from_name("critical"), Level::Error);
+        assert_eq!(Level::from_name("whatever"), Level::Info);
     }
 }

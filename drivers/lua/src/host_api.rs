@@ -9,16 +9,6 @@ use mlua::{Lua, Table, Value};
 use crate::cjson;
 use crate::record::number_text;
 
-/// Tyk's level names (and the common aliases) to the host's levels; anything else logs at info.
-pub fn level(name: &str) -> Level {
-    match name.to_ascii_lowercase().as_str() {
-        "debug" | "trace" => Level::Debug,
-        "warning" | "warn" => Level::Warning,
-        "error" | "critical" | "fatal" | "panic" => Level::Error,
-        _ => Level::Info,
-    }
-}
-
 /// A value as text the way Lua's `tostring` shows strings and numbers (others by type name).
 pub fn text(value: &Value) -> String {
     match value {
@@ -50,7 +40,10 @@ pub fn install(lua: &Lua, rt: &Table, host: Host, prepare: Rc<cjson::Prepare>) -
     rt.set(
         "log",
         lua.create_function(move |_, (message, lvl): (Value, Option<String>)| {
-            host.log(level(lvl.as_deref().unwrap_or("info")), &text(&message));
+            host.log(
+                Level::from_name(lvl.as_deref().unwrap_or("info")),
+                &text(&message),
+            );
             Ok(())
         })?,
     )?;
@@ -81,18 +74,4 @@ pub fn install(lua: &Lua, rt: &Table, host: Host, prepare: Rc<cjson::Prepare>) -
         })?,
     )?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn levels_follow_tyk_names() {
-        assert_eq!(level("debug"), Level::Debug);
-        assert_eq!(level("INFO"), Level::Info);
-        assert_eq!(level("warn"), Level::Warning);
-        assert_eq!(level("error"), Level::Error);
-        assert_eq!(level("whatever"), Level::Info);
-    }
 }

@@ -33,21 +33,14 @@ impl Text {
     }
 }
 
-/// Tyk's level names (and Python's) to the host's levels; anything else logs at info.
-pub fn level(name: &str) -> Level {
-    match name.to_ascii_lowercase().as_str() {
-        "debug" | "trace" => Level::Debug,
-        "warning" | "warn" => Level::Warning,
-        "error" | "critical" | "fatal" | "panic" => Level::Error,
-        _ => Level::Info,
-    }
-}
-
 #[pymethods]
 impl HostApi {
     #[pyo3(signature = (message, level = None))]
     fn log(&self, py: Python<'_>, message: Text, level: Option<&str>) {
-        let (message, level) = (message.into_string(), self::level(level.unwrap_or("info")));
+        let (message, level) = (
+            message.into_string(),
+            Level::from_name(level.unwrap_or("info")),
+        );
         py.detach(|| self.host.log(level, &message));
     }
 
@@ -69,21 +62,5 @@ impl HostApi {
         let name = event_name.into_string();
         let payload = payload.map(Text::into_string).unwrap_or_default();
         py.detach(|| self.host.trigger_event(&name, &payload));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn levels_follow_tyk_and_python_names() {
-        assert_eq!(level("debug"), Level::Debug);
-        assert_eq!(level("INFO"), Level::Info);
-        assert_eq!(level("warn"), Level::Warning);
-        assert_eq!(level("warning"), Level::Warning);
-        assert_eq!(level("error"), Level::Error);
-        assert_eq!(level("critical"), Level::Error);
-        assert_eq!(level("whatever"), Level::Info);
     }
 }
