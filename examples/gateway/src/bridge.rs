@@ -21,6 +21,7 @@ type DispatchFn = unsafe extern "C" fn(*const CoProcessMessage, *mut CoProcessMe
 type MessageFreeFn = unsafe extern "C" fn(*mut CoProcessMessage);
 type LastErrorFn = unsafe extern "C" fn() -> *const c_char;
 type FreeFn = unsafe extern "C" fn(*mut c_void);
+type MetricsFn = unsafe extern "C" fn(c_int) -> *mut c_char;
 
 /// A failed bridge call: its status code and CoProcessLastError() text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +46,7 @@ pub struct Bridge {
     message_free: MessageFreeFn,
     last_error: LastErrorFn,
     free: FreeFn,
+    metrics: MetricsFn,
     /// Keeps the library mapped for as long as the function pointers above are used.
     _library: Library,
 }
@@ -74,6 +76,7 @@ impl Bridge {
             message_free: symbol(&lib, &path, "CoProcessMessageFree")?,
             last_error: symbol(&lib, &path, "CoProcessLastError")?,
             free: symbol(&lib, &path, "CoProcessFree")?,
+            metrics: symbol(&lib, &path, "CoProcessMetrics")?,
             _library: lib,
         })
     }
@@ -122,6 +125,20 @@ impl Bridge {
             let p = (self.list_apis)();
             if p.is_null() {
                 return "[]".into();
+            }
+            let s = CStr::from_ptr(p).to_string_lossy().into_owned();
+            (self.free)(p as *mut c_void);
+            s
+        }
+    }
+
+    /// CoProcessMetrics(0): the bridge's metrics as Prometheus text.
+    pub fn metrics(&self) -> String {
+        // SAFETY: returns NULL or a malloc'd NUL-terminated string that we free with CoProcessFree.
+        unsafe {
+            let p = (self.metrics)(0);
+            if p.is_null() {
+                return String::new();
             }
             let s = CStr::from_ptr(p).to_string_lossy().into_owned();
             (self.free)(p as *mut c_void);

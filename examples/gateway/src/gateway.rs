@@ -20,6 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
+use crate::access_log;
 use crate::bridge::Bridge;
 use crate::object::{self, Context, UpstreamResponse, Working};
 
@@ -225,7 +226,9 @@ impl Gateway {
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
                     let gw = gw.clone();
-                    async move { Ok::<_, Infallible>(gw.handle(req).await) }
+                    let (method, path) = (req.method().to_string(), req.uri().to_string());
+                    let served = async move { gw.handle(req).await };
+                    async move { Ok::<_, Infallible>(access_log::logged(method, path, served).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
@@ -235,6 +238,9 @@ impl Gateway {
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.uri().path() == "/metrics" {
+            return self.metrics();
+        }
         let Some(route) = self.route(req.uri().path()) else {
             return error(StatusCode::NOT_FOUND, "no API listens on this path");
         };
@@ -334,11 +340,22 @@ impl Gateway {
         respond(upstream)
     }
 
+    /// The bridge's metrics (CoProcessMetrics) in Prometheus' text format.
+    fn metrics(&self) -> Response<Full<Bytes>> {
+        let mut resp = Response::new(Full::new(Bytes::from(self.bridge.metrics())));
+        resp.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        resp
+    }
+
     /// Dispatches an Object through the bridge; `None` (logged) when the bridge fails.
     fn run(&self, obj: Object) -> Option<Object> {
-        let out = self
-            .bridge
-            .dispatch(&obj.encode_to_vec())
+        let started = std::time::Instant::now();
+        let out = self.bridge.dispatch(&obj.encode_to_vec());
+        access_log::add_plugin_time(started.elapsed());
+        let out = out
             .map_err(|e| eprintln!("coprocess-gateway: Dispatch failed: {e}"))
             .ok()?;
         Object::decode(out.as_slice())

@@ -2,6 +2,7 @@
 //! would, through its C ABI (`dlopen` of the cdylib), and runs Tyk-style plugin hooks around a
 //! reverse proxy. See `main.rs` for the command line and README.md for the demo.
 
+pub mod access_log;
 pub mod bridge;
 pub mod echo;
 pub mod gateway;

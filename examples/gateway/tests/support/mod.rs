@@ -12,6 +12,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 pub const TIMEOUT: Duration = Duration::from_secs(20);
+/// A cold debug build of the bridge and the example driver on a busy 2-core machine.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
 /// Builds the bridge and the example driver into the gateway binary's target directory (once).
 pub fn target_dir() -> &'static Path {
@@ -21,9 +23,10 @@ pub fn target_dir() -> &'static Path {
         let dir = exe.parent().expect("the binary's directory").to_path_buf();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
+        // Not --quiet: a cold build takes minutes on a small machine, or waits for another cargo's
+        // lock on the target directory; its own progress lines say which, instead of a silent test.
         cmd.args([
             "build",
-            "--quiet",
             "-p",
             "coprocess-bridge",
             "-p",
@@ -33,7 +36,20 @@ pub fn target_dir() -> &'static Path {
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
-        let status = cmd.status().expect("running cargo build");
+        eprintln!("building the bridge and the example driver (at most {BUILD_TIMEOUT:?})");
+        let mut build = cmd.spawn().expect("running cargo build");
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = build.try_wait().expect("waiting for cargo build") {
+                break status;
+            }
+            if started.elapsed() > BUILD_TIMEOUT {
+                let _ = build.kill();
+                let _ = build.wait();
+                panic!("building the bridge and the example driver took over {BUILD_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
         assert!(
             status.success(),
             "building the bridge and the example driver failed"
@@ -66,6 +82,8 @@ pub fn upstream() -> SocketAddr {
 pub struct Gateway {
     child: Child,
     pub addr: String,
+    /// Every line the gateway printed on standard output so far.
+    pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -113,8 +131,11 @@ pub fn gateway_with_drivers(apis: &[&str], drivers: serde_json::Value) -> Gatewa
         .expect("starting the gateway");
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = lines.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            seen.lock().unwrap().push(line.clone());
             if let Some(addr) = line.strip_prefix("coprocess-gateway listening on http://") {
                 let _ = tx.send(addr.to_owned());
             }
@@ -131,6 +152,7 @@ pub fn gateway_with_drivers(apis: &[&str], drivers: serde_json::Value) -> Gatewa
     Gateway {
         child,
         addr,
+        stdout: lines,
         _dir: dir,
     }
 }
