@@ -7,15 +7,15 @@
 //! Run: `cargo bench --bench python` (builds both drivers in release first). Needs python3 with the
 //! `protobuf` package; without it the bench says so and measures nothing.
 
+mod support;
+
 use std::ffi::CString;
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use coprocess_bridge::ffi::host::{CoProcessLoadDriver, CoProcessMessageFree, DispatchWithDriver};
-use coprocess_bridge::message::CoProcessMessage;
 use coprocess_bridge::proto::{fixtures, HookType, Message, Object};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use support::{bridge_call, build_crate, load, target_dir};
 
 const MIDDLEWARE: &str = r#"
 from tyk.decorators import *
@@ -29,46 +29,6 @@ def AddHeader(request, session, spec):
     request.add_header("X-Python", "1")
     return request, session
 "#;
-
-fn target_dir() -> PathBuf {
-    // target/<profile>/deps/python-<hash> → target/<profile>
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-fn build(package: &str, lib: &str) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "-p", package])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "building {package} failed");
-    target_dir().join(format!("lib{lib}.so"))
-}
-
-fn load(name: &str, path: &Path, config: &str) {
-    let (n, p, c) = (
-        CString::new(name).unwrap(),
-        CString::new(path.to_str().unwrap()).unwrap(),
-        CString::new(config).unwrap(),
-    );
-    assert_eq!(
-        CoProcessLoadDriver(n.as_ptr(), p.as_ptr(), c.as_ptr()),
-        0,
-        "loading {name}"
-    );
-}
-
-fn bridge_call(driver: &CString, input: &[u8]) {
-    let msg = CoProcessMessage {
-        p_data: input.as_ptr() as *mut _,
-        length: input.len() as i32,
-    };
-    let mut out = CoProcessMessage::empty();
-    assert_eq!(DispatchWithDriver(driver.as_ptr(), &msg, &mut out), 0);
-    CoProcessMessageFree(&mut out);
-}
 
 fn object(base: Object, hook: &str) -> Vec<u8> {
     let mut o = base;
@@ -97,13 +57,13 @@ fn python_benches(c: &mut Criterion) {
     .unwrap();
     std::fs::write(bundle.join("middleware.py"), MIDDLEWARE).unwrap();
 
-    let python = build("coprocess-python-driver", "coprocess_python");
+    let python = build_crate("coprocess-python-driver", "coprocess_python");
     load(
         "python",
         &python,
         &serde_json::json!({ "bundle_root": root }).to_string(),
     );
-    let rust = build("coprocess-rust-driver-example", "coprocess_rust_driver");
+    let rust = build_crate("coprocess-rust-driver-example", "coprocess_rust_driver");
     load("rust", &rust, r#"{"tokens": []}"#);
     let (python, rust) = (
         CString::new("python").unwrap(),

@@ -38,10 +38,8 @@ pub fn dispatch(rt: &Runtime, driver: Option<&str>, input: &[u8]) -> Result<Mall
             return crate::chain::dispatch_api(rt, &api, input);
         }
     }
-    let instance = match driver {
-        Some(name) => rt.registry.get(name)?,
-        None => rt.registry.only()?,
-    };
+    // A borrowed snapshot entry: no lock, no reference count touched.
+    let instance = rt.registry.lookup(driver)?;
     let hook = crate::metrics::hook_type_label(wire::hook_type(input).unwrap_or(0));
     crate::metrics::timed("", hook, instance.name(), || call_driver(&instance, input))
 }

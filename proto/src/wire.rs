@@ -66,9 +66,10 @@ struct Field {
 }
 
 /// The fields of one message, indexed by field number - 1 (every message in the coprocess schema
-/// numbers its fields densely from 1).
+/// numbers its fields densely from 1), and the walker's decision for every one-byte key.
 struct Schema {
     fields: &'static [Field],
+    steps: [Step; 128],
 }
 
 impl Schema {
@@ -79,10 +80,63 @@ impl Schema {
     }
 }
 
+/// What the walker does on a one-byte key (field numbers 1..=15), decided ahead of time from the
+/// schema so that the common keys cost one table load. Everything the table does not settle (field
+/// number 0, wire types 6 and 7, a wire type the field does not take, groups, packed doubles, and
+/// every longer key) takes [`Step::General`], the path that checks and reports each rule.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    General,
+    /// A `string` field, wire type 2.
+    Str,
+    /// A message (wire type 2) or a map field (any wire type 0..=5: see [`Kind::Map`]).
+    Nested,
+    /// A varint-typed field or an unknown varint, wire type 0.
+    Varint,
+    /// A `bytes` field or an unknown length-delimited field.
+    SkipLen,
+    /// A `double` field or an unknown fixed64.
+    Fixed64,
+    /// An unknown fixed32.
+    Fixed32,
+}
+
+/// Builds a schema's one-byte-key table (see [`Step`]).
+const fn steps(fields: &[Field]) -> [Step; 128] {
+    let mut steps = [Step::General; 128];
+    let mut key = 8; // field number 0 stays General
+    while key < 128 {
+        let tag = key >> 3;
+        let wire_type = (key & 7) as u8;
+        steps[key] = if tag > fields.len() {
+            match wire_type {
+                VARINT => Step::Varint,
+                I64 => Step::Fixed64,
+                LEN => Step::SkipLen,
+                I32 => Step::Fixed32,
+                _ => Step::General,
+            }
+        } else {
+            match (&fields[tag - 1].kind, wire_type) {
+                (Kind::Varint, VARINT) => Step::Varint,
+                (Kind::Double | Kind::RepeatedDouble, I64) => Step::Fixed64,
+                (Kind::Str, LEN) => Step::Str,
+                (Kind::Bytes, LEN) => Step::SkipLen,
+                (Kind::Msg(_), LEN) => Step::Nested,
+                (Kind::Map(_), VARINT..=I32) => Step::Nested,
+                _ => Step::General,
+            }
+        };
+        key += 1;
+    }
+    steps
+}
+
 macro_rules! schema {
-    ($($name:ident: $kind:expr),* $(,)?) => {
-        Schema { fields: &[$(Field { name: stringify!($name), kind: $kind }),*] }
-    };
+    ($($name:ident: $kind:expr),* $(,)?) => {{
+        const FIELDS: &[Field] = &[$(Field { name: stringify!($name), kind: $kind }),*];
+        Schema { fields: FIELDS, steps: steps(FIELDS) }
+    }};
 }
 
 use Kind::{Bytes, Double, Map, Msg, RepeatedDouble, Str, Varint};
@@ -501,88 +555,115 @@ fn expect_wire_type(expected: u8, actual: u8, at: usize) -> Res<()> {
     Ok(())
 }
 
-/// UTF-8 check with an ASCII fast path (most header/body text is ASCII): only if some byte has
-/// its high bit set does the out-of-line `core::str::from_utf8` run. Returns the index of the first invalid byte on failure.
+const HI_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// `KEEP_LOW[k]` keeps the first `k` bytes of a little-endian 8-byte load, `KEEP_HIGH[k]` the last `k`.
+const KEEP_LOW: [u64; 9] = {
+    let mut t = [u64::MAX; 9];
+    let mut k = 0;
+    while k < 8 {
+        t[k] = (1u64 << (8 * k)) - 1;
+        k += 1;
+    }
+    t
+};
+const KEEP_HIGH: [u64; 9] = {
+    let mut t = [0u64; 9];
+    let mut k = 0;
+    while k <= 8 {
+        t[k] = !KEEP_LOW[8 - k];
+        k += 1;
+    }
+    t
+};
+
+/// Strings longer than this go to simdutf8; shorter ones are checked for ASCII with 8-byte loads.
+const SIMD_MIN: usize = 64;
+
+/// Checks that `data[start..end]` is UTF-8; on failure returns the absolute offset of the first
+/// invalid byte. Most header and body text is ASCII: short strings are tested for that with two
+/// masked loads, and only text with a high bit set is validated byte by byte.
 #[inline(always)]
-fn check_utf8(bytes: &[u8]) -> Result<(), usize> {
-    if is_ascii(bytes) {
+fn check_utf8(data: &[u8], start: usize, end: usize) -> Result<(), usize> {
+    let n = end - start;
+    let ascii = if n <= 16 {
+        ascii_short(data, start, end)
+    } else if n < SIMD_MIN {
+        ascii_medium(&data[start..end])
+    } else {
+        simdutf8::basic::from_utf8(&data[start..end]).is_ok()
+    };
+    if ascii {
         Ok(())
     } else {
-        check_utf8_slow(bytes)
+        check_utf8_slow(&data[start..end]).map_err(|i| start + i)
     }
 }
 
-/// Whether every byte is below 0x80. Inputs of 32 bytes or more are OR-ed into four u64 lanes
-/// per 32-byte block (the last block overlapping) and reduced once; shorter ones use overlapping
-/// 8- or 4-byte loads, so no input runs a byte-at-a-time loop longer than 3 bytes.
+/// Whether `data[start..end]`, at most 16 bytes, is ASCII. `data` starts at the buffer's start, so
+/// the 16 bytes ending at `end` are readable whenever `end >= 16` (everywhere but the very start of
+/// the buffer); the masks keep only the string's own bytes.
 #[inline(always)]
-fn is_ascii(b: &[u8]) -> bool {
-    const HI64: u64 = 0x8080_8080_8080_8080;
-    let n = b.len();
-    if n >= 32 {
-        // Four u64 lanes, reduced once at the end.
-        let mut lanes = [0u64; 4];
-        for block in b.chunks_exact(32) {
-            for (k, lane) in lanes.iter_mut().enumerate() {
-                *lane |= load64(block, 8 * k);
-            }
-        }
-        let tail = &b[n - 32..];
-        for (k, lane) in lanes.iter_mut().enumerate() {
-            *lane |= load64(tail, 8 * k);
-        }
-        (lanes[0] | lanes[1] | lanes[2] | lanes[3]) & HI64 == 0
-    } else if n >= 8 {
-        let mut acc = load64(b, n - 8);
-        let mut i = 0;
-        while i + 8 < n {
-            acc |= load64(b, i);
-            i += 8;
-        }
-        acc & HI64 == 0
-    } else if n >= 4 {
-        (load32(b, 0) | load32(b, n - 4)) & 0x8080_8080 == 0
+fn ascii_short(data: &[u8], start: usize, end: usize) -> bool {
+    let n = end - start;
+    debug_assert!(n <= 16);
+    if end >= 16 {
+        let lo = load64le(data, end - 16) & KEEP_HIGH[n.saturating_sub(8)];
+        let hi = load64le(data, end - 8) & KEEP_HIGH[n.min(8)];
+        (lo | hi) & HI_BITS == 0
     } else {
-        b.iter().fold(0u8, |a, &x| a | x) < 0x80
+        data[start..end].iter().all(|&b| b < 0x80)
     }
 }
 
+/// Whether `b` (more than 16 bytes) is ASCII: 16 bytes per step, the last step overlapping.
 #[inline(always)]
-fn load64(b: &[u8], i: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[i..i + 8]);
-    u64::from_ne_bytes(w)
+fn ascii_medium(b: &[u8]) -> bool {
+    let n = b.len();
+    debug_assert!(n > 16);
+    let mut acc = load64le(b, n - 16) | load64le(b, n - 8);
+    let mut i = 0;
+    while i + 16 < n {
+        acc |= load64le(b, i) | load64le(b, i + 8);
+        i += 16;
+    }
+    acc & HI_BITS == 0
 }
 
-#[inline(always)]
-fn load32(b: &[u8], i: usize) -> u32 {
-    let mut w = [0u8; 4];
-    w.copy_from_slice(&b[i..i + 4]);
-    u32::from_ne_bytes(w)
-}
-
+/// Full validation of text that is not all ASCII.
 #[inline(never)]
 fn check_utf8_slow(bytes: &[u8]) -> Result<(), usize> {
+    if simdutf8::basic::from_utf8(bytes).is_ok() {
+        return Ok(());
+    }
     core::str::from_utf8(bytes)
         .map(drop)
         .map_err(|e| e.valid_up_to())
 }
 
 /// Fast path for the most common entry shape of a `map<string, string>`: key field, then value
-/// field, one-byte keys and lengths, nothing else, all ASCII (so both strings are valid UTF-8).
-/// `true` only if the general walk would accept the entry; `false` means "use the general walk".
+/// field, one-byte keys and lengths, nothing else, all ASCII (so both strings are valid UTF-8 and
+/// both lengths are one byte). `true` only if the general walk would accept the entry; `false`
+/// means "use the general walk".
 #[inline(always)]
-fn ascii_string_entry(entry: &[u8]) -> bool {
+fn ascii_string_entry(data: &[u8], start: usize, end: usize) -> bool {
+    let entry = &data[start..end];
     let n = entry.len();
     if n < 4 || entry[0] != 0x0A {
         return false;
     }
-    let key_len = entry[1] as usize; // < 0x80 is implied by the ASCII check below
-    let value_key = 2 + key_len;
-    if value_key + 2 > n || entry[value_key] != 0x12 {
+    let value_key = 2 + entry[1] as usize;
+    if value_key + 2 > n
+        || entry[value_key] != 0x12
+        || value_key + 2 + entry[value_key + 1] as usize != n
+    {
         return false;
     }
-    value_key + 2 + entry[value_key + 1] as usize == n && is_ascii(entry)
+    if n <= 16 {
+        ascii_short(data, start, end)
+    } else {
+        ascii_medium(entry)
+    }
 }
 
 /// Skips an unknown field like `prost::encoding::skip_field`, including its recursion budget
@@ -628,13 +709,18 @@ fn skip(
     }
 }
 
+/// Every one-byte key takes the general path: used where the recursion budget is spent, so that
+/// unknown fields report it.
+static ALL_GENERAL: [Step; 128] = [Step::General; 128];
+
 /// Walks the fields in `data[pos..]` against `schema`. `ctx` is prost's remaining recursion
 /// budget as passed to this message's `merge_field`.
 ///
-/// Length-delimited fields (the vast majority) are handled first: their length is read while the
-/// schema lookup is still in flight, and the kind dispatch afterwards is narrow. The conditions
-/// checked are exactly prost's; only the order in which two independent faults would be noticed
-/// can differ, which does not change the verdict.
+/// Keys of one byte (fields 1..=15) are looked up in the schema's [`Step`] table, which settles the
+/// common cases (strings, messages, maps, well-typed scalars, unknown fields) with no further wire
+/// type checks; everything else goes through [`general_field`]. The conditions checked are exactly
+/// prost's; only the order in which two independent faults would be noticed can differ, which does
+/// not change the verdict.
 fn walk(
     data: &[u8],
     mut pos: usize,
@@ -642,21 +728,77 @@ fn walk(
     ctx: u32,
     trail: &mut impl Trail,
 ) -> Res<()> {
+    // With no budget left, skipping even an unknown varint is an error: leave that to the general path.
+    let steps = if ctx == 0 {
+        &ALL_GENERAL
+    } else {
+        &schema.steps
+    };
     while pos < data.len() {
         let at = pos;
-        let (tag, wire_type) = key(data, &mut pos)?;
-        trail.enter(tag);
-        let field = schema.field(tag);
-        if wire_type == LEN {
-            let end = len_delimited(data, &mut pos)?;
-            let start = pos;
-            pos = end;
-            len_field(data, start, end, field, ctx, at, trail)?;
+        let b = data[pos];
+        let step = if b < 0x80 {
+            steps[b as usize]
         } else {
-            other_field(data, &mut pos, field, tag, wire_type, ctx, at, trail)?;
+            Step::General
+        };
+        if step == Step::General {
+            general_field(data, &mut pos, schema, ctx, trail)?;
+            continue;
+        }
+        pos += 1;
+        let tag = u32::from(b >> 3);
+        trail.enter(tag);
+        match step {
+            Step::Str => {
+                let end = len_delimited(data, &mut pos)?;
+                check_utf8(data, pos, end).map_err(|i| fault(WireErrorKind::InvalidUtf8, i))?;
+                pos = end;
+            }
+            Step::Nested => {
+                let end = len_delimited(data, &mut pos)?;
+                if let Some(Field {
+                    kind: Msg(sub) | Map(sub),
+                    ..
+                }) = schema.field(tag)
+                {
+                    nested(data, pos, end, sub, ctx, at, trail)?;
+                }
+                pos = end;
+            }
+            Step::Varint => skip_varint(data, &mut pos)?,
+            Step::SkipLen => pos = len_delimited(data, &mut pos)?,
+            Step::Fixed64 => fixed(data, &mut pos, 8)?,
+            Step::Fixed32 => fixed(data, &mut pos, 4)?,
+            Step::General => {}
         }
         trail.leave();
     }
+    Ok(())
+}
+
+/// One field by the general path: any key, every rule checked.
+#[inline(never)]
+fn general_field(
+    data: &[u8],
+    pos: &mut usize,
+    schema: &'static Schema,
+    ctx: u32,
+    trail: &mut impl Trail,
+) -> Res<()> {
+    let at = *pos;
+    let (tag, wire_type) = key(data, pos)?;
+    trail.enter(tag);
+    let field = schema.field(tag);
+    if wire_type == LEN {
+        let end = len_delimited(data, pos)?;
+        let start = *pos;
+        *pos = end;
+        len_field(data, start, end, field, ctx, at, trail)?;
+    } else {
+        other_field(data, pos, field, tag, wire_type, ctx, at, trail)?;
+    }
+    trail.leave();
     Ok(())
 }
 
@@ -681,8 +823,7 @@ fn len_field(
     };
     // An if-chain in order of frequency: measurably faster than a `match` (jump table) here.
     if let Str = field.kind {
-        return check_utf8(&data[start..end])
-            .map_err(|i| fault(WireErrorKind::InvalidUtf8, start + i));
+        return check_utf8(data, start, end).map_err(|i| fault(WireErrorKind::InvalidUtf8, i));
     }
     if let Msg(schema) | Map(schema) = field.kind {
         return nested(data, start, end, schema, ctx, at, trail);
@@ -722,7 +863,7 @@ fn nested(
     if ctx == 0 {
         return Err(fault(WireErrorKind::RecursionLimit, at));
     }
-    if core::ptr::eq(schema, &STRING_MAP) && ascii_string_entry(&data[start..end]) {
+    if core::ptr::eq(schema, &STRING_MAP) && ascii_string_entry(data, start, end) {
         return Ok(());
     }
     walk(&data[..end], start, schema, ctx - 1, trail)
@@ -1178,6 +1319,121 @@ mod tests {
                 e.offset()
             )
         );
+    }
+
+    /// Every entry of the one-byte-key tables (the walker's shortcut past the general path) agrees
+    /// with prost, at the top level and inside messages and map entries, for payloads of every wire
+    /// shape: complete, truncated, not UTF-8.
+    #[test]
+    fn step_tables_agree_with_prost() {
+        let payloads: [&[u8]; 7] = [
+            &[0x01],
+            &[0x96, 0x01],
+            &[1, 2, 3, 4, 5, 6, 7, 8],
+            &[1, 2, 3],
+            &[0x02, b'o', b'k'],
+            &[0x02, 0xC3, 0x28],
+            &[0x05, b'a'],
+        ];
+        // Where the key is put: top level, request{}, session{}, request.headers{entry},
+        // session.access_rights{entry}.value{}.
+        let wrap = |inner: &[u8], at: usize| -> Vec<u8> {
+            let mut b = Vec::new();
+            match at {
+                0 => b.extend_from_slice(inner),
+                1 => ld(&mut b, 3, inner),
+                2 => ld(&mut b, 4, inner),
+                3 => {
+                    let mut req = Vec::new();
+                    ld(&mut req, 1, inner);
+                    ld(&mut b, 3, &req);
+                }
+                _ => {
+                    let mut entry = Vec::new();
+                    ld(&mut entry, 2, inner);
+                    let mut sess = Vec::new();
+                    ld(&mut sess, 10, &entry);
+                    ld(&mut b, 4, &sess);
+                }
+            }
+            b
+        };
+        let mut shortcuts = 0;
+        for key in 0u8..0x80 {
+            for at in 0..5 {
+                for payload in payloads {
+                    let mut inner = vec![key];
+                    inner.extend_from_slice(payload);
+                    agree(&wrap(&inner, at));
+                    // Also with a field after it, so a wrong length or skip shows.
+                    inner.extend_from_slice(&[0x12, 0x01, b'x']);
+                    agree(&wrap(&inner, at));
+                }
+            }
+            if OBJECT.steps[key as usize] != Step::General {
+                shortcuts += 1;
+            }
+        }
+        assert!(shortcuts > 40, "the top-level table settles most keys");
+    }
+
+    /// The short-string check reads the 16 bytes that end where the string ends, masking the rest;
+    /// strings in the first 16 bytes, and text that is not ASCII, take the slower paths.
+    #[test]
+    fn short_string_shortcut() {
+        for len in 0..=17usize {
+            for bad_at in [None, Some(0), Some(len.saturating_sub(1))] {
+                let mut text = vec![b'a'; len];
+                if let (Some(i), true) = (bad_at, len > 0) {
+                    text[i] = 0xFF;
+                }
+                // At the very start (end < 16), and after 20 bytes of a valid hook_name.
+                let mut early = Vec::new();
+                ld(&mut early, 2, &text);
+                agree(&early);
+                let mut late = Vec::new();
+                ld(&mut late, 2, &[b'z'; 20]);
+                ld(&mut late, 2, &text);
+                agree(&late);
+                // The masked bytes before the string are not ASCII: they must not count.
+                let mut dirty = Vec::new();
+                ld(&mut dirty, 14 + 1, &[0xFF; 20]); // unknown bytes field 15
+                ld(&mut dirty, 2, &text);
+                agree(&dirty);
+            }
+        }
+        assert!(check_utf8("é".as_bytes(), 0, 2).is_ok());
+        assert_eq!(check_utf8(b"abc\xff", 0, 4), Err(3));
+    }
+
+    /// The `map<string, string>` entry shortcut accepts only what the general walk accepts.
+    #[test]
+    fn string_entry_shortcut() {
+        let entry = |parts: &[&[u8]]| {
+            let mut e = Vec::new();
+            for p in parts {
+                e.extend_from_slice(p);
+            }
+            let mut b = Vec::new();
+            ld(&mut b, 6, &e); // spec
+            b
+        };
+        assert!(agree(&entry(&[b"\x0a\x01k\x12\x01v"])));
+        assert!(agree(&entry(&[b"\x0a\x00\x12\x00"])));
+        assert!(!agree(&entry(&[b"\x0a\x01k\x12\x02v"])), "value overruns");
+        assert!(!agree(&entry(&[b"\x0a\x01\xff\x12\x01v"])), "key not UTF-8");
+        assert!(
+            agree(&entry(&[b"\x0a\x02\xc3\xa9\x12\x01v"])),
+            "key UTF-8, not ASCII"
+        );
+        assert!(agree(&entry(&[b"\x12\x01v\x0a\x01k"])), "value first");
+        assert!(
+            agree(&entry(&[b"\x0a\x01k\x12\x01v\x18\x01"])),
+            "unknown field"
+        );
+        let mut long = b"\x0a\x01k\x12\x80\x01".to_vec();
+        long.extend_from_slice(&[b'v'; 128]);
+        assert!(agree(&entry(&[&long])), "two-byte value length");
     }
 
     #[test]

@@ -1,11 +1,16 @@
-//! Drivers by name. Lookups take a read lock only long enough to clone an `Arc`, so no lock is held while
-//! a driver runs; `Reload` swaps in a re-opened library while calls in flight finish on the old one.
+//! Drivers by name. `Reload` swaps in a re-opened library while calls in flight finish on the old one.
+//!
+//! Dispatches find their driver in [`Routes`], an immutable snapshot of name → current instance that
+//! every change republishes through an `ArcSwap`: a lookup takes no lock and writes no shared counter
+//! (an `Arc` clone or a read lock would write to a cache line every dispatching thread shares).
 
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+
+use arc_swap::ArcSwap;
 
 use super::bindings::CoProcessHostApi;
 use super::instance::DriverInstance;
@@ -72,11 +77,48 @@ pub enum ReloadOutcome {
     Nested,
 }
 
+/// What dispatches read: every loaded driver's current instance, sorted by name.
+#[derive(Default)]
+struct Routes(Vec<(Arc<str>, Arc<DriverInstance>)>);
+
+impl Routes {
+    fn find(&self, name: &str) -> Option<usize> {
+        self.0.binary_search_by(|(n, _)| (**n).cmp(name)).ok()
+    }
+}
+
+/// A driver found by [`Registry::lookup`], borrowed from the routes snapshot current at the lookup
+/// (`arc_swap::Guard`: no reference count is touched). Meant for one call: while it lives, the
+/// instances of that snapshot stay alive.
+pub struct DriverRef {
+    routes: arc_swap::Guard<Arc<Routes>>,
+    index: usize,
+}
+
+impl std::ops::Deref for DriverRef {
+    type Target = DriverInstance;
+
+    fn deref(&self) -> &DriverInstance {
+        &self.routes.0[self.index].1
+    }
+}
+
+impl DriverRef {
+    /// An owned reference, for callers that keep the driver beyond one call.
+    pub fn to_arc(&self) -> Arc<DriverInstance> {
+        self.routes.0[self.index].1.clone()
+    }
+}
+
 pub struct Registry {
     host: &'static CoProcessHostApi,
     drivers: RwLock<HashMap<Arc<str>, Arc<DriverSlot>>>,
+    /// Derived from `drivers` and each slot's `current`; republished by `publish` after every change.
+    routes: ArcSwap<Routes>,
     /// Libraries replaced by a reload whose old instance may still have calls in flight. Each reload
-    /// unloads those no instance uses any more (`reap_retired`), so they do not pile up.
+    /// unloads those no instance uses any more (`reap_retired`), so they do not pile up. A dispatch's
+    /// [`DriverRef`] keeps its snapshot's instances (and so their libraries) alive: a library whose
+    /// instance an old snapshot still holds has a second reference and is not reaped.
     retired: Mutex<Vec<Arc<DriverLibrary>>>,
 }
 
@@ -91,6 +133,7 @@ impl Registry {
         Registry {
             host,
             drivers: RwLock::new(HashMap::new()),
+            routes: ArcSwap::from_pointee(Routes::default()),
             retired: Mutex::new(Vec::new()),
         }
     }
@@ -101,6 +144,17 @@ impl Registry {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Arc<str>, Arc<DriverSlot>>> {
         self.drivers.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Rebuilds the dispatch snapshot from `drivers`. Called with the write lock held (or right after a
+    /// slot's instance changed), so snapshots are published in the order of the changes.
+    fn publish(&self, drivers: &HashMap<Arc<str>, Arc<DriverSlot>>) {
+        let mut routes: Vec<_> = drivers
+            .iter()
+            .map(|(name, slot)| (name.clone(), slot.current()))
+            .collect();
+        routes.sort_by(|a, b| a.0.cmp(&b.0));
+        self.routes.store(Arc::new(Routes(routes)));
     }
 
     /// Loads `path` under `name` with `config_json` (None = "{}").
@@ -145,45 +199,60 @@ impl Registry {
             return Err(already_loaded(&name));
         }
         drivers.insert(name, slot);
+        self.publish(&drivers);
         Ok(())
     }
 
-    /// The driver loaded under `name`.
-    pub fn get(&self, name: &str) -> Result<Arc<DriverInstance>> {
-        let slot = self.read().get(name).cloned();
-        match slot {
-            Some(slot) => Ok(slot.current()),
-            None => Err(Error::new(
+    /// The driver a dispatch goes to: the one named `name`, or with `None` the only one loaded.
+    /// Takes no lock and writes no shared counter.
+    pub fn lookup(&self, name: Option<&str>) -> Result<DriverRef> {
+        let routes = self.routes.load();
+        let index = match name {
+            Some(name) => routes.find(name),
+            None if routes.0.len() == 1 => Some(0),
+            None => None,
+        };
+        match index {
+            Some(index) => Ok(DriverRef { routes, index }),
+            None => {
+                drop(routes);
+                Err(self.not_found(name))
+            }
+        }
+    }
+
+    #[cold]
+    fn not_found(&self, name: Option<&str>) -> Error {
+        match name {
+            Some(name) => Error::new(
                 COPROCESS_ERR_UNKNOWN_DRIVER,
                 format!(
                     "no driver named '{name}' is loaded (loaded: {})",
                     self.names_for_message()
                 ),
-            )),
+            ),
+            None if self.routes.load().0.is_empty() => Error::new(
+                COPROCESS_ERR_NO_DRIVER,
+                "no driver is loaded: call CoProcessLoadDriver first",
+            ),
+            None => Error::new(
+                COPROCESS_ERR_NO_DRIVER,
+                format!(
+                    "several drivers are loaded ({}): name one with DispatchWithDriver",
+                    self.names_for_message()
+                ),
+            ),
         }
+    }
+
+    /// The driver loaded under `name`.
+    pub fn get(&self, name: &str) -> Result<Arc<DriverInstance>> {
+        self.lookup(Some(name)).map(|d| d.to_arc())
     }
 
     /// The single loaded driver, for hosts that load just one and do not name it.
     pub fn only(&self) -> Result<Arc<DriverInstance>> {
-        let drivers = self.read();
-        let mut it = drivers.values();
-        match (it.next(), it.next()) {
-            (Some(slot), None) => Ok(slot.current()),
-            (None, _) => Err(Error::new(
-                COPROCESS_ERR_NO_DRIVER,
-                "no driver is loaded: call CoProcessLoadDriver first",
-            )),
-            (Some(_), Some(_)) => {
-                drop(drivers);
-                Err(Error::new(
-                    COPROCESS_ERR_NO_DRIVER,
-                    format!(
-                        "several drivers are loaded ({}): name one with DispatchWithDriver",
-                        self.names_for_message()
-                    ),
-                ))
-            }
-        }
+        self.lookup(None).map(|d| d.to_arc())
     }
 
     /// Every loaded driver's current instance.
@@ -247,6 +316,7 @@ impl Registry {
                     &mut *slot.current.write().unwrap_or_else(|p| p.into_inner()),
                     Arc::new(instance),
                 );
+                self.publish(&self.write());
                 self.retired
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -289,7 +359,12 @@ impl Registry {
     /// Removes every driver. Each instance is shut down when its last in-flight call returns.
     pub fn shutdown(&self) {
         // Take the whole map (not `drain`, which keeps its allocation alive after shutdown).
-        let slots = std::mem::take(&mut *self.write());
+        let slots = {
+            let mut drivers = self.write();
+            let slots = std::mem::take(&mut *drivers);
+            self.publish(&drivers);
+            slots
+        };
         drop(slots);
         self.retired
             .lock()
