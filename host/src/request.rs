@@ -1,0 +1,150 @@
+//! The request a host holds while hooks run, and how a hook's answer edits it (Tyk's
+//! `ObjectPostProcess`, as the demo gateway applies it).
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Method};
+
+use crate::answer::{RequestEdits, ADD_PARAMS, DELETE_HEADERS, DELETE_PARAMS, SET_HEADERS};
+use crate::encode::SentRequest;
+use crate::wire::Malformed;
+
+/// The request while it passes through the hooks.
+#[derive(Debug, Clone)]
+pub struct HookRequest {
+    pub method: Method,
+    /// Path and query as they stand now (hooks may change them).
+    pub url: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// The Host the client asked for (sent to every hook as the `Host` header).
+    pub host: String,
+    /// The request target as the client sent it.
+    pub request_uri: String,
+}
+
+/// Why an answer could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyError {
+    Malformed(Malformed),
+    /// A hook set a method that is not an HTTP token.
+    BadMethod(String),
+    /// A hook set a URL that is not UTF-8.
+    BadUrl,
+}
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApplyError::Malformed(m) => write!(f, "the hook's answer is malformed: {m}"),
+            ApplyError::BadMethod(m) => write!(f, "the hook set an invalid method {m:?}"),
+            ApplyError::BadUrl => write!(f, "the hook set a URL that is not UTF-8"),
+        }
+    }
+}
+
+impl std::error::Error for ApplyError {}
+
+impl From<Malformed> for ApplyError {
+    fn from(m: Malformed) -> Self {
+        ApplyError::Malformed(m)
+    }
+}
+
+fn split_query(url: &str) -> (&str, Option<&str>) {
+    match url.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (url, None),
+    }
+}
+
+impl HookRequest {
+    /// Applies a hook's request edits: delete_headers, set_headers, url (when the hook changed it; a
+    /// URL without `?` keeps the current query), delete_params, add_params (by key, in key order),
+    /// method, and the body when the hook changed raw_body, or else body. `sent` is the encoded
+    /// Object the hook was given and `at` where its fields sit (from [`crate::encode_object`]).
+    /// An answer without a `request` empties the body, as a decoded default request would.
+    pub fn apply(
+        &mut self,
+        edits: &RequestEdits<'_>,
+        sent: &[u8],
+        at: &SentRequest,
+    ) -> Result<(), ApplyError> {
+        for name in edits.strings(DELETE_HEADERS) {
+            if let Ok(n) = HeaderName::from_bytes(name) {
+                self.headers.remove(n);
+            }
+        }
+        for entry in edits.entries(SET_HEADERS) {
+            let (name, value) = entry?;
+            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+                self.headers.insert(n, v);
+            }
+        }
+        if let Some(url) = edits
+            .url
+            .filter(|u| !u.is_empty() && *u != &sent[at.url.clone()])
+        {
+            let url = std::str::from_utf8(url).map_err(|_| ApplyError::BadUrl)?;
+            self.url = match (split_query(url), split_query(&self.url)) {
+                ((path, None), (_, Some(query))) => format!("{path}?{query}"),
+                _ => url.to_owned(),
+            };
+        }
+        if edits.has(DELETE_PARAMS) || edits.has(ADD_PARAMS) {
+            self.edit_params(edits)?;
+        }
+        if let Some(method) = edits.method.filter(|m| !m.is_empty()) {
+            self.method = Method::from_bytes(method)
+                .map_err(|_| ApplyError::BadMethod(String::from_utf8_lossy(method).into_owned()))?;
+        }
+        let raw_body = edits.raw_body.unwrap_or_default();
+        let body = edits.body.unwrap_or_default();
+        if raw_body != &sent[at.raw_body.clone()] {
+            self.body = Bytes::copy_from_slice(raw_body);
+        } else if body != &sent[at.body.clone()] {
+            self.body = Bytes::copy_from_slice(body);
+        }
+        Ok(())
+    }
+
+    /// delete_params, then add_params (the last value of each key, in key order, each replacing the
+    /// key's pairs); the query is written again form-urlencoded.
+    fn edit_params(&mut self, edits: &RequestEdits<'_>) -> Result<(), ApplyError> {
+        let (path, query) = split_query(&self.url);
+        let mut pairs: Vec<(String, String)> =
+            form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
+        let deleted: Vec<&[u8]> = edits.strings(DELETE_PARAMS).collect();
+        pairs.retain(|(k, _)| !deleted.contains(&k.as_bytes()));
+        let mut added: Vec<(String, String)> = Vec::new();
+        for entry in edits.entries(ADD_PARAMS) {
+            let (k, v) = entry?;
+            let (k, v) = (lossless(k)?, lossless(v)?);
+            added.retain(|(seen, _)| *seen != k);
+            added.push((k, v));
+        }
+        added.sort();
+        for (k, v) in added {
+            pairs.retain(|(q, _)| *q != k);
+            pairs.push((k, v));
+        }
+        let mut url = path.to_owned();
+        if !pairs.is_empty() {
+            url.push('?');
+            url.push_str(
+                &form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(&pairs)
+                    .finish(),
+            );
+        }
+        self.url = url;
+        Ok(())
+    }
+}
+
+/// A string field's bytes as a `String` (the bridge only hands on UTF-8).
+fn lossless(bytes: &[u8]) -> Result<String, Malformed> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| Malformed { offset: 0 })
+}
