@@ -9,6 +9,7 @@ mod dispatch;
 mod error;
 mod event;
 mod json;
+mod metrics_http;
 mod output;
 mod serve;
 

@@ -57,6 +57,7 @@ With TLS (client certificates signed by ca.pem required):
 Calls go to the driver an API definition names (--api), or to the only driver; with
 --route-by-metadata, to the driver named by the request's x-coprocess-driver metadata (which skips
 API chains and the ID extractor). A TCP address other than loopback needs TLS or --insecure.
+With --metrics-addr 127.0.0.1:9100, Prometheus scrapes http://127.0.0.1:9100/metrics.
 SIGTERM or SIGINT: stop accepting, finish the calls in flight (up to --grace-ms), shut the drivers
 down, exit 0.")]
 pub struct ServeArgs {
@@ -108,6 +109,11 @@ pub struct ServeArgs {
     /// chains and the ID extractor, so this cannot be combined with --api.
     #[arg(long, conflicts_with = "apis")]
     pub route_by_metadata: bool,
+    /// Serve the bridge's metrics over HTTP on HOST:PORT: GET /metrics (Prometheus text) or
+    /// /metrics?format=json. Printed as "metrics on http://HOST:PORT/metrics" (port 0 picks one).
+    /// A non-loopback address needs --insecure.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
 }
 
 /// `[NAME=]PATH` → (name, path).
@@ -449,6 +455,11 @@ async fn serve(args: &ServeArgs, listen: Listen) -> Result<()> {
     })
     .max_decoding_message_size(args.max_message_bytes)
     .max_encoding_message_size(args.max_message_bytes);
+    if let Some(addr) = &args.metrics_addr {
+        let (listener, bound) = crate::metrics_http::bind(addr, args.insecure).await?;
+        println!("metrics on http://{bound}/metrics");
+        tokio::spawn(crate::metrics_http::serve(listener));
+    }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         let _ = stop_rx.await;
