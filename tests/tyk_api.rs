@@ -13,7 +13,8 @@ use coprocess_bridge::ffi::host::{
     CoProcessListApis, CoProcessLoadApi, CoProcessSetPlainErrors, CoProcessUnloadApi,
 };
 use coprocess_bridge::proto::{
-    HookType, Message, MiniRequestObject, Object, ReturnOverrides, SessionState,
+    Header, HookType, Message, MiniRequestObject, Object, ResponseObject, ReturnOverrides,
+    SessionState,
 };
 
 const CONFIG: &str = r#"{"tokens": ["tok-1", "tok-2"], "cache_seconds": 60}"#;
@@ -611,4 +612,128 @@ fn id_extractors_load_from_tyk_classic_and_oas_keys() {
             "{id}: cached by the form value"
         );
     }
+}
+
+#[test]
+fn an_sdk_set_body_changes_the_body_tyk_sends_upstream() {
+    // Tyk's gateway takes the request body from raw_body only: ObjectPatch::set_body must set it.
+    load_api(&classic(
+        "setbody",
+        r#""pre": [{"name": "Edit:text from set_body"}, {"name": "RecordT1"}]"#,
+    ))
+    .unwrap();
+    let out = run(&rich_request("setbody")).unwrap();
+    let r = seen("RecordT1").request.unwrap();
+    assert_eq!(
+        (r.body.as_str(), r.raw_body.as_slice()),
+        ("from set_body", &b"from set_body"[..]),
+        "the next hook of the chain sees the new body"
+    );
+    assert_eq!(out.request.unwrap().raw_body, b"from set_body");
+    // One named hook: the host applies its answer itself, from raw_body.
+    let mut o = rich_request("setbody");
+    o.hook_name = "Edit:text solo".into();
+    let r = run(&o).unwrap().request.unwrap();
+    assert_eq!(
+        (r.body.as_str(), r.raw_body.as_slice()),
+        ("solo", &b"solo"[..])
+    );
+}
+
+/// A Response hook's Object as Tyk's BuildObject makes it: a two-valued Set-Cookie.
+fn upstream_response(api_id: &str) -> Object {
+    let mut o = request(api_id, HookType::Response, &[]);
+    let strings = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let header = |key: &str, values: &[&str]| Header {
+        key: key.into(),
+        values: values.iter().map(|v| v.to_string()).collect(),
+    };
+    o.response = Some(ResponseObject {
+        status_code: 200,
+        raw_body: b"upstream".to_vec(),
+        body: "upstream".into(),
+        headers: strings(&[("Content-Type", "text/plain"), ("Set-Cookie", "a=1")]),
+        multivalue_headers: vec![
+            header("Set-Cookie", &["a=1", "b=2"]),
+            header("Content-Type", &["text/plain"]),
+        ],
+    });
+    o
+}
+
+/// A response's multivalue headers, sorted, checked to agree with its `headers` map.
+fn response_headers(r: &ResponseObject) -> Vec<String> {
+    assert_eq!(r.headers.len(), r.multivalue_headers.len(), "{r:?}");
+    let mut all: Vec<String> = r
+        .multivalue_headers
+        .iter()
+        .map(|h| {
+            assert_eq!(r.headers[&h.key], h.values[0], "{h:?}");
+            format!("{}: {}", h.key, h.values.join(" | "))
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+#[test]
+fn response_hooks_of_a_chain_see_the_response_as_tyk_left_it() {
+    load_api(&classic(
+        "respchain",
+        r#""response": [{"name": "Edit:rset x-added=1;rset Set-Cookie=z=9;rbody changed;rstatus 201"},
+                        {"name": "RecordR1", "raw_body_only": true},
+                        {"name": "Edit:radd set-cookie=c=3"},
+                        {"name": "Edit:rdel Content-Type"},
+                        {"name": "RecordR2"}]"#,
+    ))
+    .unwrap();
+    let out = run(&upstream_response("respchain")).unwrap();
+
+    // A changed headers map is synchronised into the multivalue headers (the first value replaced,
+    // the new name in canonical form); Content-Length is the new body's.
+    let first = seen("RecordR1").response.unwrap();
+    assert_eq!(first.status_code, 201);
+    assert_eq!(
+        (first.body.as_str(), first.raw_body.as_slice()),
+        ("", &b"changed"[..]),
+        "raw_body_only: no text"
+    );
+    assert_eq!(
+        response_headers(&first),
+        [
+            "Content-Length: 7",
+            "Content-Type: text/plain",
+            "Set-Cookie: z=9 | b=2",
+            "X-Added: 1"
+        ]
+    );
+    // A multivalue entry added with the map unchanged joins its canonical name; a name removed
+    // from the map is gone.
+    let second = seen("RecordR2").response.unwrap();
+    assert_eq!(second.body, "changed");
+    assert_eq!(
+        response_headers(&second),
+        [
+            "Content-Length: 7",
+            "Set-Cookie: z=9 | b=2 | c=3",
+            "X-Added: 1"
+        ]
+    );
+    assert_eq!(
+        seen("RecordR2").request.unwrap().headers,
+        upstream_response("x").request.unwrap().headers,
+        "the request is the host's"
+    );
+    // The host gets the response as the chain left it.
+    let r = out.response.unwrap();
+    assert_eq!(
+        (r.status_code, r.raw_body.as_slice()),
+        (201, &b"changed"[..])
+    );
+    assert_eq!(response_headers(&r), response_headers(&second));
 }

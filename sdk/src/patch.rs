@@ -141,12 +141,19 @@ impl ObjectPatch {
         self.request_fields(Fields::new().str(REQUEST_METHOD, method))
     }
 
-    /// Replaces `request.body`.
+    /// Replaces the request body: `raw_body`, which is what Tyk's gateway sends upstream (its
+    /// `ObjectPostProcess` reads nothing else), and `body` with the same text, so that the two never
+    /// disagree (a later hook, or code reading `body`, sees the new text too).
     pub fn set_body(self, body: &str) -> Self {
-        self.request_fields(Fields::new().str(REQUEST_BODY, body))
+        self.request_fields(
+            Fields::new()
+                .bytes(REQUEST_RAW_BODY, body.as_bytes())
+                .str(REQUEST_BODY, body),
+        )
     }
 
-    /// Replaces `request.raw_body`.
+    /// Replaces `request.raw_body` (the body Tyk's gateway sends upstream), leaving the `body` text as
+    /// it was: for bodies that are not text. Prefer [`ObjectPatch::set_body`] for text.
     pub fn set_raw_body(self, body: &[u8]) -> Self {
         self.request_fields(Fields::new().bytes(REQUEST_RAW_BODY, body))
     }

@@ -75,7 +75,11 @@ fn apply(o: &mut Object, ops: &[Op]) {
             Op::DeleteParam(k) => o.request.get_or_insert_with(req).delete_params.push(k),
             Op::SetUrl(u) => o.request.get_or_insert_with(req).url = u,
             Op::SetMethod(m) => o.request.get_or_insert_with(req).method = m,
-            Op::SetBody(b) => o.request.get_or_insert_with(req).body = b,
+            Op::SetBody(b) => {
+                let r = o.request.get_or_insert_with(req);
+                r.raw_body = b.clone().into_bytes();
+                r.body = b;
+            }
             Op::SetRawBody(b) => o.request.get_or_insert_with(req).raw_body = b,
             Op::ReturnOverride(c, b) => {
                 let ro = overrides(o);

@@ -6,8 +6,9 @@
 //!   hook is its own middleware, as in Tyk: its answer is applied to the request and the next hook gets
 //!   an Object built afresh from it (see [`request`]); a hook whose answer has
 //!   `request.return_overrides.response_code > 0` ends the chain; the host gets the chain's net effect.
-//!   In a Response chain each hook's output is the next one's input (Tyk ignores return_overrides
-//!   there).
+//!   In a Response chain each hook's answer is applied to the response as Tyk's `HandleResponse`
+//!   applies it and the next hook is shown the result (see [`response`]); Tyk ignores
+//!   return_overrides there.
 //! - Every hook's `raw_body_only` is honoured: its Object has `raw_body` and no `body` text.
 //! - CustomKeyCheck is never chained: it runs the API's `auth_check` (or the hook the input names, as
 //!   Tyk's gateway names it), behind the ID extractor and its cache when the API configures one.
@@ -21,6 +22,7 @@
 pub mod edit;
 pub mod go_rules;
 pub mod request;
+pub mod response;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -121,7 +123,7 @@ impl Run<'_> {
         });
         let prepared = self.prepare(current, None);
         let input = match def {
-            Some(def) => Cow::Owned(request::Live::read(current).first_input(&prepared, def)),
+            Some(def) => Cow::Owned(self.first_input(current, &prepared, def)),
             None => prepared,
         };
         let label = hook.map_or(crate::metrics::hook_type_label(self.hook_type), |h| &h.name);
@@ -131,6 +133,16 @@ impl Run<'_> {
             Ok(out) => Ok(out),
             Err(e) => self.failed(&input, e),
         }
+    }
+
+    /// The first hook's Object: the host's (`prepared` from `host`) with the request and response
+    /// bodies as `hook`'s definition wants them.
+    fn first_input(&self, host: &[u8], prepared: &[u8], hook: &HookDef) -> Vec<u8> {
+        let mut input = request::Live::read(host).first_input(prepared, hook);
+        if self.hook_type == HookType::Response as i32 {
+            response::show_body(&mut input, hook.raw_body_only);
+        }
+        input
     }
 
     /// Tyk refuses (403 "Forbidden") a CustomKeyCheck answer that neither overrides the response nor
@@ -220,14 +232,49 @@ impl Run<'_> {
         }
     }
 
-    /// A Response chain: each hook's output is the next one's input.
+    /// A Response chain: each hook's answer applied to the live response as Tyk applies it, the next
+    /// hook shown the result (see [`response`]).
     fn response_chain(&self, input: &[u8]) -> Result<MallocBuf> {
-        let mut current: Option<MallocBuf> = None;
-        for hook in self.api.hooks(self.hook_type) {
-            let bytes = current.as_ref().map_or(input, MallocBuf::as_slice);
-            current = Some(self.one(bytes, Some(hook))?);
+        let mut hooks = self.api.hooks(self.hook_type);
+        let Some(mut hook) = hooks.next() else {
+            return Ok(MallocBuf::copy_from(input));
+        };
+        let prepared = self.prepare(input, None);
+        let mut current = self.first_input(input, &prepared, hook);
+        let mut live: Option<response::LiveResponse> = None;
+        let mut base: Option<Vec<u8>> = None;
+        loop {
+            let out = match crate::metrics::timed(
+                &self.api.api_id,
+                &hook.name,
+                self.driver.name(),
+                || call_driver(&self.driver, &current),
+            ) {
+                Ok(out) => out,
+                Err(e) => return self.failed(&current, e),
+            };
+            let next = hooks.next();
+            if live.is_none() && next.is_none() {
+                // One hook's answer is its own net effect.
+                return Ok(out);
+            }
+            let state = live.get_or_insert_with(|| response::LiveResponse::new(&current));
+            if let Err(why) = state.apply(out.as_slice()) {
+                let e = Error::new(
+                    COPROCESS_ERR_DRIVER_BAD_OUTPUT,
+                    format!("hook '{}': {why}", hook.name),
+                );
+                return self.failed(&current, e);
+            }
+            let Some(following) = next else {
+                let answer = state.answer(out.as_slice(), hook.raw_body_only);
+                return Ok(MallocBuf::copy_from(&answer));
+            };
+            hook = following;
+            let base = base.get_or_insert_with(|| response::without_response(&prepared));
+            current = request::Live::read(input).first_input(base, hook);
+            state.show(&mut current, hook.raw_body_only);
         }
-        Ok(current.unwrap_or_else(|| MallocBuf::copy_from(input)))
     }
 
     /// CustomKeyCheck: the ID extractor and its cache, then the auth_check hook (under the name the

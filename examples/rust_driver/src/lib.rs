@@ -17,7 +17,11 @@
 //!   the order hooks ran in, and counts its calls in the store key `rust_driver:calls:<name>`.
 //! - `Edit:<edits>` (any hook type) answers the edits its name lists, separated by `;`: `set NAME=VALUE` (set_headers),
 //!   `del NAME` (delete_headers), `add NAME=VALUE` (add_params), `rm NAME` (delete_params),
-//!   `url URL`, `method METHOD`, `body TEXT` (raw_body), `code N` (return_overrides.response_code).
+//!   `url URL`, `method METHOD`, `body TEXT` (raw_body only), `text TEXT` (`ObjectPatch::set_body`),
+//!   `code N` (return_overrides.response_code); for Response hooks `rset NAME=VALUE`
+//!   (response.headers), `radd NAME=VALUE` (a multivalue_headers entry), `rbody TEXT`, `rstatus N`,
+//!   and `rdel NAME` (removes the name from response.headers, as a plugin deleting from that map
+//!   does; a whole-Object answer, so it stands alone).
 //! - `Record...` (any hook type) stores the Object it was given, hex-encoded, under `rust_driver:seen:<name>` and
 //!   changes nothing (the chain tests read what each hook saw).
 //! - `Deny` answers 418 through return_overrides (which ends the chain; `override_error` set, so Tyk
@@ -34,7 +38,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use coprocess_driver::proto::SessionState;
+use coprocess_driver::proto::{Header, ResponseObject, SessionState};
 use coprocess_driver::{
     export_driver, Call, Driver, Error, HookType, Host, Level, ObjectPatch, Reply, Result,
 };
@@ -209,7 +213,18 @@ impl ExampleDriver {
 }
 
 /// The answer of an `Edit:` hook: the edits listed in its name.
-fn edit(edits: &str) -> Result<Reply> {
+fn edit(call: &Call, edits: &str) -> Result<Reply> {
+    if let Some(name) = edits.trim().strip_prefix("rdel ") {
+        let mut object = call.decode()?;
+        if let Some(response) = object.response.as_mut() {
+            response.headers.remove(name);
+        }
+        return Ok(object.into());
+    }
+    let number = |arg: &str| {
+        arg.parse()
+            .map_err(|_| Error::new(format!("Edit: {arg:?} is not a number")))
+    };
     let mut patch = ObjectPatch::new();
     for item in edits.split(';').map(str::trim).filter(|i| !i.is_empty()) {
         let (op, arg) = item.split_once(' ').unwrap_or((item, ""));
@@ -222,12 +237,18 @@ fn edit(edits: &str) -> Result<Reply> {
             "url" => patch.set_url(arg),
             "method" => patch.set_method(arg),
             "body" => patch.set_raw_body(arg.as_bytes()),
-            "code" => {
-                let code = arg
-                    .parse()
-                    .map_err(|_| Error::new(format!("Edit: code {arg:?} is not a number")))?;
-                patch.return_override(code, "")
-            }
+            "text" => patch.set_body(arg),
+            "code" => patch.return_override(number(arg)?, ""),
+            "rset" => patch.response_header(pair().0, pair().1),
+            "radd" => patch.response(&ResponseObject {
+                multivalue_headers: vec![Header {
+                    key: pair().0.into(),
+                    values: vec![pair().1.into()],
+                }],
+                ..Default::default()
+            }),
+            "rbody" => patch.response_body(arg.as_bytes()),
+            "rstatus" => patch.response_status(number(arg)?),
             other => return Err(Error::new(format!("Edit: unknown edit {other:?}"))),
         };
     }
@@ -257,7 +278,7 @@ impl Driver for ExampleDriver {
         }
         // Any hook type, CustomKeyCheck included.
         if let Some(edits) = name.strip_prefix("Edit:") {
-            return edit(edits);
+            return edit(call, edits);
         }
         if name.starts_with("Record") {
             let hex: String = call.bytes().iter().map(|b| format!("{b:02x}")).collect();
