@@ -486,8 +486,9 @@ fn bad_bundles_are_refused_with_nothing_left_on_disk() {
         "extra.zip",
         &["--key", "test_private.pem", "--evil", "sneaky.py:file"],
     );
-    w.write_project("lua", &["BundlePre"], &middleware("v1"));
-    w.publish_independent("lua.zip", &signed);
+    // A driver no test loads (the Lua tests load "lua").
+    w.write_project("otto", &["BundlePre"], &middleware("v1"));
+    w.publish_independent("otto.zip", &signed);
 
     w.init(Some("test_public.pem"), json!({}));
     expect_refused(&w, "a1", "tampered.zip", "verify", "checksum mismatch");
@@ -500,7 +501,7 @@ fn bad_bundles_are_refused_with_nothing_left_on_disk() {
         "'sneaky.py' is in the bundle but not in file_list",
     );
     expect_refused(&w, "a4", "missing.zip", "fetch", "HTTP status 404");
-    expect_refused(&w, "a5", "lua.zip", "driver", "no driver named 'lua'");
+    expect_refused(&w, "a5", "otto.zip", "driver", "no driver named 'otto'");
     w.init(Some("other_public.pem"), json!({}));
     expect_refused(
         &w,
@@ -723,4 +724,134 @@ fn https_verifies_certificates_unless_bundle_insecure_skip_verify() {
     let out = dispatch(&pre_object("tls")).unwrap();
     assert_eq!(set_headers_of(&out)["X-Bundle"], "tls");
     global().apis.unload("tls").unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lua bundles: built by our builder (`coprocess bundle build`), served, loaded through
+// CoProcessDriverLoadBundle
+
+fn lua_driver() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let lib = common::build_workspace_cdylib("coprocess-lua-driver", "coprocess_lua");
+        load("lua", &lib, Some("{}")).unwrap();
+    });
+}
+
+/// Writes a Lua plugin project in `dir` (manifest naming `pre` hooks, middleware.lua with `source`,
+/// helper.lua) and serves it, built by our builder, as `name`.
+fn publish_lua(w: &World, dir: &str, name: &str, pre: &[&str], source: &str) {
+    let project = w.root.join(dir);
+    fs::create_dir_all(&project).unwrap();
+    let manifest = json!({
+        "file_list": ["middleware.lua", "helper.lua"],
+        "custom_middleware": {
+            "driver": "lua",
+            "pre": pre.iter().map(|n| json!({"name": n})).collect::<Vec<_>>(),
+        },
+    });
+    fs::write(project.join("manifest.json"), manifest.to_string()).unwrap();
+    fs::write(project.join("middleware.lua"), source).unwrap();
+    fs::write(
+        project.join("helper.lua"),
+        format!("return {{ tag = {dir:?} }}\n"),
+    )
+    .unwrap();
+    let built = build::build(&project.join("manifest.json"), None).unwrap();
+    fs::write(w.served.join(name), built.archive).unwrap();
+}
+
+const LUA_MIDDLEWARE: &str = r#"
+local helper = require "helper"
+WHO = helper.tag
+
+function LuaBundlePre(request, session, spec)
+  tyk.req.set_header("X-Lua-Bundle", WHO .. ":" .. spec.bundle_hash)
+  return request, session
+end
+"#;
+
+#[test]
+fn a_built_lua_bundle_is_fetched_and_serves_its_hook() {
+    let _one = serial();
+    lua_driver();
+    let w = World::new("lua-bundle");
+    publish_lua(&w, "v1", "lua.zip", &["LuaBundlePre"], LUA_MIDDLEWARE);
+    w.init(None, json!({}));
+    load_api(&classic("lua-api", "lua.zip")).unwrap();
+    let out = dispatch(&pre_object("lua-api")).unwrap();
+    assert_eq!(
+        set_headers_of(&out)["X-Lua-Bundle"],
+        format!("v1:{}", bundle_hash("lua.zip"))
+    );
+    global().apis.unload("lua-api").unwrap();
+}
+
+#[test]
+fn several_lua_bundles_of_one_api_each_serve_their_hooks_in_their_own_environment() {
+    let _one = serial();
+    lua_driver();
+    let w = World::new("lua-bundles");
+    let hook = |name: &str, header: &str| {
+        format!(
+            "{LUA_MIDDLEWARE}\nfunction {name}(request, session, spec)\n  \
+             tyk.req.set_header({header:?}, WHO)\n  return request, session\nend\n"
+        )
+    };
+    publish_lua(&w, "first", "a.zip", &["OnlyA"], &hook("OnlyA", "X-A"));
+    publish_lua(&w, "second", "b.zip", &["OnlyB"], &hook("OnlyB", "X-B"));
+    w.init(None, json!({}));
+    // Tyk's multi-bundle form: one install folder with a sub-folder per bundle, handed to the
+    // driver as one bundle (keyed by the list's hash, which spec["bundle_hash"] carries).
+    let list = "a.zip,b.zip";
+    load_api(&classic("lua-two", list)).unwrap();
+    assert!(w.bundle_dir(list).join("a/manifest.json").is_file());
+    let api = global().apis.get("lua-two").unwrap();
+    let names: Vec<&str> = api.pre.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["OnlyA", "OnlyB"]);
+    let headers = set_headers_of(&dispatch(&pre_object("lua-two")).unwrap());
+    assert_eq!(
+        (headers["X-A"].as_str(), headers["X-B"].as_str()),
+        ("first", "second"),
+        "each bundle's global WHO stays its own"
+    );
+    global().apis.unload("lua-two").unwrap();
+}
+
+#[test]
+fn several_python_bundles_of_one_api_each_serve_their_hooks() {
+    let _one = serial();
+    if !python_driver() {
+        return;
+    }
+    let w = World::new("py-bundles");
+    for (dir, name, hook, header) in [
+        ("pa", "pa.zip", "PyOnlyA", "X-A"),
+        ("pb", "pb.zip", "PyOnlyB", "X-B"),
+    ] {
+        let project = w.root.join(dir);
+        fs::create_dir_all(&project).unwrap();
+        let manifest = json!({"file_list": ["middleware.py"],
+            "custom_middleware": {"driver": "python", "pre": [{"name": hook}]}});
+        fs::write(project.join("manifest.json"), manifest.to_string()).unwrap();
+        fs::write(
+            project.join("middleware.py"),
+            format!(
+                "from tyk.decorators import *\nWHO = {dir:?}\n\n@Hook\ndef {hook}(request, session, spec):\n    \
+                 request.add_header({header:?}, WHO)\n    return request, session\n"
+            ),
+        )
+        .unwrap();
+        let built = build::build(&project.join("manifest.json"), None).unwrap();
+        fs::write(w.served.join(name), built.archive).unwrap();
+    }
+    w.init(None, json!({}));
+    load_api(&classic("py-two", "pa.zip,pb.zip")).unwrap();
+    let headers = set_headers_of(&dispatch(&pre_object("py-two")).unwrap());
+    assert_eq!(
+        (headers["X-A"].as_str(), headers["X-B"].as_str()),
+        ("pa", "pb"),
+        "each bundle's module keeps its own WHO"
+    );
+    global().apis.unload("py-two").unwrap();
 }

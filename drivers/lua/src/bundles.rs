@@ -2,6 +2,12 @@
 //! `spec["bundle_hash"]`, reloaded on `Reload()`. Each version is checked once, in a scratch Lua
 //! state (it compiles, its top-level code runs), before any thread's state loads it; a bundle whose
 //! new version fails keeps serving its previous one.
+//!
+//! A directory without `manifest.json` whose sub-directories are bundles is a group: Tyk's install
+//! folder for an API that names several bundles (`custom_middleware_bundle: "a.zip,b.zip"`), which
+//! the gateway hands over as one bundle keyed by the list's hash. Each member is a bundle of its own
+//! (its own environment), keyed `group/member`; a call for the group goes to the first member that
+//! defines the hook.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -16,7 +22,6 @@ use crate::state::LuaState;
 /// One bundle directory: its current version, or why it cannot be used.
 pub struct Bundle {
     key: String,
-    path: PathBuf,
     loaded: Result<Loaded, String>,
 }
 
@@ -45,8 +50,17 @@ impl Bundle {
 #[derive(Default)]
 pub struct Bundles {
     map: BTreeMap<String, Arc<Bundle>>,
-    /// Keys loaded by `CoProcessDriverLoadBundle`: kept across reloads of the root.
-    extra: BTreeSet<String>,
+    /// Groups of bundles: the group's key and its members' keys, in directory order.
+    groups: BTreeMap<String, Vec<String>>,
+    /// Directories loaded by `CoProcessDriverLoadBundle`, by key: kept across reloads of the root.
+    extra: BTreeMap<String, PathBuf>,
+}
+
+/// Whether `path` is a group of bundles rather than a bundle.
+fn is_group(path: &Path) -> bool {
+    !path.join("manifest.json").exists()
+        && bundle::scan(path)
+            .is_ok_and(|dirs| dirs.iter().any(|(_, d)| d.join("manifest.json").is_file()))
 }
 
 impl Bundles {
@@ -54,6 +68,9 @@ impl Bundles {
     /// that defines the hook.
     pub fn route(&self, call: &Call) -> Result<&Bundle, String> {
         if let Some(key) = call.spec("bundle_hash").filter(|k| !k.is_empty()) {
+            if let Some(members) = self.groups.get(key) {
+                return self.member(key, members, call.hook_name());
+            }
             return self.map.get(key).map(|b| &**b).ok_or_else(|| {
                 format!(
                     "no lua bundle '{key}' is loaded (loaded: {})",
@@ -78,6 +95,16 @@ impl Bundles {
             ))
             }
         }
+    }
+
+    /// The member of group `key` that serves `hook`: the first that defines it, else one that failed
+    /// to load (its error says why).
+    fn member(&self, key: &str, members: &[String], hook: &str) -> Result<&Bundle, String> {
+        let bundles = || members.iter().filter_map(|m| self.map.get(m)).map(|b| &**b);
+        bundles()
+            .find(|b| b.defines(hook))
+            .or_else(|| bundles().find(|b| b.loaded.is_err()))
+            .ok_or_else(|| format!("no lua bundle of group '{key}' defines hook '{hook}'"))
     }
 
     pub fn all(&self) -> impl Iterator<Item = &Bundle> {
@@ -110,17 +137,11 @@ impl Registry {
         if let Some(root) = &registry.root {
             let dirs = bundle::scan(root).map_err(|e| format!("lua driver: {e}"))?;
             let scratch = registry.scratch()?;
-            let map = dirs
-                .into_iter()
-                .map(|(key, path)| {
-                    let b = registry.load(&scratch, &key, &path);
-                    (key, Arc::new(b))
-                })
-                .collect();
-            registry.publish(Bundles {
-                map,
-                extra: BTreeSet::new(),
-            });
+            let mut bundles = Bundles::default();
+            for (key, path) in dirs {
+                registry.place(&scratch, &key, &path, &Bundles::default(), &mut bundles);
+            }
+            registry.publish(bundles);
         }
         Ok(registry)
     }
@@ -176,7 +197,6 @@ impl Registry {
         }
         Bundle {
             key: key.to_owned(),
-            path: path.to_path_buf(),
             loaded,
         }
     }
@@ -217,6 +237,24 @@ impl Registry {
         }
     }
 
+    /// Puts the directory `path` into `into` under `key` (refreshed against `old`): a bundle, or a
+    /// group's members and the group.
+    fn place(&self, scratch: &LuaState, key: &str, path: &Path, old: &Bundles, into: &mut Bundles) {
+        if !is_group(path) {
+            let b = self.refresh(scratch, key, path, old.map.get(key));
+            into.map.insert(key.to_owned(), b);
+            return;
+        }
+        let mut members = Vec::new();
+        for (name, dir) in bundle::scan(path).unwrap_or_default() {
+            let member = format!("{key}/{name}");
+            let b = self.refresh(scratch, &member, &dir, old.map.get(&member));
+            into.map.insert(member.clone(), b);
+            members.push(member);
+        }
+        into.groups.insert(key.to_owned(), members);
+    }
+
     /// `Reload()`: re-reads the root (new, changed and removed bundles) and the bundles loaded by path.
     pub fn reload(&self) {
         let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
@@ -228,35 +266,30 @@ impl Registry {
             }
         };
         let old = self.current();
-        let mut map = BTreeMap::new();
+        let mut new = Bundles::default();
         if let Some(root) = &self.root {
             match bundle::scan(root) {
                 Ok(dirs) => {
                     for (key, path) in dirs {
-                        let b = self.refresh(&scratch, &key, &path, old.map.get(&key));
-                        map.insert(key, b);
+                        self.place(&scratch, &key, &path, &old, &mut new);
                     }
                 }
                 Err(e) => {
                     self.host.log(Level::Error, &format!("lua driver: {e}"));
-                    map = old.map.clone();
+                    new.map = old.map.clone();
+                    new.groups = old.groups.clone();
                 }
             }
         }
-        for key in &old.extra {
-            if let Some(b) = old.map.get(key) {
-                let fresh = self.refresh(&scratch, key, &b.path.clone(), Some(b));
-                map.insert(key.clone(), fresh);
-            }
+        for (key, path) in &old.extra {
+            self.place(&scratch, key, path, &old, &mut new);
         }
-        self.publish(Bundles {
-            map,
-            extra: old.extra.clone(),
-        });
+        new.extra = old.extra.clone();
+        self.publish(new);
     }
 
-    /// `CoProcessDriverLoadBundle`: loads (or replaces) the bundle at `path`, keyed by its directory
-    /// name.
+    /// `CoProcessDriverLoadBundle`: loads (or replaces) the bundle, or group of bundles, at `path`,
+    /// keyed by its directory name. Any bundle that fails fails the load and changes nothing.
     pub fn load_bundle(&self, path: &str) -> Result<(), String> {
         let path = Path::new(path);
         if !path.is_dir() {
@@ -265,16 +298,30 @@ impl Registry {
         let key = bundle::key_of(path)?;
         let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
         let scratch = self.scratch()?;
-        let new = self.load(&scratch, &key, path);
-        if let Err(e) = &new.loaded {
-            return Err(format!("lua bundle '{key}' failed to load: {e}"));
+        let mut loaded = Bundles::default();
+        self.place(&scratch, &key, path, &Bundles::default(), &mut loaded);
+        if let Some(b) = loaded.map.values().find(|b| b.loaded.is_err()) {
+            return Err(b.source().err().unwrap_or_default());
+        }
+        if loaded.map.is_empty() {
+            return Err(format!("{} holds no bundle", path.display()));
         }
         let old = self.current();
-        let mut map = old.map.clone();
-        let mut extra = old.extra.clone();
-        map.insert(key.clone(), Arc::new(new));
-        extra.insert(key);
-        self.publish(Bundles { map, extra });
+        let mut new = Bundles {
+            map: old.map.clone(),
+            groups: old.groups.clone(),
+            extra: old.extra.clone(),
+        };
+        if let Some(members) = new.groups.remove(&key) {
+            for m in members {
+                new.map.remove(&m);
+            }
+        }
+        new.map.remove(&key);
+        new.map.extend(loaded.map);
+        new.groups.extend(loaded.groups);
+        new.extra.insert(key, path.to_path_buf());
+        self.publish(new);
         Ok(())
     }
 

@@ -276,6 +276,54 @@ class Bundle(object):
 # The runtime
 
 
+class BundleGroup(object):
+    """Tyk's install folder for an API naming several bundles ("a.zip,b.zip"): no manifest.json, one
+    sub-folder per bundle, handed over as one bundle keyed by the list's hash. Each member is a
+    Bundle of its own (its own modules); a hook or event handler comes from the first member that
+    defines it."""
+
+    def __init__(self, runtime, key, path):
+        self.key = key
+        self.path = os.path.abspath(path)
+        self.members = [
+            Bundle(runtime, "{0}/{1}".format(key, name), os.path.join(self.path, name))
+            for name in sorted(os.listdir(self.path))
+            if not name.startswith(".") and os.path.isdir(os.path.join(self.path, name))
+        ]
+        self.fingerprint = None
+        self.hooks = {}
+        self.events = {}
+        self.error = None
+
+    @staticmethod
+    def holds(path):
+        if os.path.exists(os.path.join(path, "manifest.json")):
+            return False
+        try:
+            names = os.listdir(path)
+        except OSError:
+            return False
+        return any(os.path.isfile(os.path.join(path, n, "manifest.json")) for n in names)
+
+    def load(self, log):
+        self.fingerprint = _fingerprint(self.path)
+        for member in self.members:
+            member.load(log)
+            if member.error is not None and self.error is None:
+                self.error = "bundle '{0}': {1}".format(member.key, member.error)
+            for name, hook in member.hooks.items():
+                self.hooks.setdefault(name, hook)
+            for name, handler in member.events.items():
+                self.events.setdefault(name, handler)
+        if self.error is not None:
+            self.unload()
+        return self
+
+    def unload(self):
+        for member in self.members:
+            member.unload()
+
+
 class TykEvent(object):
     """An event as Tyk hands it to handlers: the JSON object's keys as attributes."""
 
@@ -366,7 +414,8 @@ class Runtime(object):
     # Bundles ------------------------------------------------------------------------------------
 
     def _load(self, key, path):
-        return Bundle(self, key, path).load(self.log)
+        kind = BundleGroup if BundleGroup.holds(path) else Bundle
+        return kind(self, key, path).load(self.log)
 
     def _scan(self, current):
         """Bundles under the root, re-importing those whose files changed. A bundle whose new
