@@ -6,56 +6,23 @@
 
 mod abi;
 mod common;
+#[path = "common/language_driver.rs"]
+mod language_driver;
 
 use std::collections::HashMap;
-use std::ffi::{c_char, c_void, CStr};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use abi::*;
 use coprocess_bridge::error::CoProcessStatus::*;
-use coprocess_bridge::ffi::host::{
-    CoProcessLoadBundle, CoProcessSetEventHandler, CoProcessSetLogHandler, DispatchEvent, Reload,
-};
-use coprocess_bridge::proto::{
-    HookType, Message, MiniRequestObject, Object, ResponseObject, ReturnOverrides, SessionState,
-};
+use coprocess_bridge::ffi::host::{CoProcessLoadBundle, DispatchEvent, Reload};
+use coprocess_bridge::proto::{HookType, Message, Object, ResponseObject, SessionState};
+use language_driver::*;
 
 // ---------------------------------------------------------------------------------------------
-// Harness: the driver library, logs and events seen by the host, bundles on disk
-
-/// Log lines and events the bridge handed to the host (handlers are process-wide: set once).
-static LOGS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
-static EVENTS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
-
-unsafe extern "C" fn on_log(message: *const c_char, level: *const c_char, _: *mut c_void) {
-    // SAFETY: the bridge passes valid C strings for the duration of the call.
-    let (m, l) = unsafe { (CStr::from_ptr(message), CStr::from_ptr(level)) };
-    LOGS.lock().unwrap().push((
-        m.to_string_lossy().into_owned(),
-        l.to_string_lossy().into_owned(),
-    ));
-}
-
-unsafe extern "C" fn on_event(name: *const c_char, payload: *const c_char, _: *mut c_void) {
-    // SAFETY: as above.
-    let (n, p) = unsafe { (CStr::from_ptr(name), CStr::from_ptr(payload)) };
-    EVENTS.lock().unwrap().push((
-        n.to_string_lossy().into_owned(),
-        p.to_string_lossy().into_owned(),
-    ));
-}
-
-fn logs_containing(text: &str) -> Vec<(String, String)> {
-    LOGS.lock()
-        .unwrap()
-        .iter()
-        .filter(|(m, _)| m.contains(text))
-        .cloned()
-        .collect()
-}
+// Harness: the driver library (shared helpers in tests/common/language_driver.rs)
 
 /// The driver library, or `None` (after a loud skip) when python3 or its protobuf package is missing.
 fn driver_lib() -> Option<PathBuf> {
@@ -68,8 +35,7 @@ fn driver_lib() -> Option<PathBuf> {
         if !ok {
             return None;
         }
-        CoProcessSetLogHandler(Some(on_log), std::ptr::null_mut());
-        CoProcessSetEventHandler(Some(on_event), std::ptr::null_mut());
+        install_host_handlers();
         Some(common::build_workspace_cdylib(
             "coprocess-python-driver",
             "coprocess_python",
@@ -83,43 +49,12 @@ fn driver_lib() -> Option<PathBuf> {
 
 /// A fresh directory for this test's bundles: `target/<profile>/python-driver-tests/<test>`.
 fn fresh_root(test: &str) -> PathBuf {
-    let root = common::target_dir()
-        .join("python-driver-tests")
-        .join(format!("{test}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&root);
-    fs::create_dir_all(&root).unwrap();
-    root
+    language_driver::fresh_root("python-driver-tests", test)
 }
 
-/// Writes a bundle: `files` (path, contents) and a manifest naming `hooks` as pre hooks.
+/// Writes a Python bundle: `files` (path, contents) and a manifest naming `hooks` as pre hooks.
 fn write_bundle(root: &Path, name: &str, hooks: &[&str], files: &[(&str, &str)]) -> PathBuf {
-    let dir = root.join(name);
-    fs::create_dir_all(&dir).unwrap();
-    let pre: Vec<_> = hooks
-        .iter()
-        .map(|h| serde_json::json!({"name": h, "path": "middleware.py"}))
-        .collect();
-    let file_list: Vec<_> = files.iter().map(|(p, _)| *p).collect();
-    let manifest = serde_json::json!({
-        "file_list": file_list,
-        "custom_middleware": {"pre": pre, "driver": "python"},
-        "checksum": "",
-        "signature": "",
-    });
-    fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
-    for (path, contents) in files {
-        let p = dir.join(path);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        write_atomically(&p, contents);
-    }
-    dir
-}
-
-/// Replaces a file by rename, as an operator deploying a bundle would.
-fn write_atomically(path: &Path, contents: &str) {
-    let tmp = path.with_extension("tmp~");
-    fs::write(&tmp, contents).unwrap();
-    fs::rename(&tmp, path).unwrap();
+    language_driver::write_bundle(root, "python", name, hooks, files)
 }
 
 /// Loads a driver instance named `name` over `root`.
@@ -138,55 +73,8 @@ macro_rules! python_or_skip {
     };
 }
 
-fn request(headers: &[(&str, &str)]) -> MiniRequestObject {
-    MiniRequestObject {
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        params: HashMap::from([("drop".into(), "x".into()), ("keep".into(), "y".into())]),
-        method: "GET".into(),
-        url: "/orders?drop=x&keep=y".into(),
-        request_uri: "/orders?drop=x&keep=y".into(),
-        scheme: "http".into(),
-        return_overrides: Some(ReturnOverrides {
-            response_code: -1,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn object(hook: HookType, name: &str, bundle: Option<&str>, headers: &[(&str, &str)]) -> Object {
-    let mut spec = HashMap::from([
-        ("APIID".to_string(), "api-1".to_string()),
-        ("OrgID".to_string(), "org-1".to_string()),
-    ]);
-    if let Some(b) = bundle {
-        spec.insert("bundle_hash".into(), b.into());
-    }
-    Object {
-        hook_type: hook as i32,
-        hook_name: name.into(),
-        request: Some(request(headers)),
-        spec,
-        ..Default::default()
-    }
-}
-
-fn run(driver: &str, o: &Object) -> Result<Object, (i32, String)> {
-    dispatch_with(driver, &o.encode_to_vec()).map(|out| Object::decode(out.as_slice()).unwrap())
-}
-
 fn set_headers(o: &Object) -> &HashMap<String, String> {
     &o.request.as_ref().unwrap().set_headers
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,15 +6,18 @@
 //!
 //! Run: `cargo bench -p coprocess-lua-driver --bench lua` (builds the drivers in release first).
 
+// The bridge's bench helpers (building drivers in release, loading them, one bridge call).
+#[path = "../../../benches/support/mod.rs"]
+mod support;
+
 use std::ffi::CString;
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-use coprocess_bridge::ffi::host::{CoProcessLoadDriver, CoProcessMessageFree, DispatchWithDriver};
-use coprocess_bridge::message::CoProcessMessage;
 use coprocess_bridge::proto::{fixtures, HookType, Message, Object};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use support::{bridge_call, build_crate, load, target_dir};
 
 const MIDDLEWARE_LUA: &str = r#"
 function Noop(request, session, spec)
@@ -34,45 +37,6 @@ from tyk.decorators import *
 def Noop(request, session, spec):
     return request, session
 "#;
-
-/// `target/release` (the bench runs from `target/release/deps`).
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-fn build(package: &str, lib: &str) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "-p", package])
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "building {package} failed");
-    target_dir().join(format!("lib{lib}.so"))
-}
-
-fn load(name: &str, path: &Path, config: &str) {
-    let (n, p, c) = (
-        CString::new(name).unwrap(),
-        CString::new(path.to_str().unwrap()).unwrap(),
-        CString::new(config).unwrap(),
-    );
-    assert_eq!(
-        CoProcessLoadDriver(n.as_ptr(), p.as_ptr(), c.as_ptr()),
-        0,
-        "loading {name}"
-    );
-}
-
-fn bridge_call(driver: &CString, input: &[u8]) {
-    let msg = CoProcessMessage {
-        p_data: input.as_ptr() as *mut _,
-        length: input.len() as i32,
-    };
-    let mut out = CoProcessMessage::empty();
-    assert_eq!(DispatchWithDriver(driver.as_ptr(), &msg, &mut out), 0);
-    CoProcessMessageFree(&mut out);
-}
 
 fn object(base: Object, hook: &str) -> Vec<u8> {
     let mut o = base;
@@ -97,21 +61,21 @@ fn bundle_root(kind: &str, file: &str, source: &str) -> PathBuf {
 }
 
 fn lua_benches(c: &mut Criterion) {
-    let lua = build("coprocess-lua-driver", "coprocess_lua");
+    let lua = build_crate("coprocess-lua-driver", "coprocess_lua");
     let root = bundle_root("lua", "middleware.lua", MIDDLEWARE_LUA);
     load(
         "lua",
         &lua,
         &serde_json::json!({ "bundle_root": root }).to_string(),
     );
-    let rust = build("coprocess-rust-driver-example", "coprocess_rust_driver");
+    let rust = build_crate("coprocess-rust-driver-example", "coprocess_rust_driver");
     load("rust", &rust, r#"{"tokens": []}"#);
     let has_protobuf = Command::new("python3")
         .args(["-c", "import google.protobuf"])
         .status()
         .is_ok_and(|s| s.success());
     if has_protobuf {
-        let python = build("coprocess-python-driver", "coprocess_python");
+        let python = build_crate("coprocess-python-driver", "coprocess_python");
         let root = bundle_root("python", "middleware.py", MIDDLEWARE_PY);
         load(
             "python",
