@@ -292,9 +292,10 @@ void CoProcessShutdown(void);
  * `responsePlugins`, `server.authentication.custom`). A definition with an api_id already loaded
  * replaces it. From then on Dispatch routes Objects whose `spec["APIID"]` is that id to the API's
  * driver and, when `hook_name` is empty, runs the API's whole chain for the Object's `hook_type`:
- * each hook's output feeds the next; one that sets `request.return_overrides.response_code >= 0`
- * ends the chain (so build requests with response_code = -1, as Tyk does); disabled hooks are
- * skipped; Pre and CustomKeyCheck hooks get no session; `spec["config_data"]` is added when the API
+ * as in Tyk, each hook's answer is applied to the request (or, for Response hooks, the response)
+ * and the next hook gets an Object built afresh from the result; the host gets the chain's net
+ * effect; one that sets `request.return_overrides.response_code > 0` ends a request chain (0 or -1
+ * is no override); disabled hooks are skipped; each hook's `raw_body_only` is honoured; Pre and CustomKeyCheck hooks get no session; `spec["config_data"]` is added when the API
  * has config data. An Object with a `hook_name` runs that one hook. CustomKeyCheck (named or not)
  * runs the `auth_check` behind the ID extractor and its cache: a
  * cached session whose `id_extractor_deadline` is in the future is returned without calling the
