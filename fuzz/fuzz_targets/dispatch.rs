@@ -8,12 +8,13 @@
 //! `coprocess_proto::wire` is fixed, add `assert_eq!(valid, Object::decode(data).is_ok())` back.
 #![no_main]
 
-use coprocess_proto::wire;
+use coprocess_proto::{wire, Message, Object};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     coprocess_fuzz::setup();
     let valid = wire::validate_object(data).is_ok();
+    assert_eq!(valid, Object::decode(data).is_ok(), "wire check and prost disagree");
     if data.len() > i32::MAX as usize {
         return;
     }

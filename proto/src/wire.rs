@@ -1,6 +1,6 @@
 //! Zero-allocation validation and reading of serialized `coprocess.Object` bytes.
 //!
-//! [`validate_object`] accepts exactly the byte strings that `Object::decode` (prost 0.14)
+//! [`validate_object`] accepts exactly the byte strings that `Object::decode` (prost 0.14.6)
 //! accepts, without building the object: it walks the protobuf wire format against a small
 //! static description of the schema (`Schema` tables: one per message plus one per map
 //! entry shape) and applies prost's rules:
@@ -20,9 +20,10 @@
 //!
 //! A map field is walked like a repeated message whose schema is the entry (`key = 1`,
 //! `value = 2`): prost's map merge checks and spends the recursion budget the same way a message
-//! merge does and skips an entry's unknown fields like a message's. One difference, copied from
-//! prost 0.14: the map merge never checks the field's wire type, so a map field whose key says
-//! varint, fixed64, fixed32, start-group or end-group is still read as a length-prefixed entry.
+//! merge does and skips an entry's unknown fields like a message's. A map field must carry the
+//! length-delimited wire type (prost-derive checks it since 0.14.6; 0.14.4 read a length-prefixed
+//! entry whatever the key said, and the chain's byte-level edits, which skip records by their wire
+//! type, then saw different records than a decode did).
 //!
 //! [`spec_value`] and [`hook_type`] read single routing values from an `Object` without decoding
 //! it. Neither allocates, and neither panics on arbitrary input.
@@ -55,8 +56,7 @@ enum Kind {
     Bytes,
     /// A message: wire type 2, contents walked recursively.
     Msg(&'static Schema),
-    /// A map field, whose entries are walked with the entry schema. prost's map merge never
-    /// checks the wire type: whatever the key says (0..=5), a length-prefixed entry follows.
+    /// A map field (wire type 2), whose entries are walked with the entry schema.
     Map(&'static Schema),
 }
 
@@ -894,8 +894,8 @@ fn other_field(
             expect_wire_type(I64, wire_type, at)?;
             fixed(data, pos, 8)
         }
-        // prost's map merge ignores the wire type and reads a length-prefixed entry regardless.
         Map(schema) => {
+            expect_wire_type(LEN, wire_type, at)?;
             let end = len_delimited(data, pos)?;
             let start = *pos;
             *pos = end;
@@ -905,7 +905,7 @@ fn other_field(
     }
 }
 
-/// Checks that `buf` is a serialized `coprocess.Object` that `Object::decode` (prost 0.14) would
+/// Checks that `buf` is a serialized `coprocess.Object` that `Object::decode` (prost 0.14.6) would
 /// accept, without decoding it. Accepts exactly the inputs prost accepts (see the module docs for
 /// the rules). Does not allocate.
 pub fn validate_object(buf: &[u8]) -> Result<(), WireError> {
@@ -941,20 +941,12 @@ fn explain(buf: &[u8], first: Fault) -> WireError {
 /// Object field numbers read by the routing helpers.
 const OBJECT_HOOK_TYPE: u32 = 1;
 const OBJECT_HOOK_NAME: u32 = 2;
-const OBJECT_METADATA: u32 = 5;
 const OBJECT_SPEC: u32 = 6;
 
-/// Skips a top-level Object field the way a decode would consume it, without validating it: the
-/// map fields (`metadata`, `spec`) are length-prefixed whatever their wire type says (see
-/// [`Kind::Map`]); everything else is skipped by its wire type.
+/// Skips a top-level Object field by its wire type, without validating it.
 #[inline]
 fn skip_top_level(buf: &[u8], pos: &mut usize, tag: u32, wire_type: u8, at: usize) -> Res<()> {
-    if tag == OBJECT_METADATA || tag == OBJECT_SPEC {
-        *pos = len_delimited(buf, pos)?;
-        Ok(())
-    } else {
-        skip(buf, pos, wire_type, tag, RECURSION_LIMIT, at, &mut NoTrail)
-    }
+    skip(buf, pos, wire_type, tag, RECURSION_LIMIT, at, &mut NoTrail)
 }
 
 /// Returns `spec[key]` from a serialized `Object` without decoding or allocating.
@@ -972,8 +964,7 @@ pub fn spec_value<'a>(buf: &'a [u8], key_wanted: &str) -> Option<&'a str> {
     while pos < buf.len() {
         let at = pos;
         let (tag, wire_type) = key(buf, &mut pos).ok()?;
-        if tag == OBJECT_SPEC {
-            // Like prost's map merge, ignore the wire type: an entry always follows.
+        if tag == OBJECT_SPEC && wire_type == LEN {
             let end = len_delimited(buf, &mut pos).ok()?;
             let (k, v) = map_entry(&buf[..end], pos)?;
             if k == key_wanted.as_bytes() {
@@ -1262,8 +1253,9 @@ mod tests {
     }
 
     #[test]
-    fn map_fields_ignore_their_wire_type() {
-        // prost's map merge reads a length-prefixed entry whatever the key's wire type is.
+    fn map_fields_must_be_length_delimited() {
+        // prost-derive 0.14.6 checks a map field's wire type (0.14.4 read a length-prefixed entry
+        // whatever the key said); the check follows it, and so do the routing readers.
         let mut entry = Vec::new();
         ld(&mut entry, 1, b"APIID");
         ld(&mut entry, 2, b"api9");
@@ -1273,9 +1265,11 @@ mod tests {
             v(&mut b, entry.len() as u64);
             b.extend_from_slice(&entry);
             b.extend_from_slice(&[0x08, 0x03]);
-            assert!(agree(&b), "spec with wire type {wt}");
-            assert_eq!(spec_value(&b, "APIID"), Some("api9"));
-            assert_eq!(hook_type(&b), Some(3));
+            assert_eq!(agree(&b), wt == LEN, "spec with wire type {wt}");
+            if wt == LEN {
+                assert_eq!(spec_value(&b, "APIID"), Some("api9"));
+                assert_eq!(hook_type(&b), Some(3));
+            }
             // Also nested: session.access_rights (map<string, AccessDefinition>).
             let mut e = Vec::new();
             ld(&mut e, 1, b"id");
@@ -1285,9 +1279,9 @@ mod tests {
             sess.extend_from_slice(&e);
             let mut b = Vec::new();
             ld(&mut b, 4, &sess);
-            assert!(agree(&b), "access_rights with wire type {wt}");
+            assert_eq!(agree(&b), wt == LEN, "access_rights with wire type {wt}");
         }
-        // ... but a message field does check it.
+        // A message field checks it too.
         assert!(!agree(&[0x18, 0x00])); // request with wire type 0
     }
 

@@ -266,7 +266,7 @@ enum T {
     S,
     B,
     M(&'static [T]),
-    /// A map field: prost reads a length-prefixed entry whatever the key's wire type says.
+    /// A map field: length-delimited; the generator sometimes writes another wire type (refused).
     Mp(&'static [T]),
 }
 

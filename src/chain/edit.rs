@@ -420,4 +420,67 @@ mod tests {
             let _ = session_bytes(junk);
         }
     }
+
+    /// The fuzzer's finding: `metadata` (a map) sent with the varint wire type, its entry holding
+    /// bytes that read as a `session` record when skipped by wire type. prost 0.14.4 (and the wire
+    /// check that copied it) read the entry regardless, so the Object was accepted, and
+    /// `without_session` then cut a "session" out of the middle of the entry: the edited Object was
+    /// malformed. The wire check now refuses map fields without the length-delimited wire type, so
+    /// the edits only ever see records laid out as they skip them.
+    #[test]
+    fn a_map_field_with_another_wire_type_is_refused_before_any_edit() {
+        let session = SessionState::default().encode_to_vec();
+        let mut entry = Vec::new();
+        put_bytes(&mut entry, OBJECT_SESSION, &session); // unknown field 4 of the entry
+        let mut buf = Vec::new();
+        encode_key(OBJECT_METADATA, WireType::Varint, &mut buf);
+        encode_varint(entry.len() as u64, &mut buf);
+        buf.extend_from_slice(&entry);
+        assert!(coprocess_proto::wire::validate_object(&buf).is_err());
+        assert!(Object::decode(buf.as_slice()).is_err(), "prost agrees");
+        // Laid out as a decode reads it, the same entry is fine and survives every edit.
+        let mut ok = Vec::new();
+        put_bytes(&mut ok, OBJECT_METADATA, &entry);
+        edited_objects_stay_valid(&ok);
+    }
+
+    /// Every edit the chain makes keeps an accepted Object accepted, and decodes as the edit says.
+    fn edited_objects_stay_valid(buf: &[u8]) {
+        use coprocess_proto::wire::validate_object;
+        assert!(validate_object(buf).is_ok());
+        let before = Object::decode(buf).unwrap();
+        let mut out = without_session(buf);
+        push_hook_name(&mut out, "Next");
+        push_spec(&mut out, "config_data", "{}");
+        push_session(&mut out, &SessionState::default().encode_to_vec());
+        push_return_error(&mut out, 500, "Middleware error");
+        assert!(validate_object(&out).is_ok(), "edits broke {buf:?}");
+        let after = Object::decode(out.as_slice()).unwrap();
+        assert_eq!(after.metadata, before.metadata);
+        assert_eq!(after.hook_name, "Next");
+        assert_eq!(after.spec["config_data"], "{}");
+        assert_eq!(after.session, Some(SessionState::default()));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+        /// Mutated typical Objects: whatever the wire check accepts, the edits keep acceptable.
+        #[test]
+        fn edits_keep_accepted_objects_valid(
+            flips in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), 0u8..=255), 1..4),
+            cut in proptest::option::of(proptest::prelude::any::<proptest::sample::Index>()),
+        ) {
+            let mut buf = typical().encode_to_vec();
+            for (at, byte) in &flips {
+                let i = at.index(buf.len());
+                buf[i] = *byte;
+            }
+            if let Some(cut) = cut {
+                buf.truncate(cut.index(buf.len()) + 1);
+            }
+            if coprocess_proto::wire::validate_object(&buf).is_ok() {
+                edited_objects_stay_valid(&buf);
+            }
+        }
+    }
 }
