@@ -75,8 +75,13 @@ impl HookRequest {
                 self.headers.remove(n);
             }
         }
-        for entry in edits.entries(SET_HEADERS) {
-            let (name, value) = entry?;
+        // As in a map merge, the last entry of a name wins, even when its value is one HTTP refuses
+        // (then the header is left as it was, as a decoded map would leave it).
+        let set = edits.entries(SET_HEADERS).collect::<Result<Vec<_>, _>>()?;
+        let mut seen = std::collections::HashSet::with_capacity(set.len());
+        let mut winners: Vec<bool> = set.iter().rev().map(|(n, _)| seen.insert(*n)).collect();
+        winners.reverse();
+        for (&(name, value), _) in set.iter().zip(winners).filter(|(_, won)| *won) {
             if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
                 self.headers.insert(n, v);
             }

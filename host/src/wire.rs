@@ -153,14 +153,14 @@ pub(crate) fn close_message(buf: &mut Vec<u8>, open: OpenMessage) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Value<'a> {
     Varint(u64),
-    /// Length-delimited contents (also a map entry, whatever its key's wire type says).
+    /// Length-delimited contents (also a map entry).
     Len(&'a [u8]),
     /// fixed64, fixed32 or a whole group: nothing the reader uses.
     Other,
 }
 
-/// The fields of one message, in wire order. Fields whose number is in `maps` are read as
-/// length-delimited whatever wire type their key carries, as prost's map merge reads them.
+/// The fields of one message, in wire order. Fields whose number is in `maps` must be
+/// length-delimited, as prost (since 0.14.6) and the bridge's wire check require.
 pub(crate) struct Fields<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -251,9 +251,8 @@ impl<'a> Fields<'a> {
 
     fn field(&mut self) -> Option<(u32, Value<'a>)> {
         let (field, wire_type) = self.key()?;
-        if field < 32 && self.maps & (1 << field) != 0 {
-            let n = self.varint()?;
-            return Some((field, Value::Len(self.take(n)?)));
+        if field < 32 && self.maps & (1 << field) != 0 && wire_type != LEN {
+            return None;
         }
         match wire_type {
             SGROUP => {
@@ -362,11 +361,15 @@ mod tests {
     }
 
     #[test]
-    fn map_fields_are_length_delimited_whatever_their_wire_type() {
-        // Field 2 with a varint key but an entry after it, as prost's map merge reads it.
+    fn map_fields_must_be_length_delimited() {
+        // Field 2 with a varint key but an entry after it: prost (>= 0.14.6) refuses it.
         let b = [0x10, 0x02, 0x08, 0x01];
         let mut f = Fields::new(&b, map_fields(&[2]));
+        assert!(f.next().unwrap().is_err());
+        let b = [0x12, 0x02, 0x08, 0x01];
+        let mut f = Fields::new(&b, map_fields(&[2]));
         assert_eq!(f.next(), Some(Ok((2, Value::Len(&[0x08, 0x01])))));
+        let b = [0x10, 0x02, 0x08, 0x01];
         let mut f = Fields::new(&b, 0);
         assert_eq!(f.next(), Some(Ok((2, Value::Varint(2)))));
     }

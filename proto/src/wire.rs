@@ -89,7 +89,7 @@ enum Step {
     General,
     /// A `string` field, wire type 2.
     Str,
-    /// A message (wire type 2) or a map field (any wire type 0..=5: see [`Kind::Map`]).
+    /// A message or a map field, wire type 2.
     Nested,
     /// A varint-typed field or an unknown varint, wire type 0.
     Varint,
@@ -122,8 +122,7 @@ const fn steps(fields: &[Field]) -> [Step; 128] {
                 (Kind::Double | Kind::RepeatedDouble, I64) => Step::Fixed64,
                 (Kind::Str, LEN) => Step::Str,
                 (Kind::Bytes, LEN) => Step::SkipLen,
-                (Kind::Msg(_), LEN) => Step::Nested,
-                (Kind::Map(_), VARINT..=I32) => Step::Nested,
+                (Kind::Msg(_) | Kind::Map(_), LEN) => Step::Nested,
                 _ => Step::General,
             }
         };
@@ -1368,7 +1367,10 @@ mod tests {
                 shortcuts += 1;
             }
         }
-        assert!(shortcuts > 40, "the top-level table settles most keys");
+        assert!(
+            shortcuts >= 39,
+            "the top-level table settles most keys ({shortcuts})"
+        );
     }
 
     /// The short-string check reads the 16 bytes that end where the string ends, masking the rest;
