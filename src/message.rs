@@ -88,6 +88,30 @@ impl MallocBuf {
         }
     }
 
+    /// Copies `head` then `tail` into one fresh `malloc`'d buffer (an Object and the fields appended
+    /// to it, with no intermediate copy).
+    pub fn concat(head: &[u8], tail: &[u8]) -> MallocBuf {
+        let len = head.len() + tail.len();
+        if len == 0 {
+            return MallocBuf { ptr: None, len: 0 };
+        }
+        // SAFETY: plain allocation of a non-zero size; checked for NULL below.
+        let raw = unsafe { libc::malloc(len) } as *mut u8;
+        let Some(ptr) = NonNull::new(raw) else {
+            std::alloc::handle_alloc_error(std::alloc::Layout::array::<u8>(len).unwrap())
+        };
+        // SAFETY: `ptr` has room for `len` bytes, written by the two copies at their own offsets; it
+        // cannot overlap a live Rust slice.
+        unsafe {
+            ptr::copy_nonoverlapping(head.as_ptr(), ptr.as_ptr(), head.len());
+            ptr::copy_nonoverlapping(tail.as_ptr(), ptr.as_ptr().add(head.len()), tail.len());
+        }
+        MallocBuf {
+            ptr: Some(ptr),
+            len,
+        }
+    }
+
     /// Takes ownership of `len` bytes at `ptr` (NULL allowed only with `len == 0`).
     ///
     /// # Safety

@@ -120,15 +120,7 @@ pub fn request_header<'a>(buf: &'a [u8], name: &str) -> Option<&'a str> {
             if h.tag != REQUEST_HEADERS || h.wire_type != 2 {
                 return;
             }
-            let entry = &request[h.payload..h.end];
-            let (mut key, mut value): (&[u8], &[u8]) = (&[], &[]);
-            each(entry, |f| {
-                if f.wire_type == 2 && f.tag == 1 {
-                    key = &entry[f.payload..f.end];
-                } else if f.wire_type == 2 && f.tag == 2 {
-                    value = &entry[f.payload..f.end];
-                }
-            });
+            let (key, value) = string_entry(&request[h.payload..h.end]);
             if key == name.as_bytes() {
                 exact = Some(value);
             } else if folded.is_none() && key.eq_ignore_ascii_case(name.as_bytes()) {
@@ -137,6 +129,28 @@ pub fn request_header<'a>(buf: &'a [u8], name: &str) -> Option<&'a str> {
         });
     });
     std::str::from_utf8(exact.or(folded)?).ok()
+}
+
+/// A `map<string, string>` entry's key and value (the last of each wins; absent is empty). The
+/// shape every encoder writes (key, then value, one-byte lengths, nothing else) is read directly.
+fn string_entry(entry: &[u8]) -> (&[u8], &[u8]) {
+    if let [0x0A, key_len, rest @ ..] = entry {
+        let key_len = usize::from(*key_len);
+        if let Some((key, [0x12, value_len, value @ ..])) = rest.split_at_checked(key_len) {
+            if key_len < 0x80 && usize::from(*value_len) == value.len() && value.len() < 0x80 {
+                return (key, value);
+            }
+        }
+    }
+    let (mut key, mut value): (&[u8], &[u8]) = (&[], &[]);
+    each(entry, |f| {
+        if f.wire_type == 2 && f.tag == 1 {
+            key = &entry[f.payload..f.end];
+        } else if f.wire_type == 2 && f.tag == 2 {
+            value = &entry[f.payload..f.end];
+        }
+    });
+    (key, value)
 }
 
 /// Whether the Object carries a `session`.
@@ -293,6 +307,37 @@ mod tests {
         let mut o = fixtures::typical_object();
         o.hook_type = HookType::Pre as i32;
         o
+    }
+
+    /// The canonical entry shape is read directly; every other shape gives what a decode gives.
+    #[test]
+    fn string_entry_shortcut_agrees_with_a_decode() {
+        let mut long = b"\x0a\x01k\x12\x80\x01".to_vec();
+        long.extend_from_slice(&[b'v'; 128]);
+        let shapes: [&[u8]; 7] = [
+            b"\x0a\x04Host\x12\x03a.b",
+            b"\x0a\x00\x12\x00",
+            b"\x12\x01v\x0a\x01k",
+            b"\x0a\x01k\x12\x01v\x0a\x01j",
+            b"\x0a\x01k",
+            b"",
+            &long,
+        ];
+        for entry in shapes {
+            let mut request = Vec::new();
+            put_bytes(&mut request, 1, entry);
+            let decoded = MiniRequestObject::decode(request.as_slice()).unwrap();
+            let (key, value) = string_entry(entry);
+            let (key, value) = (
+                std::str::from_utf8(key).unwrap(),
+                std::str::from_utf8(value).unwrap(),
+            );
+            assert_eq!(
+                decoded.headers.get(key).map(String::as_str),
+                Some(value),
+                "{entry:02x?}"
+            );
+        }
     }
 
     #[test]
