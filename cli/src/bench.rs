@@ -105,7 +105,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     let bridge = Bridge::load(&args.driver)?;
     // One call first, so a driver that refuses this Object fails with its message, not a statistic.
-    bridge.dispatch_with(&input, |_| ())?;
+    bridge.dispatch(&input)?;
 
     let progress = !args.no_progress && std::io::stderr().is_terminal();
     let report = measure(&bridge, &input, &args, progress)?;
@@ -176,7 +176,7 @@ fn measure(bridge: &Bridge, input: &[u8], args: &BenchArgs, progress: bool) -> R
                     if t0 >= end {
                         break;
                     }
-                    if let Err(e) = bridge.dispatch_with(input, |_| ()) {
+                    if let Err(e) = bridge.dispatch(input) {
                         stop.store(true, Ordering::Relaxed);
                         failure
                             .lock()

@@ -1,18 +1,17 @@
-//! Safe wrappers over the bridge's C exports (`coprocess_bridge::ffi::host`): the CLI goes through the
-//! very functions a C host calls, so what it shows is what a gateway gets.
+//! The bridge the CLI talks to: its own linked copy, called through the C exports a gateway calls
+//! (`coprocess_bridge::ffi`), with the safe wrappers every Rust host in the repository shares
+//! (`coprocess-host`). The CLI links the bridge rather than dlopening it so that it stays one
+//! self-contained binary (it also uses the bridge's bundle and loader code).
 
-use std::ffi::{c_char, c_void, CStr, CString};
+use std::ffi::CString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use clap::Args;
-use coprocess_bridge::ffi::host::{
-    CoProcessInit, CoProcessLastError, CoProcessLoadDriver, CoProcessMessageFree,
-    CoProcessNextEvent, CoProcessSetLogHandler, CoProcessShutdown, DispatchEvent,
-    DispatchWithDriver,
-};
-use coprocess_bridge::message::CoProcessMessage;
+use coprocess_bridge::ffi::{host, last_error, metrics, version};
+use coprocess_host::capi::{self, CApi};
+use coprocess_host::{Answer, Bridge as Host, BridgeError};
 
 use crate::error::{CliError, Result};
 
@@ -30,45 +29,59 @@ pub struct DriverArgs {
     pub config: Option<String>,
 }
 
-pub(crate) fn cstring(what: &str, s: &str) -> Result<CString> {
-    CString::new(s).map_err(|_| CliError::new(format!("{what} contains a NUL byte")))
+impl From<BridgeError> for CliError {
+    fn from(e: BridgeError) -> CliError {
+        CliError::new(e.message)
+    }
 }
 
-/// The message CoProcessLastError() holds for this thread.
-pub(crate) fn last_error() -> String {
-    let p = CoProcessLastError();
-    if p.is_null() {
-        return "unknown error".into();
-    }
-    // SAFETY: the bridge returns a NUL-terminated string that stays valid until the next failing call on
-    // this thread; we copy it at once.
-    let msg = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
-    if msg.is_empty() {
-        "unknown error".into()
-    } else {
-        msg
-    }
+/// The linked bridge's exports as the table coprocess-host calls through.
+pub fn linked() -> Host {
+    use coprocess_bridge::message::CoProcessMessage as Msg;
+    use std::mem::transmute;
+    type Dispatch = extern "C" fn(*const Msg, *mut Msg) -> i32;
+    type DispatchWith = extern "C" fn(*const std::ffi::c_char, *const Msg, *mut Msg) -> i32;
+    type MessageFree = extern "C" fn(*mut Msg);
+    // SAFETY: the three functions taking a `CoProcessMessage` pointer are cast to the same signature
+    // over coprocess-host's `CoProcessMessage`: both are the `#[repr(C)]` struct of api.h, and raw
+    // pointers to sized types are ABI-compatible, so the calls are the ones api.h declares.
+    let (dispatch, dispatch_with_driver, message_free) = unsafe {
+        (
+            transmute::<Dispatch, capi::DispatchFn>(host::Dispatch),
+            transmute::<DispatchWith, capi::DispatchWithDriverFn>(host::DispatchWithDriver),
+            transmute::<MessageFree, capi::MessageFreeFn>(host::CoProcessMessageFree),
+        )
+    };
+    Host::from_api(CApi {
+        init: host::CoProcessInit,
+        load_driver: host::CoProcessLoadDriver,
+        dispatch,
+        dispatch_with_driver,
+        dispatch_event: host::DispatchEvent,
+        message_free,
+        free: host::CoProcessFree,
+        last_error: host::CoProcessLastError,
+        clear_last_error: last_error::CoProcessClearLastError,
+        set_log_handler: host::CoProcessSetLogHandler,
+        next_event: host::CoProcessNextEvent,
+        shutdown: host::CoProcessShutdown,
+        load_api: host::CoProcessLoadApi,
+        list_apis: host::CoProcessListApis,
+        metrics: metrics::CoProcessMetrics,
+        version: version::CoProcessVersion,
+    })
 }
 
 /// Log lines held back while a driver loads: a driver can say why its init failed only by logging it,
 /// so a failed load folds them into its one-line error instead of printing them.
 static CAPTURED_LOGS: Mutex<Option<Vec<(String, String)>>> = Mutex::new(None);
 
-/// The CLI's log handler: `[coprocess-bridge] LEVEL: MESSAGE` on stderr (the bridge's default format),
+/// The CLI's log sink: `[coprocess-bridge] LEVEL: MESSAGE` on stderr (the bridge's default format),
 /// or into [`CAPTURED_LOGS`] while a driver loads.
-unsafe extern "C" fn log_handler(message: *const c_char, level: *const c_char, _: *mut c_void) {
-    let text = |p: *const c_char| {
-        if p.is_null() {
-            String::new()
-        } else {
-            // SAFETY: the bridge passes NUL-terminated strings that are valid during this call.
-            unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-        }
-    };
-    let (message, level) = (text(message), text(level));
+fn log_line(level: &str, message: &str) {
     let mut captured = CAPTURED_LOGS.lock().unwrap_or_else(|p| p.into_inner());
     match captured.as_mut() {
-        Some(lines) => lines.push((level, message)),
+        Some(lines) => lines.push((level.to_owned(), message.to_owned())),
         None => {
             drop(captured);
             let _ = writeln!(std::io::stderr(), "[coprocess-bridge] {level}: {message}");
@@ -88,20 +101,16 @@ fn capture_logs(on: bool) -> Vec<(String, String)> {
 /// CoProcessInit with the log level the user asked for ("warning", "info" or "debug"): the bridge's
 /// and the drivers' log lines at that level and above go to standard error.
 pub fn init(log_level: &str) -> Result<()> {
-    let config = cstring(
-        "the bridge config",
-        &serde_json::json!({ "log_level": log_level }).to_string(),
-    )?;
-    if CoProcessInit(config.as_ptr()) != 0 {
-        return Err(CliError::new(last_error()));
-    }
-    CoProcessSetLogHandler(Some(log_handler), std::ptr::null_mut());
+    let bridge = linked();
+    bridge.init(&serde_json::json!({ "log_level": log_level }).to_string())?;
+    bridge.set_log_sink(Some(Box::new(log_line)));
     Ok(())
 }
 
 /// A driver loaded into the bridge under [`DRIVER_NAME`]. Dropping it calls CoProcessShutdown (the
 /// driver's shutdown hook runs, the library is unloaded).
 pub struct Bridge {
+    host: Host,
     name: CString,
 }
 
@@ -118,27 +127,17 @@ impl Bridge {
             serde_json::from_str::<serde_json::Value>(cfg)
                 .map_err(|e| CliError::new(format!("--config is not valid JSON: {e}")))?;
         }
-        let name = cstring("driver name", DRIVER_NAME)?;
-        let path_c = cstring("--driver", path)?;
-        let config = args
-            .config
-            .as_deref()
-            .map(|c| cstring("--config", c))
-            .transpose()?;
+        let host = linked();
         capture_logs(true);
-        let rc = CoProcessLoadDriver(
-            name.as_ptr(),
-            path_c.as_ptr(),
-            config.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
-        );
+        let loaded = host.load_driver(DRIVER_NAME, path, args.config.as_deref());
         let logs = capture_logs(false);
-        if rc != 0 {
+        if let Err(e) = loaded {
             let why: Vec<&str> = logs
                 .iter()
                 .filter(|(level, _)| level == "error" || level == "warning")
                 .map(|(_, message)| message.as_str())
                 .collect();
-            let mut message = last_error();
+            let mut message = e.message;
             if !why.is_empty() {
                 message = format!("{message} ({})", why.join("; "));
             }
@@ -147,85 +146,29 @@ impl Bridge {
         for (level, message) in logs {
             let _ = writeln!(std::io::stderr(), "[coprocess-bridge] {level}: {message}");
         }
-        Ok(Bridge { name })
+        let name = coprocess_host::c_text("the driver name", DRIVER_NAME)?;
+        Ok(Bridge { host, name })
     }
 
-    /// DispatchWithDriver: `input` is a serialized Object; returns the driver's serialized Object.
-    pub fn dispatch(&self, input: &[u8]) -> Result<Vec<u8>> {
-        self.dispatch_with(input, |out| out.to_vec())
+    /// DispatchWithDriver: `input` is a serialized Object; returns the driver's serialized Object,
+    /// still in the bridge's buffer.
+    pub fn dispatch(&self, input: &[u8]) -> Result<Answer> {
+        Ok(self.host.dispatch_to(Some(&self.name), input)?)
     }
 
-    /// DispatchWithDriver, handing the output bytes (still in the bridge's malloc'd buffer) to `f`.
-    pub fn dispatch_with<T>(&self, input: &[u8], f: impl FnOnce(&[u8]) -> T) -> Result<T> {
-        let length = i32::try_from(input.len()).map_err(|_| {
-            CliError::new(format!(
-                "the Object is {} bytes: more than a CoProcessMessage can hold",
-                input.len()
-            ))
-        })?;
-        let msg_in = CoProcessMessage {
-            p_data: input.as_ptr() as *mut _,
-            length,
-        };
-        let mut out = CoProcessMessage::empty();
-        // The input is borrowed by the bridge for the call only (it never writes through p_data).
-        let rc = DispatchWithDriver(self.name.as_ptr(), &msg_in, &mut out);
-        if rc != 0 {
-            return Err(CliError::new(last_error()));
-        }
-        // SAFETY: on success `out` holds a malloc'd buffer of `length` bytes owned by us until
-        // CoProcessMessageFree below.
-        let value = match unsafe { out.as_bytes("Dispatch: out") } {
-            Ok(bytes) => f(bytes),
-            Err(e) => {
-                CoProcessMessageFree(&mut out);
-                return Err(CliError::new(e.message));
-            }
-        };
-        CoProcessMessageFree(&mut out);
-        Ok(value)
-    }
-
-    /// DispatchEvent(event_json). The bridge refuses text that is not JSON; check it first for a clear
-    /// message.
+    /// DispatchEvent(event_json).
     pub fn dispatch_event(&self, event_json: &str) -> Result<()> {
-        let json = cstring("the event", event_json)?;
-        DispatchEvent(json.as_ptr());
-        Ok(())
+        Ok(self.host.dispatch_event(event_json)?)
     }
 
     /// Drains the bridge's event queue (events raised while no event handler is set).
     pub fn take_events(&self) -> Vec<(String, String)> {
-        let mut events = Vec::new();
-        loop {
-            let mut name: *mut c_char = std::ptr::null_mut();
-            let mut payload: *mut c_char = std::ptr::null_mut();
-            if CoProcessNextEvent(&mut name, &mut payload) != 0 {
-                return events;
-            }
-            // SAFETY: on success both are malloc'd NUL-terminated strings that we own and free below.
-            let pair = unsafe { (take_cstring(name), take_cstring(payload)) };
-            events.push(pair);
-        }
+        self.host.take_events()
     }
-}
-
-/// Copies and frees a malloc'd C string from the bridge.
-///
-/// # Safety
-/// `p` is NULL or a NUL-terminated string allocated by the bridge and not used after this call.
-unsafe fn take_cstring(p: *mut c_char) -> String {
-    if p.is_null() {
-        return String::new();
-    }
-    // SAFETY: per this function's contract.
-    let s = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
-    coprocess_bridge::ffi::host::CoProcessFree(p.cast());
-    s
 }
 
 impl Drop for Bridge {
     fn drop(&mut self) {
-        CoProcessShutdown();
+        self.host.shutdown();
     }
 }

@@ -13,7 +13,6 @@ mod metrics_http;
 mod output;
 mod serve;
 
-use std::ffi::CStr;
 use std::process::ExitCode;
 use std::sync::LazyLock;
 
@@ -22,10 +21,11 @@ use clap::{Parser, Subcommand};
 /// `coprocess --version`: the CLI's version and the bridge's own (`CoProcessVersion`), which names
 /// the driver ABI version, e.g. "0.1.0, coprocess-bridge 0.1.0 (driver ABI 1)".
 static VERSION: LazyLock<String> = LazyLock::new(|| {
-    let bridge = coprocess_bridge::ffi::version::CoProcessVersion();
-    // SAFETY: CoProcessVersion returns a static NUL-terminated string.
-    let bridge = unsafe { CStr::from_ptr(bridge) }.to_string_lossy();
-    format!("{}, {bridge}", env!("CARGO_PKG_VERSION"))
+    format!(
+        "{}, {}",
+        env!("CARGO_PKG_VERSION"),
+        bridge::linked().version()
+    )
 });
 
 /// Run Tyk coprocess drivers in-process: dispatch Objects and events through coprocess-bridge, check

@@ -12,18 +12,13 @@
 //! RESOURCE_EXHAUSTED. Routing by `x-coprocess-driver` metadata skips API chains and the ID extractor,
 //! so it is off unless `--route-by-metadata` (and never together with `--api`).
 
-use std::ffi::{c_char, CString};
+use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 use coprocess_bridge::error::CoProcessStatus::*;
-use coprocess_bridge::ffi::host::{
-    CoProcessLoadApi, CoProcessLoadDriver, CoProcessMessageFree, CoProcessShutdown, Dispatch,
-    DispatchEvent, DispatchWithDriver,
-};
-use coprocess_bridge::message::CoProcessMessage;
 use coprocess_grpc_service::tonic::codegen::Bytes;
 use coprocess_grpc_service::tonic::transport::server::TcpIncoming;
 use coprocess_grpc_service::tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
@@ -32,7 +27,7 @@ use coprocess_grpc_service::{Dispatcher, DispatcherServer, Listen, RawObject};
 use coprocess_proto::{Event, EventReply};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::bridge::{cstring, last_error};
+use crate::bridge::linked;
 use crate::error::{CliError, Result};
 
 /// gRPC request metadata that picks a driver by name, with `--route-by-metadata` (otherwise the bridge
@@ -189,63 +184,27 @@ fn plan(args: &ServeArgs) -> Result<Vec<(String, String, Option<String>)>> {
 }
 
 fn load_drivers(args: &ServeArgs) -> Result<Vec<String>> {
+    let bridge = linked();
     let mut names = Vec::new();
     for (name, path, config) in plan(args)? {
-        let n = cstring("the driver name", &name)?;
-        let p = cstring("the driver path", &path)?;
-        let c = config
-            .as_deref()
-            .map(|c| cstring("the config", c))
-            .transpose()?;
-        let rc = CoProcessLoadDriver(
-            n.as_ptr(),
-            p.as_ptr(),
-            c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
-        );
-        if rc != 0 {
-            return Err(CliError::new(format!(
-                "loading driver '{name}' from {path}: {}",
-                last_error()
-            )));
-        }
+        bridge
+            .load_driver(&name, &path, config.as_deref())
+            .map_err(|e| {
+                CliError::new(format!(
+                    "loading driver '{name}' from {path}: {}",
+                    e.message
+                ))
+            })?;
         names.push(name);
     }
     for file in &args.apis {
         let text = std::fs::read_to_string(file)
             .map_err(|e| CliError::new(format!("--api {}: {e}", file.display())))?;
-        let t = cstring("the API definition", &text)?;
-        if CoProcessLoadApi(t.as_ptr()) != 0 {
-            return Err(CliError::new(format!(
-                "--api {}: {}",
-                file.display(),
-                last_error()
-            )));
-        }
+        bridge
+            .load_api(&text)
+            .map_err(|e| CliError::new(format!("--api {}: {}", file.display(), e.message)))?;
     }
     Ok(names)
-}
-
-/// A Dispatch result handed to gRPC without a copy: freed with CoProcessMessageFree when gRPC is done.
-struct BridgeBuffer(CoProcessMessage);
-
-// SAFETY: the buffer is plain malloc'd memory owned by this value alone; it may be read and freed from
-// any thread.
-unsafe impl Send for BridgeBuffer {}
-
-impl AsRef<[u8]> for BridgeBuffer {
-    fn as_ref(&self) -> &[u8] {
-        if self.0.p_data.is_null() || self.0.length <= 0 {
-            return &[];
-        }
-        // SAFETY: a successful Dispatch leaves `length` malloc'd bytes at `p_data`, owned by us.
-        unsafe { std::slice::from_raw_parts(self.0.p_data as *const u8, self.0.length as usize) }
-    }
-}
-
-impl Drop for BridgeBuffer {
-    fn drop(&mut self) {
-        CoProcessMessageFree(&mut self.0);
-    }
 }
 
 /// The gRPC status for a bridge failure.
@@ -263,26 +222,17 @@ fn status_for(code: i32, message: String) -> Status {
 }
 
 /// One hook through the bridge (blocking: runs on tokio's blocking pool, or inline with `--inline`).
+/// The answer goes to gRPC without a copy: the bridge's buffer is freed when gRPC is done with it.
 fn dispatch_blocking(driver: Option<String>, input: Bytes) -> std::result::Result<Bytes, Status> {
-    let length = i32::try_from(input.len())
-        .map_err(|_| Status::out_of_range("the Object is larger than the bridge's int length"))?;
-    let msg = CoProcessMessage {
-        p_data: input.as_ptr() as *mut _,
-        length,
-    };
-    let mut out = CoProcessMessage::empty();
-    let rc = match &driver {
-        Some(name) => {
-            let name = CString::new(name.as_str())
-                .map_err(|_| Status::invalid_argument("the driver name contains a NUL byte"))?;
-            DispatchWithDriver(name.as_ptr(), &msg, &mut out)
-        }
-        None => Dispatch(&msg, &mut out),
-    };
-    if rc != 0 {
-        return Err(status_for(rc, last_error()));
+    let driver = driver
+        .map(CString::new)
+        .transpose()
+        .map_err(|_| Status::invalid_argument("the driver name contains a NUL byte"))?;
+    match linked().dispatch_to(driver.as_deref(), &input) {
+        Ok(answer) => Ok(Bytes::from_owner(answer)),
+        Err(e) if e.code < 0 => Err(Status::out_of_range(e.message)),
+        Err(e) => Err(status_for(e.code, e.message)),
     }
-    Ok(Bytes::from_owner(BridgeBuffer(out)))
 }
 
 struct BridgeDispatcher {
@@ -366,13 +316,15 @@ impl Dispatcher for BridgeDispatcher {
         let payload = request.into_inner().payload;
         serde_json::from_str::<serde_json::Value>(&payload)
             .map_err(|e| Status::invalid_argument(format!("the event is not valid JSON: {e}")))?;
-        let text = CString::new(payload)
-            .map_err(|_| Status::invalid_argument("the event contains a NUL byte"))?;
+        if payload.contains('\0') {
+            return Err(Status::invalid_argument("the event contains a NUL byte"));
+        }
         let permit = self.slot().await?;
         blocking(move || {
             let _permit = permit;
-            DispatchEvent(text.as_ptr() as *const c_char);
-            Ok(())
+            linked()
+                .dispatch_event(&payload)
+                .map_err(|e| Status::internal(e.message))
         })
         .await?;
         Ok(Response::new(EventReply {}))
@@ -545,7 +497,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let result = runtime.block_on(serve(&args, listen));
     // Calls still running past the grace period are abandoned with the runtime, then drivers shut down.
     runtime.shutdown_timeout(Duration::from_millis(100));
-    CoProcessShutdown();
+    linked().shutdown();
     result
 }
 

@@ -252,7 +252,7 @@ pub type LogSink = dyn Fn(&str, &str) + Send + Sync;
 /// on drop.
 pub struct Answer {
     msg: CoProcessMessage,
-    free: unsafe extern "C" fn(*mut CoProcessMessage),
+    free: crate::capi::MessageFreeFn,
 }
 
 // SAFETY: the buffer is plain malloc'd memory owned by this value alone; it may be read and freed

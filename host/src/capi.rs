@@ -17,6 +17,14 @@ pub struct CoProcessMessage {
 /// `CoProcessLogHandler` of api.h.
 pub type LogHandler = unsafe extern "C" fn(*const c_char, *const c_char, *mut c_void);
 
+/// `Dispatch`.
+pub type DispatchFn = unsafe extern "C" fn(*const CoProcessMessage, *mut CoProcessMessage) -> c_int;
+/// `DispatchWithDriver`.
+pub type DispatchWithDriverFn =
+    unsafe extern "C" fn(*const c_char, *const CoProcessMessage, *mut CoProcessMessage) -> c_int;
+/// `CoProcessMessageFree`.
+pub type MessageFreeFn = unsafe extern "C" fn(*mut CoProcessMessage);
+
 /// The api.h functions a host calls, with the signatures api.h declares.
 #[derive(Clone, Copy)]
 pub struct CApi {

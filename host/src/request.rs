@@ -75,13 +75,7 @@ impl HookRequest {
                 self.headers.remove(n);
             }
         }
-        // As in a map merge, the last entry of a name wins, even when its value is one HTTP refuses
-        // (then the header is left as it was, as a decoded map would leave it).
-        let set = edits.entries(SET_HEADERS).collect::<Result<Vec<_>, _>>()?;
-        let mut seen = std::collections::HashSet::with_capacity(set.len());
-        let mut winners: Vec<bool> = set.iter().rev().map(|(n, _)| seen.insert(*n)).collect();
-        winners.reverse();
-        for (&(name, value), _) in set.iter().zip(winners).filter(|(_, won)| *won) {
+        for (name, value) in last_entries(edits.entries(SET_HEADERS))? {
             if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
                 self.headers.insert(n, v);
             }
@@ -147,6 +141,40 @@ impl HookRequest {
         self.url = url;
         Ok(())
     }
+}
+
+/// A `map<string, string>` entry: key and value bytes.
+type Entry<'a> = (&'a [u8], &'a [u8]);
+
+/// Map entries as a decoded map holds them: the last value of each key, at its first key's place.
+/// (Applying every entry in turn is not the same: an earlier valid value would stay where the
+/// winning one is refused.)
+fn last_entries<'a>(
+    entries: impl Iterator<Item = Result<Entry<'a>, Malformed>>,
+) -> Result<Vec<Entry<'a>>, Malformed> {
+    let mut out: Vec<Entry<'a>> = Vec::new();
+    let mut index: Option<std::collections::HashMap<&[u8], usize>> = None;
+    for entry in entries {
+        let (k, v) = entry?;
+        // Linear search while short; a hash index once an answer carries many entries.
+        if index.is_none() && out.len() >= 16 {
+            index = Some(out.iter().enumerate().map(|(i, (k, _))| (*k, i)).collect());
+        }
+        let at = match &mut index {
+            Some(index) => index.get(k).copied(),
+            None => out.iter().position(|(seen, _)| *seen == k),
+        };
+        match at {
+            Some(i) => out[i].1 = v,
+            None => {
+                if let Some(index) = &mut index {
+                    index.insert(k, out.len());
+                }
+                out.push((k, v));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A string field's bytes as a `String` (the bridge only hands on UTF-8).

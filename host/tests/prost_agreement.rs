@@ -774,3 +774,106 @@ fn an_empty_token_in_the_object_metadata_is_not_overridden_by_the_session() {
         "no session"
     );
 }
+
+#[test]
+fn response_changes_are_applied() {
+    let mut h = HeaderMap::new();
+    h.append("set-cookie", HeaderValue::from_static("a=1"));
+    h.append("set-cookie", HeaderValue::from_static("b=2"));
+    h.insert("content-type", HeaderValue::from_static("text/plain"));
+    let mut r = UpstreamResponse {
+        status: 502,
+        headers: h,
+        body: Bytes::from_static(b"x"),
+    };
+    let request = HookRequest {
+        method: Method::GET,
+        url: "/".into(),
+        headers: HeaderMap::new(),
+        body: Bytes::new(),
+        host: "h".into(),
+        request_uri: "/".into(),
+    };
+    let mut buf = Vec::new();
+    let ctx = ObjectContext {
+        body_text: true,
+        ..Default::default()
+    };
+    encode_object(&mut buf, HookType::Response, &request, Some(&r), &ctx);
+    let sent = coprocess_host::answer::response(&buf).unwrap();
+    assert_eq!(sent, to_object(&r, true));
+    let mut got = sent.clone();
+    got.status_code = 200;
+    got.headers
+        .insert("Content-Type".into(), "application/json".into());
+    got.multivalue_headers.push(Header {
+        key: "X-Multi".into(),
+        values: vec!["1".into(), "2".into()],
+    });
+    got.body = "{}".into();
+    // A driver that decodes, edits and encodes again (appending would merge: repeated fields add up).
+    let mut object = Object::decode(buf.as_slice()).unwrap();
+    object.response = Some(got);
+    let answer = object.encode_to_vec();
+    let got = coprocess_host::answer::response(&answer).unwrap();
+    r.apply(&sent, &got);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["content-type"], "application/json");
+    assert_eq!(r.headers.get_all("x-multi").iter().count(), 2);
+    assert_eq!(r.headers.get_all("set-cookie").iter().count(), 2);
+    assert_eq!(&r.body[..], b"{}");
+}
+
+#[test]
+fn many_set_headers_take_the_hash_index_and_the_last_value_wins() {
+    let request = HookRequest {
+        method: Method::GET,
+        url: "/".into(),
+        headers: HeaderMap::new(),
+        body: Bytes::new(),
+        host: "h".into(),
+        request_uri: "/".into(),
+    };
+    let mut buf = Vec::new();
+    let at = encode_object(
+        &mut buf,
+        HookType::Pre,
+        &request,
+        None,
+        &ObjectContext::default(),
+    );
+    let mut answer = buf.clone();
+    // 30 keys, each set three times; the last value of key 7 is refused (a control byte), so the
+    // header stays unset as a decoded map would leave it.
+    for round in 0..3 {
+        let set_headers = (0..30)
+            .map(|k| {
+                let v = if round == 2 && k == 7 {
+                    "\u{1}".to_owned()
+                } else {
+                    format!("v{round}")
+                };
+                (format!("X-K{k}"), v)
+            })
+            .collect();
+        Object {
+            request: Some(MiniRequestObject {
+                set_headers,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .encode(&mut answer)
+        .unwrap();
+    }
+    let edits = RequestEdits::read(&answer).unwrap();
+    let mut ours = request.clone();
+    ours.apply(&edits, &buf, &at).unwrap();
+    let mut reference = Reference::of(&request);
+    let sent = reference.mini_request(&request, false);
+    let got = Object::decode(answer.as_slice()).unwrap().request.unwrap();
+    reference.apply(&sent, &got);
+    assert_eq!(observable(&ours), reference);
+    assert_eq!(ours.headers.len(), 29);
+    assert_eq!(ours.headers["x-k3"], "v2");
+}
