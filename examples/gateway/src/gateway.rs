@@ -1,14 +1,22 @@
 //! The gateway: routes a request to an API by listen path, runs the API's hooks through the bridge
 //! in Tyk's order (Pre, CustomKeyCheck, PostKeyAuth, Post), proxies to the upstream, then runs the
 //! Response hooks. A phase whose API has no hooks is not dispatched at all.
+//!
+//! Objects are written straight from the request into a buffer and answers are read in place
+//! (coprocess-host): no prost Object is built on the request path. Hooks of fast native drivers run
+//! on the async worker serving the request; every other driver's run on a bounded blocking pool, so
+//! a slow hook (Python, gRPC) never stalls other connections.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use coprocess_proto::{HookType, Message, Object, SessionState};
+use coprocess_host::{
+    answer, encode_object, override_answer, Answer, Auth, Bridge, HookRequest, ObjectContext,
+    RequestEdits, UpstreamResponse, METRICS_PROMETHEUS,
+};
+use coprocess_proto::HookType;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, HOST};
@@ -19,10 +27,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Deserialize;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::access_log;
-use crate::bridge::Bridge;
-use crate::object::{self, Context, UpstreamResponse, Working};
 
 /// Largest request or upstream body read.
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -45,10 +52,26 @@ pub struct Config {
     /// Start the built-in echo upstream on this address.
     #[serde(default)]
     pub echo_upstream: Option<String>,
+    /// Drivers (by the name they are loaded under) whose hooks run on the async worker serving the
+    /// request: fast native code, where a thread switch would cost more than the hook. Hooks of any
+    /// other driver, and of APIs that name none, run on the blocking pool.
+    #[serde(default = "default_inline_drivers")]
+    pub inline_drivers: Vec<String>,
+    /// The most hook dispatches running on the blocking pool at once; more wait for a turn.
+    #[serde(default = "default_blocking_dispatches")]
+    pub blocking_dispatches: usize,
 }
 
 fn default_listen() -> String {
     "127.0.0.1:8080".into()
+}
+
+fn default_inline_drivers() -> Vec<String> {
+    vec!["native".into()]
+}
+
+fn default_blocking_dispatches() -> usize {
+    64
 }
 
 impl Config {
@@ -91,6 +114,9 @@ pub struct Api {
     pub post: Vec<Hook>,
     pub response: Vec<Hook>,
     pub auth_check: Option<Hook>,
+    /// The driver the API's hooks run in (none: the only driver loaded).
+    #[serde(default)]
+    pub driver: Option<String>,
 }
 
 /// What a phase needs to know about its hooks.
@@ -120,12 +146,16 @@ struct Route {
     post_key_auth: Phase,
     post: Phase,
     response: Phase,
+    /// Dispatch on the async worker (a fast driver) rather than on the blocking pool.
+    inline: bool,
 }
 
 pub struct Gateway {
     bridge: Bridge,
     routes: Vec<Route>,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// One permit per dispatch running on the blocking pool.
+    blocking: Arc<Semaphore>,
 }
 
 /// Lists the definition files named by `apps` (files, or directories of *.json), sorted.
@@ -167,8 +197,11 @@ impl Gateway {
                 .load_api(&text)
                 .map_err(|e| format!("{}: {e}", file.display()))?;
         }
-        let apis: Vec<Api> = serde_json::from_str(&bridge.list_apis())
+        let apis = bridge
+            .list_apis()
             .map_err(|e| format!("CoProcessListApis: {e}"))?;
+        let apis: Vec<Api> =
+            serde_json::from_str(&apis).map_err(|e| format!("CoProcessListApis: {e}"))?;
         let mut routes: Vec<Route> = apis
             .into_iter()
             .map(|api| Route {
@@ -177,16 +210,24 @@ impl Gateway {
                 post_key_auth: Phase::of(HookType::PostKeyAuth, &api.post_key_auth),
                 post: Phase::of(HookType::Post, &api.post),
                 response: Phase::of(HookType::Response, &api.response),
+                inline: api
+                    .driver
+                    .as_ref()
+                    .is_some_and(|d| config.inline_drivers.contains(d)),
                 api,
             })
             .collect();
         // Longest listen path first.
         routes.sort_by_key(|r| std::cmp::Reverse(r.api.listen_path.len()));
         let client = Client::builder(TokioExecutor::new()).build_http();
+        if config.blocking_dispatches == 0 {
+            return Err("blocking_dispatches must be at least 1".into());
+        }
         Ok(Gateway {
             bridge,
             routes,
             client,
+            blocking: Arc::new(Semaphore::new(config.blocking_dispatches)),
         })
     }
 
@@ -255,56 +296,76 @@ impl Gateway {
             .and_then(|h| h.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        let path_and_query = parts
+        let request_uri = parts
             .uri
             .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        let mut working = Working::new(
-            parts.method.as_str(),
-            path_and_query,
-            parts.headers,
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let mut working = HookRequest {
+            method: parts.method,
+            url: request_uri.clone(),
+            headers: parts.headers,
             body,
-            &host,
-        );
+            host,
+            request_uri,
+        };
         let api = &route.api;
-        let mut session: Option<SessionState> = None;
-        let mut metadata: HashMap<String, String> = HashMap::new();
+        let spec = [
+            ("APIID", api.api_id.as_str()),
+            ("OrgID", api.org_id.as_str()),
+            ("bundle_hash", ""),
+        ];
+        // What CustomKeyCheck hands on: the session and the Object's metadata, kept encoded.
+        let mut auth = Auth::default();
+        let mut authenticated = false;
+        let mut object = Vec::new();
 
         for phase in [route.pre, route.auth, route.post_key_auth, route.post] {
             if !phase.any {
                 continue;
             }
-            let sent = working.mini_request(phase.body_text);
             // Tyk sends the session to every hook after authentication, whatever require_session
             // says (only its JSVM reads that); Pre and CustomKeyCheck hooks get none.
-            let ctx = Context {
-                api_id: &api.api_id,
-                org_id: &api.org_id,
-                session: session.as_ref().filter(|_| {
-                    !matches!(phase.hook_type, HookType::Pre | HookType::CustomKeyCheck)
-                }),
-                metadata: &metadata,
+            let ctx = ObjectContext {
+                hook_name: "",
+                session: (authenticated
+                    && !matches!(phase.hook_type, HookType::Pre | HookType::CustomKeyCheck))
+                .then_some(auth.session.as_slice()),
+                metadata: &auth.metadata,
+                spec: &spec,
+                body_text: phase.body_text,
             };
-            let Some(out) = self.run(object::object(phase.hook_type, sent.clone(), &ctx)) else {
+            let sent = encode_object(&mut object, phase.hook_type, &working, None, &ctx);
+            let answer;
+            (object, answer) = self.run(route.inline, object).await;
+            let Some(answer) = answer else {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, "Middleware error");
             };
-            let got = out.request.clone().unwrap_or_default();
-            if let Some(answer) = answered(&got) {
-                return answer;
-            }
-            working.apply(&sent, &got);
-            if phase.hook_type == HookType::CustomKeyCheck {
-                // Tyk: no session, or no metadata["token"] in it, is a failed authentication.
-                let token = out
-                    .metadata
-                    .get("token")
-                    .or_else(|| out.session.as_ref()?.metadata.get("token"));
-                if out.session.is_none() || token.is_none_or(|t| t.is_empty()) {
-                    return error(StatusCode::FORBIDDEN, "Forbidden");
+            let edited = RequestEdits::read(&answer).map_err(|e| e.to_string());
+            let edits = match edited {
+                Ok(edits) => edits,
+                Err(why) => return middleware_error(&why),
+            };
+            match edits.return_overrides() {
+                Ok(ro) => {
+                    if let Some(answer) = ro.as_ref().and_then(override_answer) {
+                        return answered(answer);
+                    }
                 }
-                session = out.session.clone();
-                metadata = out.metadata.clone();
+                Err(e) => return middleware_error(&e.to_string()),
+            }
+            if let Err(e) = working.apply(&edits, &object, &sent) {
+                return middleware_error(&e.to_string());
+            }
+            if phase.hook_type == HookType::CustomKeyCheck {
+                match Auth::read(&answer) {
+                    Ok(Some(granted)) => {
+                        auth = granted;
+                        authenticated = true;
+                    }
+                    Ok(None) => return error(StatusCode::FORBIDDEN, "Forbidden"),
+                    Err(e) => return middleware_error(&e.to_string()),
+                }
             }
         }
 
@@ -320,29 +381,44 @@ impl Gateway {
         };
 
         if route.response.any {
-            let phase = route.response;
-            let sent_request = working.mini_request(phase.body_text);
-            let sent = upstream.to_object(phase.body_text);
-            let ctx = Context {
-                api_id: &api.api_id,
-                org_id: &api.org_id,
-                session: session.as_ref(),
-                metadata: &metadata,
+            let ctx = ObjectContext {
+                hook_name: "",
+                session: authenticated.then_some(auth.session.as_slice()),
+                metadata: &auth.metadata,
+                spec: &spec,
+                body_text: route.response.body_text,
             };
-            let mut obj = object::object(HookType::Response, sent_request, &ctx);
-            obj.response = Some(sent.clone());
-            let Some(out) = self.run(obj) else {
+            encode_object(
+                &mut object,
+                HookType::Response,
+                &working,
+                Some(&upstream),
+                &ctx,
+            );
+            let answer;
+            (object, answer) = self.run(route.inline, object).await;
+            let Some(answer) = answer else {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, "Middleware error");
             };
             // Tyk's response hooks ignore return_overrides.
-            upstream.apply(&sent, &out.response.unwrap_or_default());
+            match (answer::response(&object), answer::response(&answer)) {
+                (Ok(sent), Ok(got)) => upstream.apply(&sent, &got),
+                (Err(e), _) | (_, Err(e)) => return middleware_error(&e.to_string()),
+            }
         }
         respond(upstream)
     }
 
     /// The bridge's metrics (CoProcessMetrics) in Prometheus' text format.
     fn metrics(&self) -> Response<Full<Bytes>> {
-        let mut resp = Response::new(Full::new(Bytes::from(self.bridge.metrics())));
+        let text = match self.bridge.metrics(METRICS_PROMETHEUS) {
+            Ok(text) => text,
+            Err(e) => {
+                eprintln!("coprocess-gateway: CoProcessMetrics failed: {e}");
+                return error(StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable");
+            }
+        };
+        let mut resp = Response::new(Full::new(Bytes::from(text)));
         resp.headers_mut().insert(
             hyper::header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -350,26 +426,45 @@ impl Gateway {
         resp
     }
 
-    /// Dispatches an Object through the bridge; `None` (logged) when the bridge fails.
-    fn run(&self, obj: Object) -> Option<Object> {
+    /// Dispatches an encoded Object through the bridge: on this worker when `inline`, otherwise on
+    /// the blocking pool (waiting for a permit without holding the worker). Hands the buffer back
+    /// for the next phase, with the answer, or `None` (logged) when the bridge fails.
+    async fn run(&self, inline: bool, object: Vec<u8>) -> (Vec<u8>, Option<Answer>) {
         let started = std::time::Instant::now();
-        let out = self.bridge.dispatch(&obj.encode_to_vec());
+        let (object, out) = if inline {
+            let out = self.bridge.dispatch(&object);
+            (object, out)
+        } else {
+            let bridge = self.bridge;
+            let permit = self.blocking.clone().acquire_owned().await;
+            let call = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let out = bridge.dispatch(&object);
+                (object, out)
+            });
+            match call.await {
+                Ok(done) => done,
+                Err(e) => {
+                    eprintln!("coprocess-gateway: the dispatching thread failed: {e}");
+                    return (Vec::new(), None);
+                }
+            }
+        };
         access_log::add_plugin_time(started.elapsed());
-        let out = out
-            .map_err(|e| eprintln!("coprocess-gateway: Dispatch failed: {e}"))
-            .ok()?;
-        Object::decode(out.as_slice())
-            .map_err(|e| {
-                eprintln!("coprocess-gateway: Dispatch returned an undecodable Object: {e}")
-            })
-            .ok()
+        match out {
+            Ok(answer) => (object, Some(answer)),
+            Err(e) => {
+                eprintln!("coprocess-gateway: Dispatch failed: {e}");
+                (object, None)
+            }
+        }
     }
 
-    async fn proxy(&self, api: &Api, working: &Working) -> Result<UpstreamResponse, String> {
+    async fn proxy(&self, api: &Api, working: &HookRequest) -> Result<UpstreamResponse, String> {
         if api.target_url.is_empty() {
             return Err("the API has no target URL".into());
         }
-        let mut path = working.path_and_query();
+        let mut path = working.url.clone();
         if api.strip_listen_path {
             let lp = api.listen_path.trim_end_matches('/');
             if let Some(rest) = path.strip_prefix(lp) {
@@ -385,7 +480,7 @@ impl Gateway {
             .parse()
             .map_err(|e| format!("bad upstream URL {target}{path}: {e}"))?;
         let mut builder = Request::builder()
-            .method(working.method.as_str())
+            .method(working.method.clone())
             .uri(uri.clone());
         for (name, value) in &working.headers {
             if !is_hop_by_hop(name) && name != HOST {
@@ -448,17 +543,12 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-/// The answer a hook asked for, when its return_overrides.response_code is > 0 (0 and below are
-/// Tyk's "no override").
-fn answered(request: &coprocess_proto::MiniRequestObject) -> Option<Response<Full<Bytes>>> {
-    let ro = request.return_overrides.as_ref()?;
-    if ro.response_code <= 0 {
-        return None;
-    }
-    let (status, headers, body) = object::override_answer(ro);
-    let mut resp = Response::new(Full::new(body));
-    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    for (k, v) in headers {
+/// The response a hook asked for through return_overrides.
+fn answered(answer: coprocess_host::OverrideAnswer) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(answer.body));
+    *resp.status_mut() =
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (k, v) in answer.headers {
         if let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(k.as_bytes()),
             HeaderValue::from_str(&v),
@@ -466,7 +556,13 @@ fn answered(request: &coprocess_proto::MiniRequestObject) -> Option<Response<Ful
             resp.headers_mut().append(n, v);
         }
     }
-    Some(resp)
+    resp
+}
+
+/// A hook's answer the gateway cannot apply: logged, answered as a failed hook.
+fn middleware_error(why: &str) -> Response<Full<Bytes>> {
+    eprintln!("coprocess-gateway: {why}");
+    error(StatusCode::INTERNAL_SERVER_ERROR, "Middleware error")
 }
 
 fn respond(upstream: UpstreamResponse) -> Response<Full<Bytes>> {
