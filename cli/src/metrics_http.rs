@@ -8,15 +8,12 @@
 //! [`CONNECTION_LIFETIME`].
 
 use std::convert::Infallible;
-use std::ffi::{c_int, CStr};
+use std::ffi::c_int;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use coprocess_bridge::ffi::host::CoProcessFree;
-use coprocess_bridge::ffi::metrics::{
-    CoProcessMetrics, COPROCESS_METRICS_JSON, COPROCESS_METRICS_PROMETHEUS,
-};
+use coprocess_bridge::ffi::metrics::{COPROCESS_METRICS_JSON, COPROCESS_METRICS_PROMETHEUS};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
@@ -25,7 +22,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::bridge::last_error;
+use crate::bridge::linked;
 use crate::error::{CliError, Result};
 
 /// Connections served at once; a scraper needs one.
@@ -146,16 +143,11 @@ fn format_of(query: Option<&str>) -> std::result::Result<Format, String> {
     Ok(format)
 }
 
-/// `CoProcessMetrics(format)`, copied and freed.
+/// `CoProcessMetrics(format)`.
 fn metrics(format: c_int) -> std::result::Result<String, String> {
-    let p = CoProcessMetrics(format);
-    if p.is_null() {
-        return Err(format!("CoProcessMetrics failed: {}", last_error()));
-    }
-    // SAFETY: a malloc'd NUL-terminated string from CoProcessMetrics, freed right after the copy.
-    let text = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
-    CoProcessFree(p.cast());
-    Ok(text)
+    linked()
+        .metrics(format)
+        .map_err(|e| format!("CoProcessMetrics failed: {}", e.message))
 }
 
 #[cfg(test)]

@@ -657,6 +657,18 @@ proptest! {
     }
 }
 
+/// GET / with no header and no body.
+fn plain_request() -> HookRequest {
+    HookRequest {
+        method: Method::GET,
+        url: "/".into(),
+        headers: HeaderMap::new(),
+        body: Bytes::new(),
+        host: "h".into(),
+        request_uri: "/".into(),
+    }
+}
+
 #[test]
 fn many_query_keys_take_the_hash_set_path_and_still_match() {
     let pairs: Vec<(String, String)> = (0..40)
@@ -694,14 +706,7 @@ fn many_query_keys_take_the_hash_set_path_and_still_match() {
 fn edits_in_a_later_appended_request_are_found() {
     // The first pass notes which list fields have entries; a set_headers entry that only the third
     // request occurrence carries must still be applied.
-    let request = HookRequest {
-        method: Method::GET,
-        url: "/".into(),
-        headers: HeaderMap::new(),
-        body: Bytes::new(),
-        host: "h".into(),
-        request_uri: "/".into(),
-    };
+    let request = plain_request();
     let mut buf = Vec::new();
     let at = encode_object(
         &mut buf,
@@ -786,14 +791,7 @@ fn response_changes_are_applied() {
         headers: h,
         body: Bytes::from_static(b"x"),
     };
-    let request = HookRequest {
-        method: Method::GET,
-        url: "/".into(),
-        headers: HeaderMap::new(),
-        body: Bytes::new(),
-        host: "h".into(),
-        request_uri: "/".into(),
-    };
+    let request = plain_request();
     let mut buf = Vec::new();
     let ctx = ObjectContext {
         body_text: true,
@@ -826,14 +824,7 @@ fn response_changes_are_applied() {
 
 #[test]
 fn many_set_headers_take_the_hash_index_and_the_last_value_wins() {
-    let request = HookRequest {
-        method: Method::GET,
-        url: "/".into(),
-        headers: HeaderMap::new(),
-        body: Bytes::new(),
-        host: "h".into(),
-        request_uri: "/".into(),
-    };
+    let request = plain_request();
     let mut buf = Vec::new();
     let at = encode_object(
         &mut buf,
