@@ -1,6 +1,7 @@
 //! Per-call cost of Dispatch through the bridge vs calling the same driver's CoProcessDriverDispatch
 //! directly (dlopen), for a small (~700 B), typical (~3.3 KB) and large (64 KiB raw_body) Object, with a
 //! pass-through C driver and a Rust driver that decodes, sets a header and encodes with prost.
+//! `bridge_no_metrics` is `bridge` with the per-hook metrics off, in the same run.
 //! Also: the zero-allocation wire check the bridge runs on input and output vs a prost decode.
 //!
 //! Run: `cargo bench --bench dispatch` (builds the two drivers first).
@@ -10,6 +11,7 @@ mod support;
 use std::ffi::CString;
 use std::hint::black_box;
 
+use coprocess_bridge::metrics;
 use coprocess_bridge::proto::{fixtures, wire, Message, Object};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use support::{bridge_call, build_crate, build_pass_through, load, Direct};
@@ -45,6 +47,12 @@ fn dispatch_benches(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new(*name, "bridge"), |b| {
                 b.iter(|| bridge_call(&driver, black_box(&bytes)))
             });
+            // The same with per-hook metrics off (CoProcessInit's "hook_metrics": false): their cost.
+            metrics::set_per_call_enabled(false);
+            group.bench_function(BenchmarkId::new(*name, "bridge_no_metrics"), |b| {
+                b.iter(|| bridge_call(&driver, black_box(&bytes)))
+            });
+            metrics::set_per_call_enabled(true);
         }
         group.finish();
     }

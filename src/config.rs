@@ -173,6 +173,10 @@ pub struct BridgeConfig {
     /// Bound on the bytes (names + payloads) of those queued events (default 16 MiB).
     #[serde(default)]
     pub event_queue_max_bytes: Option<usize>,
+    /// `false` stops the per-hook metrics (calls, failures, latency, auth cache), the only counting
+    /// on the dispatch path. Default: on.
+    #[serde(default)]
+    pub hook_metrics: Option<bool>,
     /// Minimum log level delivered: debug, info, warning, error.
     #[serde(default)]
     pub log_level: Option<String>,

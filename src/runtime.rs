@@ -70,6 +70,7 @@ impl Runtime {
         self.configure_store(&cfg)?;
         self.enabled
             .store(cfg.enable_coprocess.unwrap_or(true), Ordering::Relaxed);
+        crate::metrics::set_per_call_enabled(cfg.hook_metrics.unwrap_or(true));
         if let Some(n) = cfg.event_queue_capacity {
             self.events.set_capacity(n);
         }

@@ -175,7 +175,29 @@ fn metrics_count_what_drivers_did_and_parse_as_prometheus_text() {
     assert_eq!(json["events"]["delivered_to_queue"], 3);
     assert!(json["reloads"]["m-ok"]["reloads"].as_u64() >= Some(1));
 
-    // The text, through a real parser.
+    // "hook_metrics": false stops the per-hook counts (calls and auth cache); CoProcessInit without
+    // it turns them back on.
+    let series = |api: &str, driver: &str| {
+        let json: serde_json::Value = serde_json::from_str(&metrics(1).unwrap()).unwrap();
+        json["hooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["api"] == api && h["driver"] == driver)
+            .unwrap_or_else(|| panic!("no series for {api}/{driver}: {json}"))
+            .clone()
+    };
+    let init = |cfg: &str| assert_eq!(CoProcessInit(c(cfg).as_ptr()), 0, "{}", last_error());
+    init(r#"{"hook_metrics": false, "event_queue_capacity": 2}"#);
+    dispatch_with("m-ok", &pre_object()).unwrap();
+    dispatch(&auth_object("t1")).unwrap();
+    assert_eq!(series("", "m-ok")["calls"], 3, "not counted while off");
+    assert_eq!(series("m-api", "m-rust")["auth_cache"]["hits"], 1);
+    init(r#"{"event_queue_capacity": 2}"#);
+    dispatch_with("m-ok", &pre_object()).unwrap();
+    assert_eq!(series("", "m-ok")["calls"], 4, "counted again");
+
+    // The text (read before the switch), through a real parser.
     let Some(samples) = parse_with_prometheus_client(&text) else {
         return;
     };

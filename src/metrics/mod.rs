@@ -16,7 +16,7 @@ pub mod histogram;
 pub mod series;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Instant;
 
@@ -51,14 +51,30 @@ pub fn global() -> &'static Metrics {
     &GLOBAL
 }
 
+/// Whether hook calls are counted (CoProcessInit's `"hook_metrics"`, default on).
+static PER_CALL: AtomicBool = AtomicBool::new(true);
+
+/// Turns the per-hook counts (calls, failures, latency, auth cache: all the counting on the
+/// dispatch path) on or off; events, reloads and store errors are always counted.
+pub fn set_per_call_enabled(on: bool) {
+    PER_CALL.store(on, Relaxed);
+}
+
+pub fn per_call_enabled() -> bool {
+    PER_CALL.load(Relaxed)
+}
+
 /// Runs one driver call and records it in the global metrics: the `hook` label and latency, and
-/// the status it failed with.
+/// the status it failed with (just runs it when per-hook counts are off).
 pub fn timed<T>(
     api: &str,
     hook: &str,
     driver: &str,
     call: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
+    if !per_call_enabled() {
+        return call();
+    }
     let started = Instant::now();
     let result = call();
     let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
@@ -82,6 +98,9 @@ impl Metrics {
 
     /// A CustomKeyCheck answered from the ID extractor's cache (`hit`) or not.
     pub fn record_auth_cache(&self, api: &str, hook: &str, driver: &str, hit: bool) {
+        if !per_call_enabled() {
+            return;
+        }
         self.series
             .with_cell(api, hook, driver, |c| c.record_cache(hit));
     }
