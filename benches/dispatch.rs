@@ -73,11 +73,25 @@ fn check_benches(c: &mut Criterion) {
     }
 }
 
+/// What the per-hook metrics add to one call, alone: two clock reads and the thread's own cell.
+fn metrics_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("metrics");
+    group.bench_function("timed_call", |b| {
+        b.iter(|| metrics::timed("", "Pre", "bench", || Ok(black_box(1))))
+    });
+    metrics::set_per_call_enabled(false);
+    group.bench_function("timed_call_off", |b| {
+        b.iter(|| metrics::timed("", "Pre", "bench", || Ok(black_box(1))))
+    });
+    metrics::set_per_call_enabled(true);
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_millis(500))
         .measurement_time(std::time::Duration::from_secs(2));
-    targets = dispatch_benches, check_benches
+    targets = dispatch_benches, check_benches, metrics_benches
 }
 criterion_main!(benches);
