@@ -25,14 +25,13 @@ pub mod request;
 pub mod response;
 
 use std::borrow::Cow;
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use coprocess_proto::HookType;
 
 use crate::api::{ApiDefinition, HookDef};
 use crate::dispatch::call_driver;
-use crate::driver::instance::DriverInstance;
+use crate::driver::registry::DriverRef;
 use crate::error::{Error, Result, COPROCESS_ERR_DRIVER_BAD_OUTPUT, COPROCESS_ERR_DRIVER_FAILED};
 use crate::id_extractor::{cache, session_id};
 use crate::logging::Level;
@@ -55,10 +54,9 @@ fn now_unix() -> i64 {
 
 /// Runs `input` (an already validated Object whose `spec["APIID"]` names `api`) through the API.
 pub fn dispatch_api(rt: &Runtime, api: &ApiDefinition, input: &[u8]) -> Result<MallocBuf> {
-    let driver = match &api.driver {
-        Some(name) => rt.registry.get(name)?,
-        None => rt.registry.only()?,
-    };
+    // Borrowed from the registry's snapshot (no lock, no shared counter written); it keeps the
+    // driver loaded until the chain is done.
+    let driver = rt.registry.lookup(api.driver.as_deref())?;
     let hook_type = coprocess_proto::wire::hook_type(input).unwrap_or(0);
     let run = Run {
         rt,
@@ -81,7 +79,7 @@ pub fn dispatch_api(rt: &Runtime, api: &ApiDefinition, input: &[u8]) -> Result<M
 struct Run<'a> {
     rt: &'a Runtime,
     api: &'a ApiDefinition,
-    driver: Arc<DriverInstance>,
+    driver: DriverRef,
     hook_type: i32,
 }
 

@@ -40,8 +40,10 @@ pub fn bucket_of(ns: u64) -> usize {
 }
 
 /// One thread's counts for one series. Only its owning thread writes it (so an increment is a load
-/// and a store, no locked instruction); readers sum the cells of all threads.
+/// and a store, no locked instruction); readers sum the cells of all threads. Aligned to a cache line
+/// so that no two threads' cells share one.
 #[derive(Default)]
+#[repr(align(64))]
 pub struct Cell {
     buckets: [AtomicU64; BUCKETS],
     sum_ns: AtomicU64,
