@@ -181,6 +181,15 @@ function Raises(request, session, spec)
   inner()
 end
 
+function TextBody(request, session, spec)
+  request.body = "text only"
+  return request, session
+end
+
+function FreshRequest(request, session, spec)
+  return { body = "fresh", method = "PUT", url = "/fresh" }, session
+end
+
 function Wrap(request, response, session, metadata, spec)
   response.status_code = 201
   response.headers = response.headers or {}
@@ -375,7 +384,32 @@ fn response_hook_with_five_parameters_rewrites_the_response() {
     let response = out.response.unwrap();
     assert_eq!(response.status_code, 201);
     assert_eq!(response.body, "wrapped:upstream");
+    assert_eq!(
+        response.raw_body, b"wrapped:upstream",
+        "raw_body (what Tyk sends) follows the text"
+    );
     assert_eq!(response.headers, strings(&[("X-Response", "lua")]));
+}
+
+#[test]
+fn a_body_changed_as_text_reaches_raw_body() {
+    // Tyk's gateway sends raw_body and ignores body: a hook that sets only the text meant the body.
+    let root = fresh_root("textbody");
+    hooks_bundle(&root, "h");
+    load_driver("lua-textbody", &root).unwrap();
+    for (hook, want) in [("TextBody", "text only"), ("FreshRequest", "fresh")] {
+        let mut input = object(HookType::Pre, hook, Some("h"), &[]);
+        let r = input.request.as_mut().unwrap();
+        r.body = "original".into();
+        r.raw_body = b"original".to_vec();
+        let out = run("lua-textbody", &input).unwrap();
+        let r = req(&out);
+        assert_eq!(
+            (r.body.as_str(), r.raw_body.as_slice()),
+            (want, want.as_bytes()),
+            "{hook}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

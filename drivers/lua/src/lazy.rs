@@ -173,6 +173,20 @@ pub trait Slot {
     /// The Object's field number.
     const FIELD: u32;
     fn get(object: &mut Object) -> &mut Option<Self::Message>;
+    /// `(body, raw_body)` of a message that carries a body.
+    fn body(_message: &Self::Message) -> Option<(&str, &[u8])> {
+        None
+    }
+    fn set_raw_body(_message: &mut Self::Message, _raw: Vec<u8>) {}
+}
+
+/// Tyk's gateway sends `raw_body` and ignores `body`: a hook that changed the text of the body but
+/// not its bytes meant the body, so the bytes follow the text (otherwise the change would be lost).
+fn raw_body_follows_text<S: Slot>(message: &mut S::Message) {
+    if let Some((text, _)) = S::body(message) {
+        let bytes = text.as_bytes().to_vec();
+        S::set_raw_body(message, bytes);
+    }
 }
 
 pub struct RequestSlot;
@@ -185,6 +199,12 @@ impl Slot for RequestSlot {
     const FIELD: u32 = REQUEST;
     fn get(object: &mut Object) -> &mut Option<MiniRequestObject> {
         &mut object.request
+    }
+    fn body(m: &MiniRequestObject) -> Option<(&str, &[u8])> {
+        Some((&m.body, &m.raw_body))
+    }
+    fn set_raw_body(m: &mut MiniRequestObject, raw: Vec<u8>) {
+        m.raw_body = raw;
     }
 }
 
@@ -203,6 +223,12 @@ impl Slot for ResponseSlot {
     const FIELD: u32 = RESPONSE;
     fn get(object: &mut Object) -> &mut Option<ResponseObject> {
         &mut object.response
+    }
+    fn body(m: &ResponseObject) -> Option<(&str, &[u8])> {
+        Some((&m.body, &m.raw_body))
+    }
+    fn set_raw_body(m: &mut ResponseObject, raw: Vec<u8>) {
+        m.raw_body = raw;
     }
 }
 
@@ -281,12 +307,14 @@ pub fn apply<S: Slot>(call: &CallData, table: &Table, object: &mut Object) -> Sh
     let had = slot.is_some();
     let message = slot.get_or_insert_with(Default::default);
     let mut seen = 0u64;
-    let mut changed = false;
+    let mut changed = 0u64;
     table
         .for_each::<Value, Value>(|key, value| {
             if let Some(i) = field::<S>(&key) {
                 seen |= 1 << i;
-                changed |= message.set_field(i, value).map_err(mlua::Error::external)?;
+                if message.set_field(i, value).map_err(mlua::Error::external)? {
+                    changed |= 1 << i;
+                }
             }
             Ok(())
         })
@@ -298,20 +326,33 @@ pub fn apply<S: Slot>(call: &CallData, table: &Table, object: &mut Object) -> Sh
             other => ShapeError::from(other),
         })?;
     for i in 0..S::Message::FIELDS.len() {
-        if marked & !seen & (1 << i) != 0 {
-            changed |= message.set_field(i, Value::Nil)?;
+        if marked & !seen & (1 << i) != 0 && message.set_field(i, Value::Nil)? {
+            changed |= 1 << i;
         }
     }
-    if !had && !changed {
+    let bit = |name: &[u8]| S::Message::field_index(name).map_or(0, |i| 1u64 << i);
+    let (text, raw) = (bit(b"body"), bit(b"raw_body"));
+    if changed & text != 0 && changed & raw == 0 {
+        raw_body_follows_text::<S>(message);
+    }
+    if !had && changed == 0 {
         *slot = None;
     }
-    Ok(changed)
+    Ok(changed != 0)
 }
 
 /// Replaces the message with a table the hook returned instead of the one it was given.
 pub fn replace<S: Slot>(value: Value, object: &mut Object) -> ShapeResult<bool> {
-    let new = <Option<S::Message> as GoJson>::from_lua(value)?;
+    let mut new = <Option<S::Message> as GoJson>::from_lua(value)?;
     let slot = S::get(object);
+    if let Some(message) = new.as_mut() {
+        let before = slot.as_ref().and_then(S::body).unwrap_or(("", &[]));
+        let after = S::body(message).unwrap_or(("", &[]));
+        // A table built afresh without raw_body gives its body as text only.
+        if after.0 != before.0 && (after.1 == before.1 || after.1.is_empty()) {
+            raw_body_follows_text::<S>(message);
+        }
+    }
     let changed = *slot != new;
     *slot = new;
     Ok(changed)
