@@ -7,8 +7,11 @@
 //! Scenarios (all proxy GET requests to the same echo upstream):
 //! - `upstream`: the echo upstream directly, no gateway;
 //! - `no_plugin`: an API without hooks (the gateway never calls Dispatch);
-//! - `pre_hook`: one Pre hook (the example driver's header patch);
-//! - `pre_auth_post`: a Pre hook, CustomKeyCheck served from the ID extractor's cache, a Post hook.
+//! - `pre_hook`: one Pre hook (the example driver's header patch), dispatched inline on the async
+//!   worker (the driver is "native", in the gateway's default `inline_drivers`);
+//! - `pre_auth_post`: a Pre hook, CustomKeyCheck served from the ID extractor's cache, a Post hook;
+//! - `pre_hook_pool`: the same Pre hook with the same library loaded as "pooled", a driver not in
+//!   `inline_drivers`: dispatched on the bounded blocking pool, as Python and gRPC drivers are.
 
 use std::time::{Duration, Instant};
 
@@ -29,7 +32,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 mod support;
 
 /// The APIs under test; `{upstream}` is the echo upstream.
-const APIS: [&str; 3] = [
+const APIS: [&str; 4] = [
     r#"{"api_id": "none", "org_id": "o",
         "proxy": {"listen_path": "/no_plugin/", "target_url": "{upstream}", "strip_listen_path": true}}"#,
     r#"{"api_id": "pre", "org_id": "o",
@@ -42,6 +45,9 @@ const APIS: [&str; 3] = [
           "auth_check": {"name": "Auth"},
           "id_extractor": {"extract_from": "header", "extract_with": "value",
                            "extractor_config": {"header_name": "Authorization"}}}}"#,
+    r#"{"api_id": "pool", "org_id": "o",
+        "proxy": {"listen_path": "/pre_hook_pool/", "target_url": "{upstream}", "strip_listen_path": true},
+        "custom_middleware": {"driver": "pooled", "pre": [{"name": "AddHeader"}]}}"#,
 ];
 
 /// One connection sending requests back to back until `until`; returns latencies in µs.
@@ -83,13 +89,16 @@ async fn round(addr: &str, path: &str, connections: u64, seconds: f64) -> (Vec<u
     (all, start.elapsed().as_secs_f64())
 }
 
-fn report(name: &str, mut all: Vec<u32>, elapsed: f64) {
+/// One line per scenario; `baseline` is the no_plugin rate, for the cost of plugins as a ratio.
+fn report(name: &str, mut all: Vec<u32>, elapsed: f64, baseline: f64) {
     all.sort_unstable();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    let rate = all.len() as f64 / elapsed;
     println!(
-        "{name:<14} {:>9} req {:>9.0} req/s   p50 {:>6} µs   p99 {:>6} µs",
+        "{name:<14} {:>9} req {:>9.0} req/s ({:>+6.1}% vs no_plugin)   p50 {:>6} µs   p99 {:>6} µs",
         all.len(),
-        all.len() as f64 / elapsed,
+        rate,
+        (rate / baseline - 1.0) * 100.0,
         pct(0.50),
         pct(0.99)
     );
@@ -103,9 +112,16 @@ fn main() {
     let seconds = env_or("LOAD_SECONDS", 5);
     let connections = env_or("LOAD_CONNECTIONS", 16);
     let upstream = support::upstream();
-    let gateway = support::gateway(
+    let driver = |name: &str| {
+        serde_json::json!({
+            "name": name,
+            "path": support::target_dir().join("libcoprocess_rust_driver.so"),
+            "config": {"tokens": ["tok"], "cache_seconds": 3600}
+        })
+    };
+    let gateway = support::gateway_with_drivers(
         &APIS,
-        serde_json::json!({"tokens": ["tok"], "cache_seconds": 3600}),
+        serde_json::json!([driver("native"), driver("pooled")]),
     );
     let addr = gateway.addr.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -118,7 +134,7 @@ fn main() {
     let scenarios: Vec<(&str, String, String)> =
         std::iter::once(("upstream", upstream.to_string(), "/x".to_owned()))
             .chain(
-                ["no_plugin", "pre_hook", "pre_auth_post"]
+                ["no_plugin", "pre_hook", "pre_auth_post", "pre_hook_pool"]
                     .into_iter()
                     .map(|s| (s, addr.clone(), format!("/{s}/x"))),
             )
@@ -139,8 +155,9 @@ fn main() {
                 results[i].1 += secs;
             }
         }
+        let baseline = results[1].0.len() as f64 / results[1].1;
         for ((name, _, _), (lat, secs)) in scenarios.iter().zip(results) {
-            report(name, lat, secs);
+            report(name, lat, secs, baseline);
         }
     });
 }
