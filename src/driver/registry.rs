@@ -10,7 +10,7 @@ use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use arc_swap::ArcSwap;
+use arc_swap::ArcSwapOption;
 
 use super::bindings::CoProcessHostApi;
 use super::instance::DriverInstance;
@@ -78,8 +78,11 @@ pub enum ReloadOutcome {
 }
 
 /// What dispatches read: every loaded driver's current instance, sorted by name.
-#[derive(Default)]
 struct Routes(Vec<(Arc<str>, Arc<DriverInstance>)>);
+
+/// The routes while no driver is loaded: no snapshot is allocated then, so a bridge that was shut down
+/// holds no allocation (valgrind would count an `ArcSwap`'s interior pointer as possibly lost).
+static NO_ROUTES: Routes = Routes(Vec::new());
 
 impl Routes {
     fn find(&self, name: &str) -> Option<usize> {
@@ -91,22 +94,26 @@ impl Routes {
 /// (`arc_swap::Guard`: no reference count is touched). Meant for one call: while it lives, the
 /// instances of that snapshot stay alive.
 pub struct DriverRef {
-    routes: arc_swap::Guard<Arc<Routes>>,
+    routes: arc_swap::Guard<Option<Arc<Routes>>>,
     index: usize,
+}
+
+fn routes_of(snapshot: &Option<Arc<Routes>>) -> &Routes {
+    snapshot.as_deref().unwrap_or(&NO_ROUTES)
 }
 
 impl std::ops::Deref for DriverRef {
     type Target = DriverInstance;
 
     fn deref(&self) -> &DriverInstance {
-        &self.routes.0[self.index].1
+        &routes_of(&self.routes).0[self.index].1
     }
 }
 
 impl DriverRef {
     /// An owned reference, for callers that keep the driver beyond one call.
     pub fn to_arc(&self) -> Arc<DriverInstance> {
-        self.routes.0[self.index].1.clone()
+        routes_of(&self.routes).0[self.index].1.clone()
     }
 }
 
@@ -114,7 +121,8 @@ pub struct Registry {
     host: &'static CoProcessHostApi,
     drivers: RwLock<HashMap<Arc<str>, Arc<DriverSlot>>>,
     /// Derived from `drivers` and each slot's `current`; republished by `publish` after every change.
-    routes: ArcSwap<Routes>,
+    /// `None` while no driver is loaded (see [`NO_ROUTES`]).
+    routes: ArcSwapOption<Routes>,
     /// Libraries replaced by a reload whose old instance may still have calls in flight. Each reload
     /// unloads those no instance uses any more (`reap_retired`), so they do not pile up. A dispatch's
     /// [`DriverRef`] keeps its snapshot's instances (and so their libraries) alive: a library whose
@@ -133,7 +141,7 @@ impl Registry {
         Registry {
             host,
             drivers: RwLock::new(HashMap::new()),
-            routes: ArcSwap::from_pointee(Routes::default()),
+            routes: ArcSwapOption::empty(),
             retired: Mutex::new(Vec::new()),
         }
     }
@@ -154,7 +162,8 @@ impl Registry {
             .map(|(name, slot)| (name.clone(), slot.current()))
             .collect();
         routes.sort_by(|a, b| a.0.cmp(&b.0));
-        self.routes.store(Arc::new(Routes(routes)));
+        self.routes
+            .store((!routes.is_empty()).then(|| Arc::new(Routes(routes))));
     }
 
     /// Loads `path` under `name` with `config_json` (None = "{}").
@@ -207,9 +216,10 @@ impl Registry {
     /// Takes no lock and writes no shared counter.
     pub fn lookup(&self, name: Option<&str>) -> Result<DriverRef> {
         let routes = self.routes.load();
+        let found = routes_of(&routes);
         let index = match name {
-            Some(name) => routes.find(name),
-            None if routes.0.len() == 1 => Some(0),
+            Some(name) => found.find(name),
+            None if found.0.len() == 1 => Some(0),
             None => None,
         };
         match index {
@@ -231,7 +241,7 @@ impl Registry {
                     self.names_for_message()
                 ),
             ),
-            None if self.routes.load().0.is_empty() => Error::new(
+            None if routes_of(&self.routes.load()).0.is_empty() => Error::new(
                 COPROCESS_ERR_NO_DRIVER,
                 "no driver is loaded: call CoProcessLoadDriver first",
             ),
