@@ -222,8 +222,30 @@ fn coprocess_init_validates_its_config() {
     );
 }
 
+/// The drop warnings are rate-limited on the process's running total of drops, which other tests
+/// here raise (a queue left full by a handler swap storm): the scenario runs in a fresh process.
 #[test]
 fn a_full_event_queue_drops_the_oldest_and_says_so_in_the_log() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "full_event_queue_in_a_fresh_process",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("1 passed"), "{stdout}{stderr}");
+}
+
+#[test]
+#[ignore = "run in its own process by a_full_event_queue_drops_the_oldest_and_says_so_in_the_log"]
+fn full_event_queue_in_a_fresh_process() {
     let _g = SERIAL.lock().unwrap();
     while next_event().is_some() {}
     let logs: Seen = Mutex::new(Vec::new());
