@@ -75,6 +75,9 @@ fn go_package_vets_and_passes_its_tests() {
         "TestDispatchWithTheRustDriver",
         "TestVersionNamesTheDriverABI",
         "TestFailuresAreTypedErrors",
+        "TestAppendDispatchAppendsToTheCallersBuffer",
+        "TestAnAnswerLargerThanTheRoomIsCopiedWhole",
+        "TestDriverNamesOfAnyLength",
         "TestEventsReachTheGoHandler",
         "TestConcurrentGoroutines",
         "TestShutdownAndStartAgain",
@@ -104,6 +107,7 @@ fn go_benchmarks_run() {
     ]);
     for bench in [
         "BenchmarkDispatchFromGo",
+        "BenchmarkAppendDispatchFromGo",
         "BenchmarkDispatchFromC",
         "BenchmarkDispatchFromGoParallel",
     ] {

@@ -16,6 +16,20 @@ func BenchmarkDispatchFromGo(b *testing.B) {
 	}
 }
 
+// The same with one reused buffer (AppendDispatchWithDriver): what a gateway keeping a buffer per
+// worker pays.
+func BenchmarkAppendDispatchFromGo(b *testing.B) {
+	obj := preObject("test")
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		var err error
+		if buf, err = AppendDispatchWithDriver(buf[:0], "c", obj); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkDispatchFromC(b *testing.B) {
 	obj := preObject("test")
 	if code := dispatchLoopInC("c", obj, b.N); code != CodeOK {

@@ -18,6 +18,7 @@ import "C"
 
 import (
 	"math"
+	"reflect"
 	"strings"
 	"time"
 	"unsafe"
@@ -144,35 +145,90 @@ func APIs() string {
 // to a loaded API, or else to the only loaded driver. It returns the Object the driver (or the
 // API's chain) produced. object is only read, and only during the call.
 func Dispatch(object []byte) ([]byte, error) {
-	return dispatch("Dispatch", nil, object)
+	return dispatch("Dispatch", false, "", object, nil)
 }
 
 // DispatchWithDriver is Dispatch routed to the driver loaded under driver.
 func DispatchWithDriver(driver string, object []byte) ([]byte, error) {
-	d, err := cstring("DispatchWithDriver", "driver", driver)
-	if err != nil {
-		return nil, err
-	}
-	defer free(d)
-	return dispatch("DispatchWithDriver", d, object)
+	return dispatch("DispatchWithDriver", true, driver, object, nil)
 }
 
-func dispatch(op string, driver *C.char, object []byte) ([]byte, error) {
+// AppendDispatch is Dispatch that appends the answer to dst and returns the extended slice, as
+// strconv.AppendInt does: a caller that keeps one buffer per goroutine (dst[:0]) allocates nothing
+// per call once the buffer has grown to fit the answers.
+func AppendDispatch(dst, object []byte) ([]byte, error) {
+	return dispatch("Dispatch", false, "", object, dst)
+}
+
+// AppendDispatchWithDriver is DispatchWithDriver appending to dst, as AppendDispatch.
+func AppendDispatchWithDriver(dst []byte, driver string, object []byte) ([]byte, error) {
+	return dispatch("DispatchWithDriver", true, driver, object, dst)
+}
+
+// answerRoom is the spare room given to an answer beyond the Object's own size: a hook's answer is
+// usually its input with a few fields appended.
+const answerRoom = 512
+
+// dispatch makes one cgo call in the common case: the driver name goes as Go bytes (the shim adds the
+// NUL) and an answer that fits dst's spare capacity is copied there and freed by the shim. A longer
+// answer costs a second call to free it.
+func dispatch(op string, named bool, driver string, object, dst []byte) ([]byte, error) {
 	if len(object) > math.MaxInt32 {
 		return nil, &Error{Op: op, Code: CodeInvalidLength, Message: "object is larger than 2 GiB"}
 	}
+	var name *C.char
+	var nameLen C.int
+	if named {
+		if strings.IndexByte(driver, 0) >= 0 {
+			return nil, &Error{Op: op, Code: CodeInvalidUTF8, Message: "driver contains a NUL byte"}
+		}
+		if len(driver) > math.MaxInt32-1 {
+			return nil, &Error{Op: op, Code: CodeInvalidLength, Message: "driver name is too long"}
+		}
+		// A non-nil pointer even for "": the shim tells "no driver" (Dispatch) by NULL.
+		name = (*C.char)(unsafe.Pointer(stringData(driver)))
+		nameLen = C.int(len(driver))
+	}
+	if cap(dst)-len(dst) < len(object)+answerRoom {
+		grown := make([]byte, len(dst), len(dst)+len(object)+answerRoom)
+		copy(grown, dst)
+		dst = grown
+	}
+	spare := dst[len(dst):cap(dst)]
 	var data unsafe.Pointer
 	if len(object) > 0 {
-		// Passing a pointer into a Go slice is allowed: the bridge reads it during the call only.
+		// Passing pointers into Go slices is allowed: the bridge reads object and the shim writes
+		// spare during the call only.
 		data = unsafe.Pointer(&object[0])
 	}
-	var out C.CoProcessMessage
-	if err := status(op, C.cpgo_dispatch(driver, data, C.int(len(object)), &out)); err != nil {
+	room := len(spare)
+	if room > math.MaxInt32 {
+		room = math.MaxInt32
+	}
+	// A plain pointer variable: an &spare[0] written in the call would be boxed for cgo's pointer
+	// check, one allocation per call.
+	buf := unsafe.Pointer(&spare[0])
+	r := C.cpgo_dispatch(name, nameLen, data, C.int(len(object)), buf, C.int(room))
+	if err := status(op, r.status); err != nil {
 		return nil, err
 	}
-	defer C.CoProcessMessageFree(&out)
-	return C.GoBytes(out.p_data, out.length), nil
+	if r.spill.p_data != nil {
+		spill := r.spill // its own variable: taking r's address would move r to the heap on every call
+		defer C.CoProcessMessageFree(&spill)
+		return append(dst, unsafe.Slice((*byte)(spill.p_data), int(spill.length))...), nil
+	}
+	return dst[:len(dst)+int(r.answer_len)], nil
 }
+
+// stringData points at s's bytes; for "" at a byte that is never read (the shim copies 0 bytes).
+func stringData(s string) *byte {
+	if s == "" {
+		return &emptyName
+	}
+	return (*byte)(unsafe.Pointer((*reflect.StringHeader)(unsafe.Pointer(&s)).Data))
+}
+
+var emptyName byte
 
 // DispatchEvent delivers a Tyk event (JSON text) to every loaded driver.
 func DispatchEvent(eventJSON []byte) error {

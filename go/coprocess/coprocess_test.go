@@ -2,6 +2,7 @@ package coprocess
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -45,7 +46,7 @@ func loadDrivers() error {
 
 // Objects, encoded by hand (the package has no protobuf dependency).
 func field(num int, payload []byte) []byte {
-	out := []byte{byte(num<<3 | 2), byte(len(payload))}
+	out := binary.AppendUvarint([]byte{byte(num<<3 | 2)}, uint64(len(payload)))
 	return append(out, payload...)
 }
 
@@ -144,6 +145,65 @@ func TestFailuresAreTypedErrors(t *testing.T) {
 	}
 	if err := Init(`{"drivers": 3}`); codeOf(t, err) != CodeInvalidConfig {
 		t.Fatalf("a bad config: %v", err)
+	}
+}
+
+func TestAppendDispatchAppendsToTheCallersBuffer(t *testing.T) {
+	want, err := DispatchWithDriver("rust", preObject("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 0, 4096)
+	buf = append(buf, "kept"...)
+	got, err := AppendDispatchWithDriver(buf, "rust", preObject("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got[:4]) != "kept" || !bytes.Equal(got[4:], want) || &got[0] != &buf[0] {
+		t.Fatalf("AppendDispatchWithDriver = %q (own buffer: %v), want %q after the prefix",
+			got, &got[0] == &buf[0], want)
+	}
+	// A reused buffer: no allocation per call (the name travels as Go bytes, the answer is
+	// copied into the spare room by the shim).
+	obj := preObject("test")
+	allocs := testing.AllocsPerRun(100, func() {
+		if buf, err = AppendDispatchWithDriver(buf[:0], "rust", obj); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("AppendDispatchWithDriver with room allocates %v times per call", allocs)
+	}
+}
+
+func TestAnAnswerLargerThanTheRoomIsCopiedWhole(t *testing.T) {
+	// The Rust driver's Edit hook appends a 4 KB raw_body: more than answerRoom past the input.
+	body := strings.Repeat("b", 4096)
+	obj := preObject("Edit:body " + body)
+	for _, dst := range [][]byte{nil, []byte("kept"), make([]byte, 0, len(obj)+answerRoom)} {
+		got, err := AppendDispatchWithDriver(dst, "rust", obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(got, dst) || !bytes.Contains(got[len(dst):], field(14, []byte(body))) {
+			t.Fatalf("the spilled answer lost its prefix or the body (%d bytes)", len(got))
+		}
+	}
+	if out, err := Dispatch(nil); err == nil {
+		t.Fatalf("Dispatch with two drivers and no API answered %q", out)
+	}
+}
+
+func TestDriverNamesOfAnyLength(t *testing.T) {
+	_, err := DispatchWithDriver("", preObject("test"))
+	if got := codeOf(t, err); got != CodeUnknownDriver {
+		t.Fatalf("driver \"\": %v", err)
+	}
+	// Past the shim's stack copy of the name: the whole name reaches the bridge.
+	long := strings.Repeat("n", 300) + "-end"
+	_, err = DispatchWithDriver(long, preObject("test"))
+	if got := codeOf(t, err); got != CodeUnknownDriver || !strings.Contains(err.Error(), long) {
+		t.Fatalf("a 304-byte driver name: %v", err)
 	}
 }
 

@@ -42,10 +42,38 @@ cpgo_status cpgo_load_bundle(const char *driver, const char *path) {
   return status_of(CoProcessLoadBundle(driver, path));
 }
 
-cpgo_status cpgo_dispatch(const char *driver, const void *data, int length, CoProcessMessage *out) {
+cpgo_dispatch_result cpgo_dispatch(const char *driver, int driver_len, const void *data, int length,
+                                   void *buf, int cap) {
+  cpgo_dispatch_result r = {{0, NULL}, 0, {NULL, 0}};
+  /* The name arrives as Go string bytes (no NUL): copied here, so Go needs no C.CString + free
+   * (two more cgo crossings) per call. Go has refused names with a NUL byte. */
+  char short_name[128];
+  char *name = NULL;
+  if (driver != NULL) {
+    name = (size_t)driver_len < sizeof short_name ? short_name : malloc((size_t)driver_len + 1);
+    if (name == NULL) {
+      r.status.code = COPROCESS_ERR_UNKNOWN_DRIVER;
+      r.status.message = strdup("out of memory copying the driver name");
+      return r;
+    }
+    memcpy(name, driver, (size_t)driver_len);
+    name[driver_len] = '\0';
+  }
   CoProcessMessage in = {(void *)data, length};
-  int rc = driver ? DispatchWithDriver(driver, &in, out) : Dispatch(&in, out);
-  return status_of(rc);
+  CoProcessMessage out = {NULL, 0};
+  int rc = name ? DispatchWithDriver(name, &in, &out) : Dispatch(&in, &out);
+  if (name != NULL && name != short_name) free(name);
+  r.status = status_of(rc);
+  if (rc != 0) return r;
+  r.answer_len = out.length;
+  if (out.length <= cap) {
+    /* The common case: the answer lands in Go's buffer and is freed here (no second crossing). */
+    if (out.length > 0) memcpy(buf, out.p_data, (size_t)out.length);
+    CoProcessMessageFree(&out);
+  } else {
+    r.spill = out;
+  }
+  return r;
 }
 
 cpgo_status cpgo_dispatch_event(const char *event_json) {

@@ -20,8 +20,17 @@ cpgo_status cpgo_load_driver(const char *name, const char *path, const char *con
 cpgo_status cpgo_load_api(const char *definition_json);
 cpgo_status cpgo_unload_api(const char *api_id);
 cpgo_status cpgo_load_bundle(const char *driver, const char *path);
-/* driver NULL: Dispatch; otherwise DispatchWithDriver. */
-cpgo_status cpgo_dispatch(const char *driver, const void *data, int length, CoProcessMessage *out);
+/* What cpgo_dispatch returns (by value: locals whose address Go passes to C escape to its heap). */
+typedef struct {
+  cpgo_status status;
+  int answer_len;         /* the answer's length, also when it is in spill */
+  CoProcessMessage spill; /* an answer longer than cap, for the caller to copy and free */
+} cpgo_dispatch_result;
+
+/* driver NULL: Dispatch; otherwise DispatchWithDriver on the driver_len bytes at driver (no NUL
+ * needed). An answer of at most cap bytes is copied into buf and freed. */
+cpgo_dispatch_result cpgo_dispatch(const char *driver, int driver_len, const void *data, int length,
+                                   void *buf, int cap);
 /* Calls that report failure only through CoProcessLastError: cleared first, checked after. */
 cpgo_status cpgo_dispatch_event(const char *event_json);
 cpgo_status cpgo_store_data(char *key, char *value, int ttl);
