@@ -2,16 +2,12 @@
 //! dlopens the bridge) with and without in-process plugins, and of the echo upstream alone.
 //!
 //! Run: `cargo bench -p coprocess-gateway --bench load`
-//! Knobs: LOAD_SECONDS (per scenario, default 5), LOAD_CONNECTIONS (default 16).
+//! Knobs: LOAD_SECONDS (rounds of 1 s per scenario, default 5), LOAD_CONNECTIONS (default 16),
+//! LOAD_SCENARIOS (comma-separated names to run; `no_plugin`, the baseline, always runs).
 //!
-//! Scenarios (all proxy GET requests to the same echo upstream):
-//! - `upstream`: the echo upstream directly, no gateway;
-//! - `no_plugin`: an API without hooks (the gateway never calls Dispatch);
-//! - `pre_hook`: one Pre hook (the example driver's header patch), dispatched inline on the async
-//!   worker (the driver is "native", in the gateway's default `inline_drivers`);
-//! - `pre_auth_post`: a Pre hook, CustomKeyCheck served from the ID extractor's cache, a Post hook;
-//! - `pre_hook_pool`: the same Pre hook with the same library loaded as "pooled", a driver not in
-//!   `inline_drivers`: dispatched on the bounded blocking pool, as Python and gRPC drivers are.
+//! Every scenario is a row of [`SCENARIOS`]: GET `/<name>/x` on the gateway, served by the row's API
+//! definition, proxied to the same echo upstream. To add one, add a row (and, for a new driver, an
+//! entry in [`drivers`]).
 
 use std::time::{Duration, Instant};
 
@@ -31,24 +27,77 @@ fn env_or(name: &str, default: u64) -> u64 {
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-/// The APIs under test; `{upstream}` is the echo upstream.
-const APIS: [&str; 4] = [
-    r#"{"api_id": "none", "org_id": "o",
-        "proxy": {"listen_path": "/no_plugin/", "target_url": "{upstream}", "strip_listen_path": true}}"#,
-    r#"{"api_id": "pre", "org_id": "o",
-        "proxy": {"listen_path": "/pre_hook/", "target_url": "{upstream}", "strip_listen_path": true},
-        "custom_middleware": {"driver": "native", "pre": [{"name": "AddHeader"}]}}"#,
-    r#"{"api_id": "full", "org_id": "o",
-        "proxy": {"listen_path": "/pre_auth_post/", "target_url": "{upstream}", "strip_listen_path": true},
-        "enable_coprocess_auth": true,
-        "custom_middleware": {"driver": "native", "pre": [{"name": "AddHeader"}], "post": [{"name": "PostHook"}],
-          "auth_check": {"name": "Auth"},
-          "id_extractor": {"extract_from": "header", "extract_with": "value",
-                           "extractor_config": {"header_name": "Authorization"}}}}"#,
-    r#"{"api_id": "pool", "org_id": "o",
-        "proxy": {"listen_path": "/pre_hook_pool/", "target_url": "{upstream}", "strip_listen_path": true},
-        "custom_middleware": {"driver": "pooled", "pre": [{"name": "AddHeader"}]}}"#,
+/// One load scenario.
+struct Scenario {
+    name: &'static str,
+    /// The API serving `/<name>/` (`{listen}` stands for `/<name>/`, `{upstream}` for the echo
+    /// upstream); `None`: requests go to the echo upstream directly, without the gateway.
+    api: Option<&'static str>,
+}
+
+/// The scenario every other is compared with.
+const BASELINE: &str = "no_plugin";
+
+const SCENARIOS: &[Scenario] = &[
+    // The echo upstream alone: what the load generator and the upstream cost without a gateway.
+    Scenario {
+        name: "upstream",
+        api: None,
+    },
+    // An API without hooks: the gateway never calls Dispatch.
+    Scenario {
+        name: BASELINE,
+        api: Some(
+            r#"{"api_id": "none", "org_id": "o",
+                "proxy": {"listen_path": "{listen}", "target_url": "{upstream}", "strip_listen_path": true}}"#,
+        ),
+    },
+    // One Pre hook (the example driver's header patch) dispatched inline on the async worker (the
+    // driver is "native", in the gateway's default `inline_drivers`).
+    Scenario {
+        name: "pre_hook",
+        api: Some(
+            r#"{"api_id": "pre", "org_id": "o",
+                "proxy": {"listen_path": "{listen}", "target_url": "{upstream}", "strip_listen_path": true},
+                "custom_middleware": {"driver": "native", "pre": [{"name": "AddHeader"}]}}"#,
+        ),
+    },
+    // A Pre hook, CustomKeyCheck served from the ID extractor's cache, a Post hook.
+    Scenario {
+        name: "pre_auth_post",
+        api: Some(
+            r#"{"api_id": "full", "org_id": "o",
+                "proxy": {"listen_path": "{listen}", "target_url": "{upstream}", "strip_listen_path": true},
+                "enable_coprocess_auth": true,
+                "custom_middleware": {"driver": "native", "pre": [{"name": "AddHeader"}], "post": [{"name": "PostHook"}],
+                  "auth_check": {"name": "Auth"},
+                  "id_extractor": {"extract_from": "header", "extract_with": "value",
+                                   "extractor_config": {"header_name": "Authorization"}}}}"#,
+        ),
+    },
+    // The same Pre hook with the same library loaded as "pooled", a driver not in `inline_drivers`:
+    // dispatched on the bounded blocking pool, as Python and gRPC drivers are.
+    Scenario {
+        name: "pre_hook_pool",
+        api: Some(
+            r#"{"api_id": "pool", "org_id": "o",
+                "proxy": {"listen_path": "{listen}", "target_url": "{upstream}", "strip_listen_path": true},
+                "custom_middleware": {"driver": "pooled", "pre": [{"name": "AddHeader"}]}}"#,
+        ),
+    },
 ];
+
+/// The drivers the bridge loads (its `drivers` option).
+fn drivers() -> serde_json::Value {
+    let rust_driver = |name: &str| {
+        serde_json::json!({
+            "name": name,
+            "path": support::target_dir().join("libcoprocess_rust_driver.so"),
+            "config": {"tokens": ["tok"], "cache_seconds": 3600}
+        })
+    };
+    serde_json::json!([rust_driver("native"), rust_driver("pooled")])
+}
 
 /// One connection sending requests back to back until `until`; returns latencies in µs.
 async fn connection(addr: String, path: String, until: Instant) -> Vec<u32> {
@@ -111,52 +160,58 @@ fn main() {
     }
     let seconds = env_or("LOAD_SECONDS", 5);
     let connections = env_or("LOAD_CONNECTIONS", 16);
-    let upstream = support::upstream();
-    let driver = |name: &str| {
-        serde_json::json!({
-            "name": name,
-            "path": support::target_dir().join("libcoprocess_rust_driver.so"),
-            "config": {"tokens": ["tok"], "cache_seconds": 3600}
+    let chosen = std::env::var("LOAD_SCENARIOS").ok();
+    let scenarios: Vec<&Scenario> = SCENARIOS
+        .iter()
+        .filter(|s| {
+            s.name == BASELINE
+                || chosen
+                    .as_deref()
+                    .is_none_or(|c| c.split(',').any(|n| n.trim() == s.name))
         })
-    };
-    let gateway = support::gateway_with_drivers(
-        &APIS,
-        serde_json::json!([driver("native"), driver("pooled")]),
-    );
-    let addr = gateway.addr.clone();
+        .collect();
+    let upstream = support::upstream();
+    let listen = |s: &Scenario| format!("/{}/", s.name);
+    let apis: Vec<String> = scenarios
+        .iter()
+        .filter_map(|s| s.api.map(|api| api.replace("{listen}", &listen(s))))
+        .collect();
+    let apis: Vec<&str> = apis.iter().map(String::as_str).collect();
+    let gateway = support::gateway_with_drivers(&apis, drivers());
+    // (name, address, path) of each scenario.
+    let targets: Vec<(&str, String, String)> = scenarios
+        .iter()
+        .map(|s| match s.api {
+            Some(_) => (s.name, gateway.addr.clone(), format!("{}x", listen(s))),
+            None => (s.name, upstream.to_string(), "/x".to_owned()),
+        })
+        .collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    // Scenarios run interleaved, one second at a time, so that load from other processes on the
-    // machine spreads over all of them instead of skewing one.
-    let scenarios: Vec<(&str, String, String)> =
-        std::iter::once(("upstream", upstream.to_string(), "/x".to_owned()))
-            .chain(
-                ["no_plugin", "pre_hook", "pre_auth_post", "pre_hook_pool"]
-                    .into_iter()
-                    .map(|s| (s, addr.clone(), format!("/{s}/x"))),
-            )
-            .collect();
     println!(
         "load: {connections} connections, {seconds} s per scenario (interleaved 1 s rounds), loopback, GET with an empty body"
     );
     rt.block_on(async {
-        let mut results: Vec<(Vec<u32>, f64)> = vec![(Vec::new(), 0.0); scenarios.len()];
-        for (_, a, p) in &scenarios {
+        let mut results: Vec<(Vec<u32>, f64)> = vec![(Vec::new(), 0.0); targets.len()];
+        for (_, a, p) in &targets {
             // Warm-up: fills the auth cache, opens upstream connections.
             round(a, p, 1, 0.3).await;
         }
+        // Scenarios run interleaved, one second at a time, so that load from other processes on
+        // the machine spreads over all of them instead of skewing one.
         for _ in 0..seconds {
-            for (i, (_, a, p)) in scenarios.iter().enumerate() {
+            for (i, (_, a, p)) in targets.iter().enumerate() {
                 let (lat, secs) = round(a, p, connections, 1.0).await;
                 results[i].0.extend(lat);
                 results[i].1 += secs;
             }
         }
-        let baseline = results[1].0.len() as f64 / results[1].1;
-        for ((name, _, _), (lat, secs)) in scenarios.iter().zip(results) {
+        let at = targets.iter().position(|t| t.0 == BASELINE).unwrap();
+        let baseline = results[at].0.len() as f64 / results[at].1;
+        for ((name, _, _), (lat, secs)) in targets.iter().zip(results) {
             report(name, lat, secs, baseline);
         }
     });

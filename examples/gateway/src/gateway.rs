@@ -9,7 +9,9 @@
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use coprocess_host::{
@@ -29,7 +31,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::access_log;
+use crate::access_log::{self, AccessLog};
 
 /// Largest request or upstream body read.
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -60,6 +62,13 @@ pub struct Config {
     /// The most hook dispatches running on the blocking pool at once; more wait for a turn.
     #[serde(default = "default_blocking_dispatches")]
     pub blocking_dispatches: usize,
+    /// How long a request waits for a turn on the blocking pool before it is answered 503
+    /// (0: it does not wait).
+    #[serde(default = "default_blocking_wait_ms")]
+    pub blocking_wait_ms: u64,
+    /// How often the access log's queued lines are written out (also at SIGINT/SIGTERM).
+    #[serde(default = "default_access_log_flush_ms")]
+    pub access_log_flush_ms: u64,
 }
 
 fn default_listen() -> String {
@@ -72,6 +81,14 @@ fn default_inline_drivers() -> Vec<String> {
 
 fn default_blocking_dispatches() -> usize {
     64
+}
+
+fn default_blocking_wait_ms() -> u64 {
+    1000
+}
+
+fn default_access_log_flush_ms() -> u64 {
+    access_log::FLUSH_EVERY.as_millis() as u64
 }
 
 impl Config {
@@ -156,6 +173,19 @@ pub struct Gateway {
     client: Client<HttpConnector, Full<Bytes>>,
     /// One permit per dispatch running on the blocking pool.
     blocking: Arc<Semaphore>,
+    /// The longest wait for a permit.
+    blocking_wait: Duration,
+    /// Requests answered 503 because no permit came within `blocking_wait`.
+    blocking_timeouts: AtomicU64,
+    log: AccessLog,
+}
+
+/// Why a hook phase produced no answer.
+enum Failed {
+    /// The bridge (or the dispatching thread) failed; logged.
+    Dispatch,
+    /// No turn on the blocking pool within the wait limit.
+    Busy,
 }
 
 /// Lists the definition files named by `apps` (files, or directories of *.json), sorted.
@@ -223,11 +253,21 @@ impl Gateway {
         if config.blocking_dispatches == 0 {
             return Err("blocking_dispatches must be at least 1".into());
         }
+        if config.access_log_flush_ms == 0 {
+            return Err("access_log_flush_ms must be at least 1".into());
+        }
         Ok(Gateway {
             bridge,
             routes,
             client,
             blocking: Arc::new(Semaphore::new(config.blocking_dispatches)),
+            blocking_wait: Duration::from_millis(config.blocking_wait_ms),
+            blocking_timeouts: AtomicU64::new(0),
+            log: AccessLog::start(
+                std::io::stdout(),
+                access_log::QUEUE,
+                Duration::from_millis(config.access_log_flush_ms),
+            ),
         })
     }
 
@@ -265,17 +305,29 @@ impl Gateway {
             let _ = stream.set_nodelay(true);
             let gw = self.clone();
             tokio::spawn(async move {
-                let svc = service_fn(move |req| {
+                let svc = service_fn(move |req: Request<Incoming>| {
                     let gw = gw.clone();
-                    let (method, path) = (req.method().to_string(), req.uri().to_string());
-                    let served = async move { gw.handle(req).await };
-                    async move { Ok::<_, Infallible>(access_log::logged(method, path, served).await) }
+                    let method = req.method().clone();
+                    let path: Box<str> = req
+                        .uri()
+                        .path_and_query()
+                        .map_or("/", |p| p.as_str())
+                        .into();
+                    async move {
+                        let served = gw.handle(req);
+                        Ok::<_, Infallible>(gw.log.logged(method, path, served).await)
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;
             });
         }
+    }
+
+    /// Writes out the access log's queued lines and stops it (at shutdown).
+    pub fn close(&self) {
+        self.log.close();
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -338,8 +390,9 @@ impl Gateway {
             let sent = encode_object(&mut object, phase.hook_type, &working, None, &ctx);
             let answer;
             (object, answer) = self.run(route.inline, object).await;
-            let Some(answer) = answer else {
-                return error(StatusCode::INTERNAL_SERVER_ERROR, "Middleware error");
+            let answer = match answer {
+                Ok(answer) => answer,
+                Err(failed) => return failed.response(),
             };
             let edited = RequestEdits::read(&answer).map_err(|e| e.to_string());
             let edits = match edited {
@@ -397,8 +450,9 @@ impl Gateway {
             );
             let answer;
             (object, answer) = self.run(route.inline, object).await;
-            let Some(answer) = answer else {
-                return error(StatusCode::INTERNAL_SERVER_ERROR, "Middleware error");
+            let answer = match answer {
+                Ok(answer) => answer,
+                Err(failed) => return failed.response(),
             };
             // Tyk's response hooks ignore return_overrides.
             match (answer::response(&object), answer::response(&answer)) {
@@ -409,15 +463,32 @@ impl Gateway {
         respond(upstream)
     }
 
-    /// The bridge's metrics (CoProcessMetrics) in Prometheus' text format.
+    /// The bridge's metrics (CoProcessMetrics) in Prometheus' text format, and the gateway's own.
     fn metrics(&self) -> Response<Full<Bytes>> {
-        let text = match self.bridge.metrics(METRICS_PROMETHEUS) {
+        let mut text = match self.bridge.metrics(METRICS_PROMETHEUS) {
             Ok(text) => text,
             Err(e) => {
                 eprintln!("coprocess-gateway: CoProcessMetrics failed: {e}");
                 return error(StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable");
             }
         };
+        let counters = [
+            (
+                "coprocess_gateway_blocking_wait_timeouts_total",
+                "Requests answered 503 because no turn on the blocking pool came within blocking_wait_ms.",
+                self.blocking_timeouts.load(Ordering::Relaxed),
+            ),
+            (
+                "coprocess_gateway_access_log_dropped_total",
+                "Access-log lines dropped because the log's queue was full.",
+                self.log.dropped(),
+            ),
+        ];
+        for (name, help, value) in counters {
+            text.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+            ));
+        }
         let mut resp = Response::new(Full::new(Bytes::from(text)));
         resp.headers_mut().insert(
             hyper::header::CONTENT_TYPE,
@@ -427,16 +498,22 @@ impl Gateway {
     }
 
     /// Dispatches an encoded Object through the bridge: on this worker when `inline`, otherwise on
-    /// the blocking pool (waiting for a permit without holding the worker). Hands the buffer back
-    /// for the next phase, with the answer, or `None` (logged) when the bridge fails.
-    async fn run(&self, inline: bool, object: Vec<u8>) -> (Vec<u8>, Option<Answer>) {
+    /// the blocking pool (waiting at most `blocking_wait` for a permit, without holding the
+    /// worker). Hands the buffer back for the next phase, with the answer or why there is none.
+    async fn run(&self, inline: bool, object: Vec<u8>) -> (Vec<u8>, Result<Answer, Failed>) {
         let started = std::time::Instant::now();
         let (object, out) = if inline {
             let out = self.bridge.dispatch(&object);
             (object, out)
         } else {
             let bridge = self.bridge;
-            let permit = self.blocking.clone().acquire_owned().await;
+            let waited =
+                tokio::time::timeout(self.blocking_wait, self.blocking.clone().acquire_owned())
+                    .await;
+            let Ok(permit) = waited else {
+                self.blocking_timeouts.fetch_add(1, Ordering::Relaxed);
+                return (object, Err(Failed::Busy));
+            };
             let call = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 let out = bridge.dispatch(&object);
@@ -446,16 +523,16 @@ impl Gateway {
                 Ok(done) => done,
                 Err(e) => {
                     eprintln!("coprocess-gateway: the dispatching thread failed: {e}");
-                    return (Vec::new(), None);
+                    return (Vec::new(), Err(Failed::Dispatch));
                 }
             }
         };
         access_log::add_plugin_time(started.elapsed());
         match out {
-            Ok(answer) => (object, Some(answer)),
+            Ok(answer) => (object, Ok(answer)),
             Err(e) => {
                 eprintln!("coprocess-gateway: Dispatch failed: {e}");
-                (object, None)
+                (object, Err(Failed::Dispatch))
             }
         }
     }
@@ -541,6 +618,19 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
             | "upgrade"
             | "content-length"
     )
+}
+
+impl Failed {
+    fn response(self) -> Response<Full<Bytes>> {
+        match self {
+            Failed::Dispatch => error(StatusCode::INTERNAL_SERVER_ERROR, "Middleware error"),
+            // Tyk's words for an upstream it will not call for now.
+            Failed::Busy => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service temporarily unavailable.",
+            ),
+        }
+    }
 }
 
 /// The response a hook asked for through return_overrides.

@@ -1,11 +1,13 @@
 //! `coprocess-gateway CONFIG.json [--listen ADDR]`
 //!
 //! Starts the gateway described by CONFIG (see `gateway::Config`), prints one line per API and then
-//! `coprocess-gateway listening on http://ADDR`, and serves until killed.
+//! `coprocess-gateway listening on http://ADDR`, and serves until SIGINT or SIGTERM (then the access
+//! log's last lines are written out) or until killed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use coprocess_gateway::echo;
 use coprocess_gateway::gateway::{Config, Gateway};
@@ -16,8 +18,7 @@ fn usage() -> ExitCode {
     ExitCode::from(2)
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut config_path: Option<PathBuf> = None;
     let mut listen: Option<String> = None;
@@ -35,7 +36,17 @@ async fn main() -> ExitCode {
     let Some(config_path) = config_path else {
         return usage();
     };
-    match run(config_path, listen).await {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("coprocess-gateway: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ran = runtime.block_on(run(config_path, listen));
+    // A hook still running on the blocking pool does not hold the exit up for long.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("coprocess-gateway: {e}");
@@ -70,6 +81,21 @@ async fn run(config_path: PathBuf, listen: Option<String>) -> Result<(), String>
         "coprocess-gateway listening on http://{}",
         listener.local_addr().map_err(|e| e.to_string())?
     );
-    gateway.serve(listener).await;
+    tokio::select! {
+        _ = gateway.clone().serve(listener) => {}
+        stop = stopped() => stop?,
+    }
+    gateway.close();
+    Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM.
+async fn stopped() -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
     Ok(())
 }

@@ -359,3 +359,43 @@ fn post_key_auth_hooks_get_the_session_without_require_session() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.upstream_header("x-session").as_deref(), Some("rate=100"));
 }
+
+/// Hooks of a driver not in `inline_drivers` run on the blocking pool; a request that gets no turn
+/// within `blocking_wait_ms` is answered 503 (Tyk's words) and counted on /metrics, while the one
+/// holding the pool finishes normally.
+#[test]
+fn a_request_that_waits_too_long_for_the_blocking_pool_gets_a_503() {
+    const SLOW: &str = r#"{
+      "api_id": "slow", "org_id": "org",
+      "proxy": {"listen_path": "/slow/", "target_url": "{upstream}", "strip_listen_path": true},
+      "custom_middleware": {"driver": "pooled", "pre": [{"name": "Sleep:1500"}]}
+    }"#;
+    let driver = serde_json::json!([{
+        "name": "pooled",
+        "path": support::target_dir().join("libcoprocess_rust_driver.so"),
+        "config": {}
+    }]);
+    let gw = support::gateway_with_config(
+        &[SLOW],
+        driver,
+        serde_json::json!({"blocking_dispatches": 1, "blocking_wait_ms": 100}),
+    );
+    // Two at once: one holds the only turn for 1.5 s, the other gives up after 0.1 s.
+    let replies: Vec<Reply> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| http(&gw, "GET", "/slow/x", &[], "")))
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let mut statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 503]);
+    let busy = replies.iter().find(|r| r.status == 503).unwrap();
+    assert_eq!(busy.body, r#"{"error":"Service temporarily unavailable."}"#);
+    assert_eq!(busy.header("Content-Type"), Some("application/json"));
+    let metrics = http(&gw, "GET", "/metrics", &[], "").body;
+    assert!(
+        metrics.contains("\ncoprocess_gateway_blocking_wait_timeouts_total 1\n"),
+        "{metrics}"
+    );
+}

@@ -45,6 +45,9 @@ fn each_request_gets_an_access_log_line_and_metrics_count_the_hooks() {
         "{metrics}"
     );
     assert!(metrics.contains("# TYPE coprocess_hook_duration_seconds histogram"));
+    // The gateway's own counters follow the bridge's.
+    assert!(metrics.contains("\ncoprocess_gateway_access_log_dropped_total 0\n"));
+    assert!(metrics.contains("\ncoprocess_gateway_blocking_wait_timeouts_total 0\n"));
 
     // The lines are printed after each answer is complete: wait for them, boundedly.
     let started = Instant::now();
@@ -78,4 +81,35 @@ fn each_request_gets_an_access_log_line_and_metrics_count_the_hooks() {
         .find(|l| l.starts_with("GET /nowhere 404 "))
         .unwrap();
     assert!(not_found.ends_with(" plugins=0.000ms"), "{not_found}");
+}
+
+/// Lines are queued and written out in batches (here: only at shutdown), never by the request;
+/// SIGTERM writes out what is queued before the gateway exits.
+#[test]
+fn sigterm_writes_out_the_queued_access_log_lines() {
+    let mut gw = support::gateway_with_config(
+        &[API],
+        serde_json::json!([{
+            "name": "native",
+            "path": support::target_dir().join("libcoprocess_rust_driver.so"),
+            "config": {}
+        }]),
+        serde_json::json!({"access_log_flush_ms": 600_000}),
+    );
+    assert_eq!(get(&gw.addr, "/observed/late").0, 200);
+    let logged = |gw: &support::Gateway| {
+        gw.stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("GET /observed/late 200 "))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!logged(&gw), "written before a flush was due");
+    assert!(gw.terminate().success());
+    let started = Instant::now();
+    while !logged(&gw) {
+        assert!(started.elapsed() < TIMEOUT, "the line was lost at shutdown");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

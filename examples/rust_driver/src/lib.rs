@@ -31,6 +31,7 @@
 //! - `ShowSession` sets the request header `X-Session` to `rate=<session rate>`, or `none` without a
 //!   session.
 //! - `Fail` fails (the bridge answers 500 "Middleware error" on the API path).
+//! - `Sleep:<ms>` (any hook type) sleeps that long (at most 10 s), then changes nothing: a slow plugin.
 //! - CustomKeyCheck also sets the request header `X-Auth-Call: <n>` (n counts the driver's auth calls),
 //!   so a cached session (no driver call) is visible upstream by its absence.
 
@@ -275,6 +276,13 @@ impl Driver for ExampleDriver {
         let name = call.hook_name();
         if name == "Panic" {
             panic!("the Panic hook panics on purpose");
+        }
+        if let Some(ms) = name.strip_prefix("Sleep:") {
+            let ms: u64 = ms
+                .parse()
+                .map_err(|_| Error::new(format!("Sleep: {ms:?} is not a number")))?;
+            std::thread::sleep(std::time::Duration::from_millis(ms.min(10_000)));
+            return Ok(Reply::Unchanged);
         }
         // Any hook type, CustomKeyCheck included.
         if let Some(edits) = name.strip_prefix("Edit:") {

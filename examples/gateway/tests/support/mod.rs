@@ -87,6 +87,25 @@ pub struct Gateway {
     _dir: tempfile::TempDir,
 }
 
+impl Gateway {
+    /// Sends SIGTERM and waits (boundedly) for the gateway to exit; returns its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(sent.success(), "kill -TERM failed");
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for the gateway") {
+                return status;
+            }
+            assert!(started.elapsed() < TIMEOUT, "the gateway ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -107,6 +126,16 @@ pub fn gateway(apis: &[&str], driver_config: serde_json::Value) -> Gateway {
 
 /// Starts the gateway with the given API definitions and `drivers` (the bridge's driver list).
 pub fn gateway_with_drivers(apis: &[&str], drivers: serde_json::Value) -> Gateway {
+    gateway_with_config(apis, drivers, serde_json::json!({}))
+}
+
+/// Starts the gateway with the given API definitions, `drivers`, and `extra` gateway config keys
+/// (e.g. `blocking_dispatches`).
+pub fn gateway_with_config(
+    apis: &[&str],
+    drivers: serde_json::Value,
+    extra: serde_json::Value,
+) -> Gateway {
     let target = target_dir();
     let dir = tempfile::tempdir().unwrap();
     let apps = dir.path().join("apps");
@@ -115,12 +144,15 @@ pub fn gateway_with_drivers(apis: &[&str], drivers: serde_json::Value) -> Gatewa
         let text = api.replace("{upstream}", &format!("http://{}", upstream()));
         std::fs::write(apps.join(format!("{i}.json")), text).unwrap();
     }
-    let config = serde_json::json!({
+    let mut config = serde_json::json!({
         "listen": "127.0.0.1:0",
         "bridge": target.join("libcoprocess_bridge.so"),
         "coprocess_options": {"drivers": drivers, "log_level": "warning"},
         "apps": [apps],
     });
+    if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
+        config.extend(extra.clone());
+    }
     let config_path = dir.path().join("gateway.json");
     std::fs::write(&config_path, config.to_string()).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_coprocess-gateway"))
