@@ -1055,3 +1055,213 @@ fn python_path_extends_the_import_path() {
     let out = run("py-path", &object(HookType::Pre, "UsesLib", Some("p"), &[])).unwrap();
     assert_eq!(set_headers(&out)["X-Ext"], "from python_path");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Lazy decoding: a hook pays for the parts of the Object it uses
+
+const MIDDLEWARE_LAZY: &str = r#"
+from tyk.decorators import *
+import helpers
+
+@Hook
+def Noop(request, session, spec):
+    return request, session
+
+@Hook
+def NoopAuth(request, session, metadata, spec):
+    return request, session, metadata
+
+@Hook
+def AddHeader(request, session, spec):
+    request.add_header("X-Python", "1")
+    request.delete_header("Cookie")
+    request.add_param("p", "v")
+    request.delete_param("drop")
+    return request, session
+
+@Hook
+def ReadsSpec(request, session, spec):
+    request.add_header("X-Api", spec["APIID"])
+    return request, session
+
+@Hook
+def ChangesSpec(request, session, spec):
+    spec["added"] = "yes"
+    del spec["OrgID"]
+    return request, session
+
+@Hook
+def ReadsSession(request, session, spec):
+    request.add_header("X-Rate", str(session.rate))
+    return request, session
+
+@Hook
+def EditsThenDecodes(request, session, spec):
+    request.add_header("X-A", "1")
+    request.delete_header("Cookie")
+    request.object.set_headers["X-B"] = request.object.set_headers["X-A"] + "2"
+    request.add_header("X-C", "3")
+    return request, session
+
+@Hook
+def OddArguments(request, session, spec):
+    request.add_header("X-Ünïcode", "välue")
+    try:
+        request.add_header("X-Number", 5)
+    except TypeError as e:
+        request.add_header("X-Error", type(e).__name__)
+    return request, session
+
+@Hook
+def Captures(request, session, spec):
+    get = lambda: session
+    request.add_header("X-Type", type(get()).__name__)
+    return request, session
+
+@Hook
+def SeesLocals(request, session, spec):
+    request.add_header("X-Type", type(locals()["session"]).__name__)
+    return request, session
+
+@Hook
+def PassesOn(request, session, spec):
+    request.add_header("X-Type", helpers.type_name(session))
+    return request, session
+
+@Hook
+def SpecAsMetadata(request, session, metadata, spec):
+    return request, session, spec
+"#;
+
+const LAZY_HOOKS: &[&str] = &[
+    "Noop",
+    "NoopAuth",
+    "AddHeader",
+    "ReadsSpec",
+    "ChangesSpec",
+    "ReadsSession",
+    "EditsThenDecodes",
+    "OddArguments",
+    "Captures",
+    "SeesLocals",
+    "PassesOn",
+    "SpecAsMetadata",
+];
+
+/// The typical Object (a session with several map entries, a 1 KiB body) for hook `name`.
+fn typical(hook: HookType, name: &str) -> Object {
+    let mut o = coprocess_bridge::proto::fixtures::typical_object();
+    o.hook_type = hook as i32;
+    o.hook_name = name.into();
+    o.spec.insert("bundle_hash".into(), "lazy".into());
+    o.spec.insert("config_data".into(), r#"{"a": 1}"#.into());
+    o.metadata = strings(&[("m1", "1"), ("m2", "2"), ("m3", "3")]);
+    o
+}
+
+fn lazy_driver(name: &str) {
+    let root = fresh_root(name);
+    write_bundle(
+        &root,
+        "lazy",
+        LAZY_HOOKS,
+        &[
+            ("middleware.py", MIDDLEWARE_LAZY),
+            (
+                "helpers.py",
+                "def type_name(value):\n    return type(value).__name__\n",
+            ),
+        ],
+    );
+    load_driver(name, &root).unwrap();
+}
+
+#[test]
+fn hooks_that_only_return_their_arguments_answer_with_the_input_bytes() {
+    python_or_skip!();
+    lazy_driver("py-lazy-noop");
+    for (hook, name) in [(HookType::Pre, "Noop"), (HookType::Post, "NoopAuth")] {
+        let input = typical(hook, name).encode_to_vec();
+        // Map order in `input` is prost's: any decode and re-encode would change the bytes.
+        assert_eq!(
+            dispatch_with("py-lazy-noop", &input).unwrap(),
+            input,
+            "{name}"
+        );
+    }
+    // Reading spec decodes it; as it is unchanged, only the request edit is appended.
+    let input = typical(HookType::Pre, "ReadsSpec").encode_to_vec();
+    let out = dispatch_with("py-lazy-noop", &input).unwrap();
+    assert!(
+        out.starts_with(&input),
+        "the answer is the input and a patch"
+    );
+    let out = Object::decode(out.as_slice()).unwrap();
+    let mut expected = typical(HookType::Pre, "ReadsSpec");
+    let request = expected.request.as_mut().unwrap();
+    request.set_headers = strings(&[("X-Api", "a1b2c3d4e5f60718293a4b5c6d7e8f90")]);
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn request_edits_without_a_decode_are_a_patch() {
+    python_or_skip!();
+    lazy_driver("py-lazy-edits");
+    let input = typical(HookType::Pre, "AddHeader");
+    let bytes = input.encode_to_vec();
+    let out = dispatch_with("py-lazy-edits", &bytes).unwrap();
+    assert!(out.starts_with(&bytes));
+    let mut expected = input.clone();
+    let request = expected.request.as_mut().unwrap();
+    request.set_headers = strings(&[("X-Python", "1")]);
+    request.delete_headers = vec!["Cookie".into()];
+    request.add_params = strings(&[("p", "v")]);
+    request.delete_params = vec!["drop".into()];
+    assert_eq!(Object::decode(out.as_slice()).unwrap(), expected);
+
+    // Edits recorded before the hook decodes the request are applied to it, in order.
+    let input = typical(HookType::Pre, "EditsThenDecodes");
+    let out = run("py-lazy-edits", &input).unwrap();
+    let mut expected = input.clone();
+    let request = expected.request.as_mut().unwrap();
+    request.set_headers = strings(&[("X-A", "1"), ("X-B", "12"), ("X-C", "3")]);
+    request.delete_headers = vec!["Cookie".into()];
+    assert_eq!(out, expected);
+
+    // Arguments that are not plain ASCII str take the message's own path, errors included.
+    let out = run("py-lazy-edits", &typical(HookType::Pre, "OddArguments")).unwrap();
+    assert_eq!(
+        set_headers(&out),
+        &strings(&[("X-Ünïcode", "välue"), ("X-Error", "TypeError")])
+    );
+}
+
+#[test]
+fn parts_a_hook_uses_are_real_messages_and_changes_to_them_are_kept() {
+    python_or_skip!();
+    lazy_driver("py-lazy-parts");
+    let input = typical(HookType::Pre, "ChangesSpec");
+    let out = run("py-lazy-parts", &input).unwrap();
+    let mut expected = input.clone();
+    expected.spec.remove("OrgID");
+    expected.spec.insert("added".into(), "yes".into());
+    assert_eq!(out, expected);
+
+    let input = typical(HookType::Pre, "ReadsSession");
+    let out = run("py-lazy-parts", &input).unwrap();
+    assert_eq!(set_headers(&out)["X-Rate"], "1000.0");
+    assert_eq!(out.session, input.session);
+
+    // A session the hook captures, sees through locals() or hands to other code is the message.
+    for name in ["Captures", "SeesLocals", "PassesOn"] {
+        let out = run("py-lazy-parts", &typical(HookType::Pre, name)).unwrap();
+        assert_eq!(set_headers(&out)["X-Type"], "SessionState", "{name}");
+        assert_eq!(out.session, typical(HookType::Pre, name).session);
+    }
+
+    // A part returned in another position is what it stands for.
+    let input = typical(HookType::Post, "SpecAsMetadata");
+    let out = run("py-lazy-parts", &input).unwrap();
+    assert_eq!(out.metadata, input.spec);
+    assert_eq!(out.session, input.session);
+}

@@ -1,8 +1,13 @@
 """The Python side of libcoprocess_python.so: loads Tyk Python bundles and runs their hooks.
 
-One `Runtime` per driver instance. The Rust side calls `dispatch(bytes) -> bytes | str` (a str is an
-error message), `event(json)`, `reload()`, `load_bundle(path) -> str | None` and `shutdown()`,
-holding the GIL only for the duration of each call.
+One `Runtime` per driver instance. The Rust side calls `dispatch(...)` (see there), `event(json)`,
+`reload()`, `load_bundle(path) -> str | None` and `shutdown()`, holding the GIL only for the duration
+of each call.
+
+A hook call decodes only the parts of the Object the hook uses (`_Call`): the request when the hook
+reads it (edits through the request helpers are appended to the Object undecoded), the session when
+the hook does more than return it (`_plan`), metadata and spec when it uses them. An unchanged part is
+not re-encoded, and a hook that changes nothing answers with its input.
 
 Each bundle is imported as its own package, `_coprocess_bundles.b<N>_<name>`, whose `__path__` is
 the bundle directory. Its modules get a private `__builtins__` whose `__import__` resolves
@@ -13,6 +18,7 @@ may both ship `helpers.py`, no bundle puts anything on `sys.path`, and nothing n
 """
 
 import builtins
+import dis
 import hashlib
 import importlib
 import importlib.machinery
@@ -334,6 +340,219 @@ class TykEvent(object):
         return "TykEvent({0!r})".format(self.__dict__)
 
 
+# ----------------------------------------------------------------------------------------------
+# One hook call
+
+
+# Top-level fields of coprocess.Object, as bits of the mask `_Call.answer` returns.
+_REQUEST_FIELD, _SESSION_FIELD, _METADATA_FIELD, _SPEC_FIELD, _RESPONSE_FIELD = 1 << 3, 1 << 4, 1 << 5, 1 << 6, 1 << 7
+_MAP_FIELDS = _METADATA_FIELD | _SPEC_FIELD
+# Indexes of `parts` (as the Rust side sends them).
+_REQUEST_PART, _SESSION_PART, _RESPONSE_PART, _MAPS_PART = 0, 1, 2, 3
+# At most this many canonical forms of metadata + spec are kept (see `_Call.answer`).
+_CANONICAL_MAPS_KEPT = 256
+
+
+class _Call(object):
+    """One call's Object, decoded only as far as the hook uses it.
+
+    `data` is the serialized Object; `parts[i]` locates the records of the request, the session, the
+    response, and metadata + spec: None when the Object has none, `(start, end)` when they are one
+    run of `data`, or the records themselves (bytes) when scattered. `obj` is an Object that holds
+    only the parts decoded so far, each decoded when the hook reaches it by merging that part's own
+    records into `obj`, so presence and merging are exactly a whole decode's; `fields` says which
+    top-level fields `obj` holds.
+
+    `answer()` turns what happened into the reply: None when nothing changed; else the request edits
+    recorded without decoding (appended to the Object by the Rust side), and `obj` re-encoded, which
+    replaces the records of the fields it holds."""
+
+    __slots__ = ("runtime", "data", "parts", "obj", "fields", "edits")
+
+    def __init__(self, runtime, data, parts):
+        self.runtime = runtime
+        self.data = data
+        self.parts = parts
+        self.obj = None
+        self.fields = 0
+        self.edits = None
+
+    def _records(self, part):
+        found = self.parts[part]
+        if found is None or found.__class__ is bytes:
+            return found
+        return self.data[found[0]:found[1]]
+
+    def has_maps(self):
+        """Whether metadata or spec may have entries (decoded, or records in the input)."""
+        return bool(self.fields & _MAP_FIELDS) or self.parts[_MAPS_PART] is not None
+
+    def _decode(self, part, field):
+        """`obj`, with the part decoded into it."""
+        obj = self.obj
+        if obj is None:
+            obj = self.obj = self.runtime.Object()
+        if not self.fields & field:
+            records = self._records(part)
+            if records:
+                obj.MergeFromString(records)
+            self.fields |= field
+        return obj
+
+    def maps(self):
+        """`obj`, with metadata and spec decoded."""
+        return self._decode(_MAPS_PART, _MAP_FIELDS)
+
+    def request(self):
+        """The request message, decoded, with the edits recorded so far applied to it."""
+        request = self._decode(_REQUEST_PART, _REQUEST_FIELD).request
+        edits = self.edits
+        if edits:
+            self.edits = None
+            for kind, key, value in edits:
+                if kind == 0:
+                    request.set_headers[key] = value
+                elif kind == 1:
+                    request.delete_headers.append(key)
+                elif kind == 2:
+                    request.add_params[key] = value
+                else:
+                    request.delete_params.append(key)
+        return request
+
+    def decoded_request(self):
+        return self.obj.request if self.fields & _REQUEST_FIELD else None
+
+    def session(self):
+        return self._decode(_SESSION_PART, _SESSION_FIELD).session
+
+    def response(self):
+        return self._decode(_RESPONSE_PART, _RESPONSE_FIELD).response
+
+    def edit(self, kind, key, value):
+        """Records a request edit (kinds: tyk.request's SET_HEADER...). Only while the request is
+        not decoded: the lazy request wrapper decodes it otherwise."""
+        if self.edits is None:
+            self.edits = [(kind, key, value)]
+        else:
+            self.edits.append((kind, key, value))
+
+    def real(self, value):
+        """`value`, or what it stands for if it is a placeholder (a hook may return one in another
+        position, e.g. its spec as metadata)."""
+        if value.__class__ is _Unread:
+            if value is _UNREAD_SESSION:
+                return self.session()
+            obj = self.maps()
+            return obj.metadata if value is _UNREAD_METADATA else obj.spec
+        return value
+
+    def answer(self):
+        """None when nothing changed, else `(edits, fields, encoded)`: the request edits (or None),
+        the mask of the top-level fields whose records `encoded` replaces (0: none)."""
+        obj = self.obj
+        fields = self.fields
+        if fields == _MAP_FIELDS:
+            # Only metadata and spec were decoded (read, perhaps changed). Map order in an encoding
+            # is arbitrary, so compare canonical (deterministic) encodings; the input's is cached, as
+            # an API's spec repeats from call to call.
+            records = self._records(_MAPS_PART) or b""
+            canonical = self.runtime.canonical_maps
+            before = canonical.get(records)
+            if before is None:
+                before = self.runtime.Object.FromString(records).SerializeToString(deterministic=True)
+                if len(canonical) >= _CANONICAL_MAPS_KEPT:
+                    canonical.clear()
+                canonical[records] = before
+            if obj.SerializeToString(deterministic=True) == before:
+                fields = 0
+        if not fields:
+            return None if self.edits is None else (self.edits, 0, None)
+        return (self.edits, fields, obj.SerializeToString())
+
+
+class _Unread(object):
+    """What a hook gets for a parameter it never uses except to return it as given (see `_plan`):
+    that part of the Object is then neither decoded nor re-encoded."""
+
+    __slots__ = ("role",)
+
+    def __init__(self, role):
+        self.role = role
+
+    def __repr__(self):
+        return "<{0}: not decoded, the hook only returns it>".format(self.role)
+
+
+_UNREAD_SESSION, _UNREAD_METADATA, _UNREAD_SPEC = _Unread("session"), _Unread("metadata"), _Unread("spec")
+_SESSION, _METADATA, _SPEC = 1, 2, 4
+# Instructions that push a local (or a constant) without using it, across CPython versions.
+_LOADS = frozenset(["LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_BORROW", "LOAD_FAST_LOAD_FAST", "LOAD_FAST_BORROW_LOAD_FAST_BORROW"])
+_PUSHES = _LOADS | frozenset(["LOAD_CONST", "LOAD_SMALL_INT"])
+# A function that names one of these may see its own locals.
+_INTROSPECTION = frozenset(["locals", "vars", "eval", "exec", "globals", "breakpoint", "_getframe", "currentframe", "f_locals", "inspect", "sys"])
+_GENERATOR_FLAGS = 0x20 | 0x80 | 0x200  # CO_GENERATOR, CO_COROUTINE, CO_ASYNC_GENERATOR
+
+
+def _plan(hook, decorators):
+    """How to call `hook`: `(callable, unread)`. `unread` has a bit (_SESSION, _METADATA, _SPEC) for
+    each of those parameters that the hook's code provably never uses except to return it as is
+    (`return request, session`), or not at all: the call passes a placeholder there, and the part is
+    not decoded. Anything the check does not recognise counts as a use. A plain function behind one
+    of the decorators is called directly (the decorator would only pass the arguments on)."""
+    target = hook
+    if type(hook).__call__ is decorators.HandlerDecorator.__call__:
+        target = hook.f
+    positions = {3: ((1, _SESSION), (2, _SPEC)), 4: ((1, _SESSION), (2, _METADATA), (3, _SPEC)),
+                 5: ((2, _SESSION), (3, _METADATA), (4, _SPEC))}.get(hook.arg_count, ())
+    code = getattr(target, "__code__", None)
+    if (
+        type(target) is not types.FunctionType
+        or code.co_flags & _GENERATOR_FLAGS
+        or code.co_argcount != hook.arg_count
+        or _INTROSPECTION.intersection(code.co_names)
+    ):
+        return target, 0
+    try:
+        instructions = list(dis.get_instructions(code))
+    except Exception:
+        return target, 0
+    unread = 0
+    for position, bit in positions:
+        name = code.co_varnames[position]
+        if name not in code.co_cellvars and _only_returned(instructions, name):
+            unread |= bit
+    return target, unread
+
+
+def _only_returned(instructions, name):
+    """Whether every instruction that touches local `name` loads it into a tuple or list that is
+    returned right away."""
+    for i, ins in enumerate(instructions):
+        if "FAST" not in ins.opname and "DEREF" not in ins.opname:
+            continue
+        names = ins.argval if isinstance(ins.argval, tuple) else (ins.argval,)
+        if name not in names:
+            continue
+        if ins.opname not in _LOADS:
+            return False
+        # Count the values pushed from this load (inclusive) up to the tuple that takes them.
+        pushed = len(names) - names.index(name)
+        j = i + 1
+        while j < len(instructions) and instructions[j].opname in _PUSHES:
+            value = instructions[j].argval
+            pushed += len(value) if instructions[j].opname in _LOADS and isinstance(value, tuple) else 1
+            j += 1
+        if not (
+            j + 1 < len(instructions)
+            and instructions[j].opname in ("BUILD_TUPLE", "BUILD_LIST")
+            and instructions[j].arg >= pushed
+            and instructions[j + 1].opname == "RETURN_VALUE"
+        ):
+            return False
+    return True
+
+
 class Runtime(object):
     def __init__(self, host, descriptor_set, sources, bundle_root, python_path):
         self.host = host
@@ -343,6 +562,7 @@ class Runtime(object):
         self._classes(descriptor_set)
         self.provided = self._provided_modules(sources)
         self.request_class = self.provided["tyk.request"].TykCoProcessRequest
+        self.canonical_maps = {}
         self.bundle_root = bundle_root
         self.bundles = {}
         self.extra = {}
@@ -488,9 +708,8 @@ class Runtime(object):
 
     # Hooks --------------------------------------------------------------------------------------
 
-    def _route(self, obj):
+    def _route(self, key, name):
         bundles = self.bundles
-        key = obj.spec.get("bundle_hash")
         if key:
             bundle = bundles.get(key)
             if bundle is None:
@@ -498,77 +717,95 @@ class Runtime(object):
             return bundle
         if len(bundles) == 1:
             return next(iter(bundles.values()))
-        having = [b for b in bundles.values() if obj.hook_name in b.hooks]
+        having = [b for b in bundles.values() if name in b.hooks]
         if len(having) == 1:
             return having[0]
         if not having:
-            raise BundleError("no loaded bundle defines hook '{0}' and spec has no bundle_hash".format(obj.hook_name))
+            raise BundleError("no loaded bundle defines hook '{0}' and spec has no bundle_hash".format(name))
         raise BundleError(
             "hook '{0}' is defined by bundles {1}; spec[\"bundle_hash\"] must say which".format(
-                obj.hook_name, ", ".join(sorted(b.key for b in having))
+                name, ", ".join(sorted(b.key for b in having))
             )
         )
 
-    def dispatch(self, data):
-        """Runs the hook named by the Object; returns the serialized Object or an error message."""
-        name, key = "?", "?"
+    def dispatch(self, data, name, hook_type, key, parts):
+        """Runs hook `name` on the serialized Object `data`. The Rust side has read the routing
+        fields (`hook_type`, `key` = spec["bundle_hash"] or None) and where each part of the Object
+        lies (`parts`, see `_Call`). Returns None (nothing changed), `(edits, fields, encoded)` (see
+        `_Call.answer`) or an error message (str)."""
+        bundle_key = "?"
         try:
-            obj = self.Object.FromString(data)
-            name = obj.hook_name
-            bundle = self._route(obj)
-            key = bundle.key
+            bundle = self._route(key, name)
+            bundle_key = bundle.key
             if bundle.error is not None:
-                return "bundle '{0}' failed to load: {1}".format(key, bundle.error)
+                return "bundle '{0}' failed to load: {1}".format(bundle_key, bundle.error)
             hook = bundle.hooks.get(name)
             if hook is None:
                 return "bundle '{0}' has no hook '{1}' (it defines: {2})".format(
-                    key, name, ", ".join(sorted(bundle.hooks)) or "none"
+                    bundle_key, name, ", ".join(sorted(bundle.hooks)) or "none"
                 )
             bad = getattr(hook, "bad_arity", None)
             if bad:
-                return "bundle '{0}': {1}".format(key, bad)
-            self._call(hook, obj)
-            return obj.SerializeToString()
+                return "bundle '{0}': {1}".format(bundle_key, bad)
+            call = _Call(self, data, parts)
+            self._call(hook, call, hook_type)
+            return call.answer()
         except BundleError as e:
             return str(e)
         except BaseException as e:
             if isinstance(e, KeyboardInterrupt):
                 raise
             self.log(
-                "python hook '{0}' of bundle '{1}' raised:\n{2}".format(name, key, traceback.format_exc()),
+                "python hook '{0}' of bundle '{1}' raised:\n{2}".format(name, bundle_key, traceback.format_exc()),
                 "error",
             )
-            return "python hook '{0}' of bundle '{1}' raised {2} (traceback logged)".format(name, key, _describe(e))
+            return "python hook '{0}' of bundle '{1}' raised {2} (traceback logged)".format(name, bundle_key, _describe(e))
 
-    def _call(self, hook, obj):
-        request_msg = obj.request
-        session = obj.session
-        metadata = obj.metadata
-        request = self.request_class(request_msg)
+    def _call(self, hook, call, hook_type):
+        """Calls the hook with Tyk's arguments and keeps what it changed in `call`: in-place changes
+        stay, returned objects replace the given ones. Parameters the hook only returns get
+        placeholders (see `_plan`), so their parts are never decoded."""
+        plan = hook.__dict__.get("_coprocess_plan")
+        if plan is None:
+            plan = hook._coprocess_plan = _plan(hook, self.provided["tyk.decorators"])
+        target, unread = plan
+        request = self.request_class._of_call(call)
+        session = _UNREAD_SESSION if unread & _SESSION else call.session()
+        spec = _UNREAD_SPEC if unread & _SPEC else call.maps().spec
         n = hook.arg_count
         if n == 3:
-            result = hook(request, session, obj.spec)
+            result = target(request, session, spec)
             if result is not None:
                 new_request, new_session = self._unpack(hook, result, 2, "(request, session)")
-                self._adopt(request_msg, new_request)
-                self._adopt(session, new_session)
+                self._adopt_request(call, request, new_request)
+                self._adopt_session(call, session, new_session)
         elif n == 4:
-            result = hook(request, session, metadata, obj.spec)
+            metadata = _UNREAD_METADATA if unread & _METADATA else call.maps().metadata
+            result = target(request, session, metadata, spec)
             if result is not None:
                 new_request, new_session, new_metadata = self._unpack(hook, result, 3, "(request, session, metadata)")
-                self._adopt(request_msg, new_request)
-                self._adopt(session, new_session)
+                self._adopt_request(call, request, new_request)
+                self._adopt_session(call, session, new_session)
                 if new_metadata is not None and new_metadata is not metadata:
-                    items = dict(new_metadata)
+                    items = dict(call.real(new_metadata))
+                    metadata = call.maps().metadata
                     metadata.clear()
                     metadata.update(items)
-            if obj.hook_type == self.CUSTOM_KEY_CHECK and len(metadata):
-                # Tyk keeps the auth hook's metadata (e.g. "token") with the session it returns.
-                session.metadata.update(dict(metadata))
+            if hook_type == self.CUSTOM_KEY_CHECK and call.has_maps():
+                metadata = call.maps().metadata
+                if len(metadata):
+                    # Tyk keeps the auth hook's metadata (e.g. "token") with the session it returns.
+                    call.session().metadata.update(dict(metadata))
         else:
-            response = obj.response
-            result = hook(request, response, session, metadata, obj.spec)
-            self._adopt(response, result)
+            metadata = _UNREAD_METADATA if unread & _METADATA else call.maps().metadata
+            response = call.response()
+            result = target(request, response, session, metadata, spec)
+            if result is not None:
+                result = call.real(result)
+                if isinstance(result, self.request_class):
+                    result = result.object
+                if result is not response:
+                    response.CopyFrom(result)
 
     @staticmethod
     def _unpack(hook, result, n, shape):
@@ -576,12 +813,24 @@ class Runtime(object):
             raise TypeError("hook '{0}' must return {1}, not {2!r}".format(hook.name, shape, type(result).__name__))
         return result
 
-    def _adopt(self, target, value):
-        """Copies what a hook returned into the Object unless it returned the object it was given."""
-        if value is None:
+    def _adopt_request(self, call, request, value):
+        """Copies a returned request into the call's unless it is the one the hook was given."""
+        if value is None or (value is request and request._call is call):
             return
+        value = call.real(value)
         if isinstance(value, self.request_class):
             value = value.object
+        target = call.request()
+        if value is not target:
+            target.CopyFrom(value)
+
+    def _adopt_session(self, call, session, value):
+        if value is None or value is session:
+            return
+        value = call.real(value)
+        if isinstance(value, self.request_class):
+            value = value.object
+        target = call.session()
         if value is not target:
             target.CopyFrom(value)
 

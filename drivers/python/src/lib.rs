@@ -10,12 +10,13 @@
 mod config;
 mod host_api;
 mod interpreter;
+mod layout;
 mod runtime;
 
 use coprocess_driver::{export_driver, Call, Driver, Error, Host, Level, Reply, Result};
 
 use crate::config::Config;
-use crate::runtime::Runtime;
+use crate::runtime::{Answer, Runtime};
 
 pub struct PythonDriver {
     host: Host,
@@ -40,14 +41,15 @@ impl Driver for PythonDriver {
     }
 
     fn dispatch(&self, call: &Call) -> Result<Reply> {
-        let input = call.bytes();
-        let output = self.runtime.dispatch(input).map_err(Error::from)?;
-        if output == input {
-            return Ok(Reply::Unchanged);
-        }
-        // Python's protobuf runtime serialized it; the bridge checks it is well-formed (a wire walk, far
-        // cheaper than decoding and re-encoding it here).
-        Ok(Reply::Encoded(output))
+        Ok(
+            match self.runtime.dispatch(call.bytes()).map_err(Error::from)? {
+                Answer::Unchanged => Reply::Unchanged,
+                Answer::Patch(patch) => Reply::Patch(patch),
+                // Python's protobuf runtime encoded the parts; the bridge checks the whole is well-formed
+                // (a wire walk, far cheaper than decoding and re-encoding it here).
+                Answer::Encoded(output) => Reply::Encoded(output),
+            },
+        )
     }
 
     fn event(&self, event_json: &str) {
