@@ -136,12 +136,26 @@ fn put_params(buf: &mut Vec<u8>, query: &str) {
     }
 }
 
+/// About the size of the encoded request: bodies, headers at 64 bytes each, url and query twice.
+fn request_size_hint(request: &HookRequest, body_text: bool) -> usize {
+    request.body.len() * (1 + usize::from(body_text))
+        + 64 * request.headers.len()
+        + 2 * request.url.len()
+        + request.request_uri.len()
+        + request.host.len()
+        + 64
+}
+
+/// About the size of the encoded response: bodies, headers at 96 bytes each (both maps).
+fn response_size_hint(response: &UpstreamResponse) -> usize {
+    response.body.len() * 2 + 96 * response.headers.len() + 16
+}
+
 /// Writes `request` as Object field 3 (a `MiniRequestObject` as Tyk's gateway builds it: first
 /// value of each header plus Host, params, url, method, request_uri, scheme "http", raw_body, body
 /// when `body_text`, return_overrides.response_code = -1).
 fn put_request(buf: &mut Vec<u8>, request: &HookRequest, body_text: bool) -> SentRequest {
-    let hint = request.body.len() * (1 + usize::from(body_text)) + 64 * request.headers.len() + 256;
-    let open = open_message(buf, REQUEST, hint);
+    let open = open_message(buf, REQUEST, request_size_hint(request, body_text));
     put_first_values(buf, HEADERS, &request.headers, true);
     put_string_entry(buf, HEADERS, b"Host", request.host.as_bytes());
     let mut sent = SentRequest::default();
@@ -181,8 +195,7 @@ fn put_request(buf: &mut Vec<u8>, request: &HookRequest, body_text: bool) -> Sen
 /// Writes `response` as Object field 7 (a `ResponseObject`: status_code, raw_body, body when
 /// `body_text`, first value of each header, every value in multivalue_headers).
 fn put_response(buf: &mut Vec<u8>, response: &UpstreamResponse, body_text: bool) {
-    let hint = response.body.len() * 2 + 96 * response.headers.len() + 16;
-    let open = open_message(buf, RESPONSE, hint);
+    let open = open_message(buf, RESPONSE, response_size_hint(response));
     if response.status != 0 {
         put_key(buf, STATUS_CODE, VARINT);
         put_varint(buf, u64::from(response.status));
@@ -218,6 +231,16 @@ pub fn encode_object(
     ctx: &ObjectContext<'_>,
 ) -> SentRequest {
     buf.clear();
+    // One allocation (none once the buffer is reused) instead of doubling as fields are appended.
+    let spec: usize = ctx.spec.iter().map(|(k, v)| k.len() + v.len() + 8).sum();
+    buf.reserve(
+        32 + ctx.hook_name.len()
+            + request_size_hint(request, ctx.body_text)
+            + ctx.session.map_or(0, |s| s.len() + 8)
+            + ctx.metadata.len()
+            + spec
+            + response.map_or(0, response_size_hint),
+    );
     if hook_type != HookType::Unknown {
         put_key(buf, HOOK_TYPE, VARINT);
         put_varint(buf, hook_type as i32 as u64);

@@ -138,16 +138,59 @@ async fn round(addr: &str, path: &str, connections: u64, seconds: f64) -> (Vec<u
     (all, start.elapsed().as_secs_f64())
 }
 
-/// One line per scenario; `baseline` is the no_plugin rate, for the cost of plugins as a ratio.
-fn report(name: &str, mut all: Vec<u32>, elapsed: f64, baseline: f64) {
-    all.sort_unstable();
+/// CPU time (user + system, all threads, in seconds) the process `pid` has used so far, from
+/// /proc (clock ticks of 10 ms; summed over many rounds). `None` where there is no /proc.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3 (state).
+    let after = stat.rsplit_once(") ")?.1;
+    let mut fields = after.split(' ').skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// What one scenario's rounds measured.
+#[derive(Clone, Default)]
+struct Tally {
+    latencies: Vec<u32>,
+    elapsed: f64,
+    /// The gateway's CPU seconds over the scenario's rounds.
+    gateway_cpu: f64,
+}
+
+impl Tally {
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed
+    }
+
+    /// Gateway CPU per request, µs.
+    fn cpu_per_request(&self) -> f64 {
+        self.gateway_cpu * 1e6 / self.latencies.len() as f64
+    }
+}
+
+/// One line per scenario: requests/s and the gateway's CPU per request, each also against the
+/// baseline's, and latency percentiles. CPU per request moves much less than throughput with the
+/// load other processes put on the machine.
+fn report(name: &str, mut t: Tally, baseline: &Tally, through_gateway: bool) {
+    t.latencies.sort_unstable();
+    let all = &t.latencies;
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    let rate = all.len() as f64 / elapsed;
+    let cpu = if through_gateway && t.gateway_cpu > 0.0 {
+        format!(
+            "gateway CPU {:>6.1} µs/req ({:>+6.1}%)",
+            t.cpu_per_request(),
+            (t.cpu_per_request() / baseline.cpu_per_request() - 1.0) * 100.0
+        )
+    } else {
+        format!("{:37}", "")
+    };
     println!(
-        "{name:<14} {:>9} req {:>9.0} req/s ({:>+6.1}% vs no_plugin)   p50 {:>6} µs   p99 {:>6} µs",
+        "{name:<14} {:>8} req {:>7.0} req/s ({:>+6.1}% vs {BASELINE})   {cpu}   p50 {:>6} µs   p99 {:>6} µs",
         all.len(),
-        rate,
-        (rate / baseline - 1.0) * 100.0,
+        t.rate(),
+        (t.rate() / baseline.rate() - 1.0) * 100.0,
         pct(0.50),
         pct(0.99)
     );
@@ -194,8 +237,9 @@ fn main() {
     println!(
         "load: {connections} connections, {seconds} s per scenario (interleaved 1 s rounds), loopback, GET with an empty body"
     );
+    let gateway_pid = gateway.pid();
     rt.block_on(async {
-        let mut results: Vec<(Vec<u32>, f64)> = vec![(Vec::new(), 0.0); targets.len()];
+        let mut results: Vec<Tally> = vec![Tally::default(); targets.len()];
         for (_, a, p) in &targets {
             // Warm-up: fills the auth cache, opens upstream connections.
             round(a, p, 1, 0.3).await;
@@ -204,15 +248,20 @@ fn main() {
         // the machine spreads over all of them instead of skewing one.
         for _ in 0..seconds {
             for (i, (_, a, p)) in targets.iter().enumerate() {
+                let cpu_before = cpu_seconds(gateway_pid);
                 let (lat, secs) = round(a, p, connections, 1.0).await;
-                results[i].0.extend(lat);
-                results[i].1 += secs;
+                let cpu_after = cpu_seconds(gateway_pid);
+                results[i].latencies.extend(lat);
+                results[i].elapsed += secs;
+                if let (Some(b), Some(a)) = (cpu_before, cpu_after) {
+                    results[i].gateway_cpu += a - b;
+                }
             }
         }
         let at = targets.iter().position(|t| t.0 == BASELINE).unwrap();
-        let baseline = results[at].0.len() as f64 / results[at].1;
-        for ((name, _, _), (lat, secs)) in targets.iter().zip(results) {
-            report(name, lat, secs, baseline);
+        let baseline = results[at].clone();
+        for (s, t) in scenarios.iter().zip(results) {
+            report(s.name, t, &baseline, s.api.is_some());
         }
     });
 }

@@ -422,7 +422,9 @@ impl Gateway {
             }
         }
 
-        let mut upstream = match self.proxy(api, &working).await {
+        // Response hooks are shown the request too; otherwise it moves into the upstream request.
+        let kept = route.response.any.then(|| working.clone());
+        let mut upstream = match self.proxy(api, working).await {
             Ok(r) => r,
             Err(why) => {
                 eprintln!("coprocess-gateway: upstream of API '{}': {why}", api.api_id);
@@ -433,7 +435,7 @@ impl Gateway {
             }
         };
 
-        if route.response.any {
+        if let Some(working) = kept {
             let ctx = ObjectContext {
                 hook_name: "",
                 session: authenticated.then_some(auth.session.as_slice()),
@@ -537,11 +539,13 @@ impl Gateway {
         }
     }
 
-    async fn proxy(&self, api: &Api, working: &HookRequest) -> Result<UpstreamResponse, String> {
+    /// Sends the request to the API's upstream (its headers, less hop-by-hop ones and Host, move
+    /// into the upstream request) and reads the whole response.
+    async fn proxy(&self, api: &Api, working: HookRequest) -> Result<UpstreamResponse, String> {
         if api.target_url.is_empty() {
             return Err("the API has no target URL".into());
         }
-        let mut path = working.url.clone();
+        let mut path = working.url;
         if api.strip_listen_path {
             let lp = api.listen_path.trim_end_matches('/');
             if let Some(rest) = path.strip_prefix(lp) {
@@ -556,20 +560,17 @@ impl Gateway {
         let uri: hyper::Uri = format!("{target}{path}")
             .parse()
             .map_err(|e| format!("bad upstream URL {target}{path}: {e}"))?;
-        let mut builder = Request::builder()
-            .method(working.method.clone())
-            .uri(uri.clone());
-        for (name, value) in &working.headers {
-            if !is_hop_by_hop(name) && name != HOST {
-                builder = builder.header(name, value);
-            }
-        }
+        let mut headers = working.headers;
+        headers.retain_hop_by_hop();
+        headers.remove(HOST);
         if let Some(authority) = uri.authority() {
-            builder = builder.header(HOST, authority.as_str());
+            let host = HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
+            headers.insert(HOST, host);
         }
-        let request = builder
-            .body(Full::new(working.body.clone()))
-            .map_err(|e| e.to_string())?;
+        let mut request = Request::new(Full::new(working.body));
+        *request.method_mut() = working.method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
         let response = self
             .client
             .request(request)

@@ -88,6 +88,11 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// The gateway process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM and waits (boundedly) for the gateway to exit; returns its exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let sent = Command::new("kill")
