@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    write_relocatable_driver_pc();
     let target_os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     if !matches!(
         target_os.as_str(),
@@ -50,4 +51,33 @@ fn link_soname(dir: &Path, soname: &str) {
             println!("cargo:warning=could not create {}: {e}", link.display());
         }
     }
+}
+
+/// `$OUT_DIR/coprocess-driver.pc` for `cargo cinstall`, which copies it verbatim into
+/// `$datadir/pkgconfig` (`[package.metadata.capi.install.data]`; a header-only package is
+/// arch-independent): the Makefile's template, with the prefix found from where the file lies
+/// (`${pcfiledir}/../..`) since cargo-c substitutes nothing in it.
+fn write_relocatable_driver_pc() {
+    const TEMPLATE: &str = "pkgconfig/coprocess-driver.pc.in";
+    const HEADER: &str = "include/coprocess_driver.h";
+    println!("cargo:rerun-if-changed={TEMPLATE}");
+    println!("cargo:rerun-if-changed={HEADER}");
+    let template = std::fs::read_to_string(TEMPLATE).expect("the .pc template");
+    let header = std::fs::read_to_string(HEADER).expect("the driver header");
+    let abi = header
+        .lines()
+        .find_map(|l| l.strip_prefix("#define COPROCESS_DRIVER_ABI_VERSION "))
+        .and_then(|v| v.split_whitespace().next())
+        .expect("COPROCESS_DRIVER_ABI_VERSION in the driver header");
+    let version = std::env::var("CARGO_PKG_VERSION").expect("cargo sets the version");
+    let pc = template
+        .replace("@PREFIX@", "${pcfiledir}/../..")
+        .replace("@EXEC_PREFIX@", "${prefix}")
+        .replace("@LIBDIR@", "${exec_prefix}/lib")
+        .replace("@INCLUDEDIR@", "${prefix}/include")
+        .replace("@DRIVERDIR@", "${libdir}/coprocess")
+        .replace("@VERSION@", &version)
+        .replace("@DRIVER_ABI_VERSION@", abi);
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    std::fs::write(out.join("coprocess-driver.pc"), pc).expect("writing coprocess-driver.pc");
 }

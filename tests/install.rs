@@ -102,14 +102,8 @@ fn words(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_owned).collect()
 }
 
-#[test]
-fn make_install_gives_a_c_library_that_pkg_config_finds() {
-    skip_unless_tool!("make");
-    skip_unless_tool!("pkg-config");
-    let staged = make_install();
-    let lib = staged.libdir();
-
-    // The files, and the links a C library has.
+/// The library's files and links, and headers identical to the repository's.
+fn check_library_files(lib: &Path, include: &Path) {
     let real = lib.join(format!("libcoprocess_bridge.so.{VERSION}"));
     assert!(real.is_file(), "{} missing", real.display());
     assert_eq!(
@@ -120,20 +114,21 @@ fn make_install_gives_a_c_library_that_pkg_config_finds() {
         link_target(&lib.join("libcoprocess_bridge.so")),
         format!("libcoprocess_bridge.so.{SOVERSION}")
     );
-    for f in [
-        lib.join("libcoprocess_bridge.a"),
-        staged.prefix.join("include/coprocess/api.h"),
-        staged.prefix.join("include/coprocess/coprocess_driver.h"),
-        lib.join("pkgconfig/coprocess-bridge.pc"),
-        lib.join("pkgconfig/coprocess-driver.pc"),
-        lib.join("coprocess/libcoprocess_rust_driver.so"),
-    ] {
-        assert!(f.is_file(), "{} was not installed", f.display());
-    }
-    assert_eq!(
-        fs::read(staged.prefix.join("include/coprocess/api.h")).unwrap(),
-        fs::read(repo_root().join("api.h")).unwrap()
+    assert!(
+        lib.join("libcoprocess_bridge.a").is_file(),
+        "no static library"
     );
+    for (installed, source) in [
+        ("api.h", "api.h"),
+        ("coprocess_driver.h", "include/coprocess_driver.h"),
+    ] {
+        assert_eq!(
+            fs::read(include.join("coprocess").join(installed))
+                .unwrap_or_else(|e| panic!("include/coprocess/{installed}: {e}")),
+            fs::read(repo_root().join(source)).unwrap(),
+            "include/coprocess/{installed} differs from {source}"
+        );
+    }
 
     // The SONAME the linker records in hosts.
     if tool_available("readelf") {
@@ -145,6 +140,63 @@ fn make_install_gives_a_c_library_that_pkg_config_finds() {
         );
     } else {
         report_skip("readelf");
+    }
+}
+
+/// The example driver and host, built from copies with nothing but the given pkg-config flags, run
+/// against the installed library (found by its SONAME on LD_LIBRARY_PATH).
+fn build_and_run_the_examples(host_flags: &str, driver_flags: &str, lib: &Path) {
+    assert!(
+        host_flags.contains("-lcoprocess_bridge"),
+        "host flags: {host_flags}"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let driver_src = copy_out("examples/c_driver/c_driver.c", work.path());
+    let host_src = copy_out("examples/c_host/c_host.c", work.path());
+    let driver = work.path().join("c_driver.so");
+    let host = work.path().join("c_host");
+    let strict = ["-Wall", "-Wextra", "-Werror", "-std=c11"].map(String::from);
+    let mut args: Vec<String> = ["-shared", "-fPIC"].map(String::from).to_vec();
+    args.extend(strict.clone());
+    args.extend(words(driver_flags));
+    args.extend([
+        "-o".into(),
+        driver.display().to_string(),
+        driver_src.display().to_string(),
+    ]);
+    compile(&args);
+    let mut args = strict.to_vec();
+    args.push("-pthread".into());
+    args.extend([
+        "-o".into(),
+        host.display().to_string(),
+        host_src.display().to_string(),
+    ]);
+    args.extend(words(host_flags));
+    compile(&args);
+
+    let out = run(Command::new(&host).arg(&driver).env("LD_LIBRARY_PATH", lib));
+    let full = describe(&out);
+    assert!(out.status.success(), "the installed demo failed:\n{full}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("All good"),
+        "{full}"
+    );
+}
+
+#[test]
+fn make_install_gives_a_c_library_that_pkg_config_finds() {
+    skip_unless_tool!("make");
+    skip_unless_tool!("pkg-config");
+    let staged = make_install();
+    let lib = staged.libdir();
+    check_library_files(&lib, &staged.prefix.join("include"));
+    for f in [
+        lib.join("pkgconfig/coprocess-bridge.pc"),
+        lib.join("pkgconfig/coprocess-driver.pc"),
+        lib.join("coprocess/libcoprocess_rust_driver.so"),
+    ] {
+        assert!(f.is_file(), "{} was not installed", f.display());
     }
 
     // What pkg-config says.
@@ -162,48 +214,10 @@ fn make_install_gives_a_c_library_that_pkg_config_finds() {
         staged.pkg_config(&["--variable=abi_version", "coprocess-driver"]),
         "1"
     );
-    let host_flags = staged.pkg_config(&["--cflags", "--libs", "coprocess-bridge"]);
-    let driver_flags = staged.pkg_config(&["--cflags", "--libs", "coprocess-driver"]);
-    assert!(
-        host_flags.contains("-lcoprocess_bridge"),
-        "host flags: {host_flags}"
-    );
-
-    // The example driver and host, built from copies with nothing but those flags.
-    let work = tempfile::tempdir().unwrap();
-    let driver_src = copy_out("examples/c_driver/c_driver.c", work.path());
-    let host_src = copy_out("examples/c_host/c_host.c", work.path());
-    let driver = work.path().join("c_driver.so");
-    let host = work.path().join("c_host");
-    let strict = ["-Wall", "-Wextra", "-Werror", "-std=c11"].map(String::from);
-    let mut args: Vec<String> = ["-shared", "-fPIC"].map(String::from).to_vec();
-    args.extend(strict.clone());
-    args.extend(words(&driver_flags));
-    args.extend([
-        "-o".into(),
-        driver.display().to_string(),
-        driver_src.display().to_string(),
-    ]);
-    compile(&args);
-    let mut args = strict.to_vec();
-    args.push("-pthread".into());
-    args.extend([
-        "-o".into(),
-        host.display().to_string(),
-        host_src.display().to_string(),
-    ]);
-    args.extend(words(&host_flags));
-    compile(&args);
-
-    // The host needs the library under its SONAME; nothing else points it at the staged copy.
-    let out = run(Command::new(&host)
-        .arg(&driver)
-        .env("LD_LIBRARY_PATH", &lib));
-    let full = describe(&out);
-    assert!(out.status.success(), "the installed demo failed:\n{full}");
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("All good"),
-        "{full}"
+    build_and_run_the_examples(
+        &staged.pkg_config(&["--cflags", "--libs", "coprocess-bridge"]),
+        &staged.pkg_config(&["--cflags", "--libs", "coprocess-driver"]),
+        &lib,
     );
 
     // `make uninstall` takes it all away again.
@@ -239,6 +253,68 @@ fn make_install_builds_the_bridge_and_the_drivers_first() {
             "`make -n install` lacks {needle:?}:\n{plan}"
         );
     }
+}
+
+/// `cargo cinstall` (cargo-c, `[package.metadata.capi]` in Cargo.toml) gives the same C library:
+/// the versioned library and its links, the static library, the headers under include/coprocess,
+/// coprocess-bridge.pc, and coprocess-driver.pc (in share/pkgconfig, relocatable); the drivers and
+/// coprocess-bridge.pc's `driverdir` variable are `make install`'s. A debug build into a prefix in
+/// a temporary directory; skips loudly without cargo-c.
+#[test]
+fn cargo_cinstall_gives_the_same_c_library() {
+    skip_unless_tool!("cargo-cinstall");
+    skip_unless_tool!("pkg-config");
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("usr");
+    let lib = prefix.join("lib");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = run(Command::new(cargo)
+        .args(["cinstall", "--debug", "-p", "coprocess-bridge", "--prefix"])
+        .arg(&prefix)
+        .arg("--libdir")
+        .arg(&lib)
+        // The test build's target directory: cargo-c builds in <it>/<triple>/debug.
+        .arg("--target-dir")
+        .arg(target_dir().parent().unwrap())
+        .current_dir(repo_root()));
+    assert!(out.status.success(), "cargo cinstall: {}", describe(&out));
+    check_library_files(&lib, &prefix.join("include"));
+
+    let pkg_config = |args: &[&str]| {
+        let search = format!(
+            "{}:{}",
+            lib.join("pkgconfig").display(),
+            prefix.join("share/pkgconfig").display()
+        );
+        let out = run(Command::new("pkg-config")
+            .args(args)
+            .env("PKG_CONFIG_PATH", &search)
+            .env("PKG_CONFIG_LIBDIR", &search));
+        assert!(
+            out.status.success(),
+            "pkg-config {args:?}: {}",
+            describe(&out)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    assert_eq!(pkg_config(&["--modversion", "coprocess-bridge"]), VERSION);
+    assert_eq!(pkg_config(&["--modversion", "coprocess-driver"]), VERSION);
+    assert_eq!(
+        pkg_config(&["--variable=abi_version", "coprocess-driver"]),
+        "1"
+    );
+    let driverdir = PathBuf::from(pkg_config(&["--variable=driverdir", "coprocess-driver"]));
+    assert_eq!(
+        fs::canonicalize(driverdir.parent().unwrap()).unwrap(),
+        fs::canonicalize(&lib).unwrap(),
+        "driverdir {} is not lib/coprocess",
+        driverdir.display()
+    );
+    build_and_run_the_examples(
+        &pkg_config(&["--cflags", "--libs", "coprocess-bridge"]),
+        &pkg_config(&["--cflags", "--libs", "coprocess-driver"]),
+        &lib,
+    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
