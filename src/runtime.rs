@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
+
 use crate::api::{ApiDefinition, ApiRegistry};
 use crate::config::{driver_config_text, effective_driver_config, BridgeConfig};
 use crate::driver::bindings::CoProcessHostApi;
@@ -20,7 +22,9 @@ pub struct Runtime {
     pub registry: Registry,
     pub events: EventSink,
     pub logs: Arc<LogSink>,
-    store: RwLock<Arc<dyn Store>>,
+    /// Redis when configured, else `None`: the embedded store. Read on the API path without a lock;
+    /// `None` after shutdown, so that no snapshot is allocated (see `driver::registry`'s NO_ROUTES).
+    redis: ArcSwapOption<RedisStore>,
     /// The embedded store, kept while Redis is in use so that switching back finds it.
     memory: Arc<MemoryStore>,
     /// Store failures are logged at most once a second (each still reaches CoProcessLastError).
@@ -31,8 +35,49 @@ pub struct Runtime {
     pub apis: ApiRegistry,
     /// Failed hooks on the API path come back as error codes instead of 403/500 Objects.
     plain_errors: AtomicBool,
+    /// What the ID extractor reads on every call (tyk.conf's `hash_key_function`, the extraction
+    /// bounds), published by `configure`; `None` means the defaults (and holds no allocation).
+    auth: ArcSwapOption<AuthSettings>,
+}
+
+/// The settings the ID extractor reads on every CustomKeyCheck.
+#[derive(Debug, Default)]
+pub struct AuthSettings {
     /// tyk.conf's `hash_key_function` (ID-extractor session ids).
-    hash_key_function: RwLock<Option<Arc<str>>>,
+    pub hash_key_function: Option<String>,
+    /// `id_extractor_limits`, or the defaults.
+    pub extract_limits: crate::id_extractor::ExtractLimits,
+}
+
+static DEFAULT_AUTH: LazyLock<AuthSettings> = LazyLock::new(AuthSettings::default);
+
+/// The [`AuthSettings`] current when it was taken, borrowed (no lock, no reference count).
+pub struct AuthRef(arc_swap::Guard<Option<Arc<AuthSettings>>>);
+
+impl std::ops::Deref for AuthRef {
+    type Target = AuthSettings;
+
+    fn deref(&self) -> &AuthSettings {
+        self.0.as_deref().unwrap_or(&DEFAULT_AUTH)
+    }
+}
+
+/// The store current when it was taken: Redis or the embedded one, borrowed (no lock, no reference
+/// count).
+pub struct StoreRef<'a> {
+    redis: arc_swap::Guard<Option<Arc<RedisStore>>>,
+    memory: &'a MemoryStore,
+}
+
+impl std::ops::Deref for StoreRef<'_> {
+    type Target = dyn Store;
+
+    fn deref(&self) -> &(dyn Store + 'static) {
+        match self.redis.as_deref() {
+            Some(redis) => redis,
+            None => self.memory,
+        }
+    }
 }
 
 static GLOBAL: LazyLock<Runtime> =
@@ -52,14 +97,14 @@ impl Runtime {
             registry: Registry::new(host),
             events: EventSink::default(),
             logs,
-            store: RwLock::new(memory.clone()),
+            redis: ArcSwapOption::empty(),
             memory,
             store_failures_logged: Throttle::new(Duration::from_secs(1)),
             config: RwLock::new(BridgeConfig::default()),
             enabled: AtomicBool::new(true),
             apis: ApiRegistry::default(),
             plain_errors: AtomicBool::new(false),
-            hash_key_function: RwLock::new(None),
+            auth: ArcSwapOption::empty(),
         }
     }
 
@@ -80,10 +125,10 @@ impl Runtime {
         if let Some(level) = &cfg.log_level {
             self.logs.set_min_level(Level::parse(level));
         }
-        *self
-            .hash_key_function
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = cfg.hash_key_function.as_deref().map(Arc::from);
+        self.auth.store(Some(Arc::new(AuthSettings {
+            hash_key_function: cfg.hash_key_function.clone(),
+            extract_limits: cfg.id_extractor_limits.unwrap_or_default(),
+        })));
         let drivers = cfg.drivers.clone();
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = cfg;
         let loaded = self.registry.names();
@@ -120,25 +165,17 @@ impl Runtime {
         self.plain_errors.store(on, Ordering::Relaxed);
     }
 
-    /// The bounds on each ID extraction (`id_extractor_limits`, or the defaults).
-    pub fn extract_limits(&self) -> crate::id_extractor::ExtractLimits {
-        self.config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .id_extractor_limits
-            .unwrap_or_default()
+    /// The ID extractor's settings: `hash_key_function` and the bounds on each extraction.
+    pub fn auth_settings(&self) -> AuthRef {
+        AuthRef(self.auth.load())
     }
 
-    /// The configured `hash_key_function`, if any.
-    pub fn hash_key_function(&self) -> Option<Arc<str>> {
-        self.hash_key_function
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    pub fn store(&self) -> Arc<dyn Store> {
-        self.store.read().unwrap_or_else(|p| p.into_inner()).clone()
+    /// The store in use (for one call: hold it no longer).
+    pub fn store(&self) -> StoreRef<'_> {
+        StoreRef {
+            redis: self.redis.load(),
+            memory: &self.memory,
+        }
     }
 
     /// `TykStoreData` and the drivers' `store_data`: always the plugins' namespace, never the auth
@@ -176,7 +213,7 @@ impl Runtime {
     fn configure_store(&self, cfg: &BridgeConfig) -> Result<()> {
         if let Some(limits) = cfg.memory_limits()? {
             self.memory.set_limits(limits);
-            *self.store.write().unwrap_or_else(|p| p.into_inner()) = self.memory.clone();
+            self.redis.store(None);
             return Ok(());
         }
         let Some(redis) = cfg.redis_config()? else {
@@ -200,7 +237,7 @@ impl Runtime {
         store.notices.set(Some(log_notices(&self.logs)));
         self.logs
             .log(Level::Info, format!("store: {}", store.describe()));
-        *self.store.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(store);
+        self.redis.store(Some(Arc::new(store)));
         Ok(())
     }
 
@@ -342,14 +379,11 @@ impl Runtime {
         self.registry.shutdown();
         self.apis.clear();
         self.plain_errors.store(false, Ordering::Relaxed);
-        *self
-            .hash_key_function
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = None;
+        self.auth.store(None);
         self.events.clear();
         self.memory.clear();
         self.memory.set_limits(MemoryLimits::default());
-        *self.store.write().unwrap_or_else(|p| p.into_inner()) = self.memory.clone();
+        self.redis.store(None);
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = BridgeConfig::default();
         self.enabled.store(true, Ordering::Relaxed);
     }

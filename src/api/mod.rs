@@ -9,9 +9,10 @@ pub(crate) mod parse;
 
 pub use parse::parse_definition;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwapOption;
 
 use serde::Serialize;
 
@@ -75,12 +76,47 @@ impl ApiDefinition {
     }
 }
 
-/// The APIs loaded with `CoProcessLoadApi`, by API id.
+/// The APIs loaded with `CoProcessLoadApi`, sorted by API id.
+struct Apis(Vec<Arc<ApiDefinition>>);
+
+/// The APIs while none is loaded: no snapshot is allocated then, so a bridge that was shut down holds
+/// no allocation (valgrind counts an `ArcSwap`'s interior pointer as possibly lost).
+static NO_APIS: Apis = Apis(Vec::new());
+
+impl Apis {
+    fn find(&self, api_id: &str) -> std::result::Result<usize, usize> {
+        self.0.binary_search_by(|a| a.api_id.as_str().cmp(api_id))
+    }
+}
+
+fn apis_of(snapshot: &Option<Arc<Apis>>) -> &Apis {
+    snapshot.as_deref().unwrap_or(&NO_APIS)
+}
+
+/// An API found by [`ApiRegistry::get`], borrowed from the snapshot current at the lookup
+/// (`arc_swap::Guard`: no lock taken, no reference count touched). Meant for one call.
+pub struct ApiRef {
+    apis: arc_swap::Guard<Option<Arc<Apis>>>,
+    index: usize,
+}
+
+impl std::ops::Deref for ApiRef {
+    type Target = ApiDefinition;
+
+    fn deref(&self) -> &ApiDefinition {
+        &apis_of(&self.apis).0[self.index]
+    }
+}
+
+/// The APIs loaded with `CoProcessLoadApi`, by API id. Dispatches read a published snapshot
+/// (arc-swap); changes are serialised by `writer` and publish a new one.
 #[derive(Default)]
 pub struct ApiRegistry {
-    apis: RwLock<HashMap<String, Arc<ApiDefinition>>>,
-    /// Whether any API is loaded: lets `Dispatch` skip the spec lookup entirely when none is.
+    /// `None` while no API is loaded (see [`NO_APIS`]).
+    apis: ArcSwapOption<Apis>,
+    /// Whether any API is loaded: lets `Dispatch` skip the spec lookup with one plain load.
     any: AtomicBool,
+    writer: Mutex<()>,
 }
 
 impl ApiRegistry {
@@ -93,35 +129,47 @@ impl ApiRegistry {
     /// Registers a parsed definition (see `load`).
     pub fn insert(&self, api: ApiDefinition) -> Result<String> {
         let id = api.api_id.clone();
-        let mut apis = self.apis.write().unwrap_or_else(|p| p.into_inner());
-        apis.insert(id.clone(), Arc::new(api));
-        self.any.store(true, Ordering::Release);
+        let _writing = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.apis.load();
+        let current = apis_of(&current);
+        let mut apis = current.0.clone();
+        match current.find(&id) {
+            Ok(at) => apis[at] = Arc::new(api),
+            Err(at) => apis.insert(at, Arc::new(api)),
+        }
+        self.publish(apis);
         Ok(id)
+    }
+
+    /// Called with `writer` held.
+    fn publish(&self, apis: Vec<Arc<ApiDefinition>>) {
+        self.any.store(!apis.is_empty(), Ordering::Release);
+        self.apis
+            .store((!apis.is_empty()).then(|| Arc::new(Apis(apis))));
     }
 
     /// Removes an API; an unknown id is an error naming it.
     pub fn unload(&self, api_id: &str) -> Result<()> {
-        let mut apis = self.apis.write().unwrap_or_else(|p| p.into_inner());
-        if apis.remove(api_id).is_none() {
+        let _writing = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.apis.load();
+        let apis = apis_of(&current);
+        let Ok(at) = apis.find(api_id) else {
             return Err(Error::new(
                 COPROCESS_ERR_UNKNOWN_API,
                 format!("no API with api_id '{api_id}' is loaded"),
             ));
-        }
-        self.any.store(!apis.is_empty(), Ordering::Release);
+        };
+        let mut rest = apis.0.clone();
+        rest.remove(at);
+        self.publish(rest);
         Ok(())
     }
 
-    /// The API loaded under `api_id`.
-    pub fn get(&self, api_id: &str) -> Option<Arc<ApiDefinition>> {
-        if !self.any.load(Ordering::Acquire) {
-            return None;
-        }
-        self.apis
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(api_id)
-            .cloned()
+    /// The API loaded under `api_id`. Takes no lock and writes no shared counter.
+    pub fn get(&self, api_id: &str) -> Option<ApiRef> {
+        let apis = self.apis.load();
+        let index = apis_of(&apis).find(api_id).ok()?;
+        Some(ApiRef { apis, index })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -130,21 +178,13 @@ impl ApiRegistry {
 
     /// Every loaded API, sorted by id.
     pub fn all(&self) -> Vec<Arc<ApiDefinition>> {
-        let mut all: Vec<_> = self
-            .apis
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        all.sort_by(|a, b| a.api_id.cmp(&b.api_id));
-        all
+        apis_of(&self.apis.load()).0.clone()
     }
 
     /// Forgets every API.
     pub fn clear(&self) {
-        self.apis.write().unwrap_or_else(|p| p.into_inner()).clear();
-        self.any.store(false, Ordering::Release);
+        let _writing = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.publish(Vec::new());
     }
 }
 

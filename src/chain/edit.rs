@@ -6,7 +6,7 @@
 //! Protobuf's merge rules do the rest: a field appended to an Object overrides a singular scalar
 //! (`hook_name`), merges into a message (`request.return_overrides`) and adds a map entry (`spec`).
 
-use coprocess_proto::prost::encoding::{encode_key, encode_varint, WireType};
+use coprocess_proto::prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
 // Field numbers (DESIGN §5).
 const OBJECT_HOOK_NAME: u32 = 2;
@@ -15,7 +15,6 @@ const OBJECT_SESSION: u32 = 4;
 const OBJECT_METADATA: u32 = 5;
 const SESSION_METADATA: u32 = 23;
 const OBJECT_SPEC: u32 = 6;
-const REQUEST_HEADERS: u32 = 1;
 const REQUEST_RETURN_OVERRIDES: u32 = 10;
 const OVERRIDES_RESPONSE_CODE: u32 = 1;
 const OVERRIDES_RESPONSE_ERROR: u32 = 2;
@@ -35,7 +34,7 @@ pub(super) fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
 
 /// One field record: its number, wire type, where the record starts, where its payload starts and
 /// where it ends.
-pub(super) struct Record {
+pub(crate) struct Record {
     pub tag: u32,
     pub wire_type: u8,
     pub start: usize,
@@ -94,7 +93,7 @@ pub(super) fn record(buf: &[u8], pos: &mut usize) -> Option<Record> {
 }
 
 /// Calls `f` with every record of `buf`; stops (returning false) at a malformed one.
-pub(super) fn each(buf: &[u8], mut f: impl FnMut(&Record)) -> bool {
+pub(crate) fn each(buf: &[u8], mut f: impl FnMut(&Record)) -> bool {
     let mut pos = 0;
     while pos < buf.len() {
         match record(buf, &mut pos) {
@@ -105,35 +104,9 @@ pub(super) fn each(buf: &[u8], mut f: impl FnMut(&Record)) -> bool {
     true
 }
 
-/// A request header by name, without decoding: the last entry with exactly that name wins (as in a
-/// map merge); without one, the first whose name matches ignoring ASCII case. `None` when absent or
-/// not UTF-8.
-pub fn request_header<'a>(buf: &'a [u8], name: &str) -> Option<&'a str> {
-    let mut exact: Option<&'a [u8]> = None;
-    let mut folded: Option<&'a [u8]> = None;
-    each(buf, |r| {
-        if r.tag != OBJECT_REQUEST || r.wire_type != 2 {
-            return;
-        }
-        let request = &buf[r.payload..r.end];
-        each(request, |h| {
-            if h.tag != REQUEST_HEADERS || h.wire_type != 2 {
-                return;
-            }
-            let (key, value) = string_entry(&request[h.payload..h.end]);
-            if key == name.as_bytes() {
-                exact = Some(value);
-            } else if folded.is_none() && key.eq_ignore_ascii_case(name.as_bytes()) {
-                folded = Some(value);
-            }
-        });
-    });
-    std::str::from_utf8(exact.or(folded)?).ok()
-}
-
 /// A `map<string, string>` entry's key and value (the last of each wins; absent is empty). The
 /// shape every encoder writes (key, then value, one-byte lengths, nothing else) is read directly.
-fn string_entry(entry: &[u8]) -> (&[u8], &[u8]) {
+pub(crate) fn string_entry(entry: &[u8]) -> (&[u8], &[u8]) {
     if let [0x0A, key_len, rest @ ..] = entry {
         let key_len = usize::from(*key_len);
         if let Some((key, [0x12, value_len, value @ ..])) = rest.split_at_checked(key_len) {
@@ -274,10 +247,16 @@ pub fn push_hook_name(out: &mut Vec<u8>, name: &str) {
 
 /// Appends the entry `spec[key] = value`.
 pub fn push_spec(out: &mut Vec<u8>, key: &str, value: &str) {
-    let mut entry = Vec::with_capacity(key.len() + value.len() + 4);
-    put_bytes(&mut entry, 1, key.as_bytes());
-    put_bytes(&mut entry, 2, value.as_bytes());
-    put_bytes(out, OBJECT_SPEC, &entry);
+    push_entry(out, OBJECT_SPEC, key.as_bytes(), value.as_bytes());
+}
+
+/// Appends the `map<string, string>` entry `key = value` as field `tag`, written in place.
+pub(crate) fn push_entry(out: &mut Vec<u8>, tag: u32, key: &[u8], value: &[u8]) {
+    let field_len = |len: usize| 1 + encoded_len_varint(len as u64) + len;
+    encode_key(tag, WireType::LengthDelimited, out);
+    encode_varint((field_len(key.len()) + field_len(value.len())) as u64, out);
+    put_bytes(out, 1, key);
+    put_bytes(out, 2, value);
 }
 
 /// Appends a `session` (already encoded).
@@ -436,30 +415,8 @@ mod tests {
     }
 
     #[test]
-    fn request_headers_are_read_without_decoding() {
-        let mut o = typical();
-        let r = o.request.get_or_insert_with(Default::default);
-        r.headers.insert("Authorization".into(), "Bearer a".into());
-        r.headers.insert("x-lower".into(), "l".into());
-        let buf = o.encode_to_vec();
-        assert_eq!(request_header(&buf, "Authorization"), Some("Bearer a"));
-        assert_eq!(request_header(&buf, "X-Lower"), Some("l"));
-        assert_eq!(request_header(&buf, "Absent"), None);
-        let mut later = Object::default();
-        later
-            .request
-            .get_or_insert_with(Default::default)
-            .headers
-            .insert("Authorization".into(), "Bearer b".into());
-        let mut merged = buf.clone();
-        merged.extend(later.encode_to_vec());
-        assert_eq!(request_header(&merged, "Authorization"), Some("Bearer b"));
-    }
-
-    #[test]
     fn malformed_input_is_harmless() {
         for junk in [&b"\xff"[..], b"\x12\x05ab", b"\x1a\x02\x52"] {
-            let _ = request_header(junk, "A");
             let _ = response_code(junk);
             let _ = without_session(junk);
             let _ = session_bytes(junk);

@@ -25,6 +25,7 @@ pub mod request;
 pub mod response;
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use coprocess_proto::HookType;
@@ -33,7 +34,7 @@ use crate::api::{ApiDefinition, HookDef};
 use crate::dispatch::call_driver;
 use crate::driver::registry::DriverRef;
 use crate::error::{Error, Result, COPROCESS_ERR_DRIVER_BAD_OUTPUT, COPROCESS_ERR_DRIVER_FAILED};
-use crate::id_extractor::{cache, session_id};
+use crate::id_extractor::{cache, push_session_id};
 use crate::logging::Level;
 use crate::message::MallocBuf;
 use crate::runtime::Runtime;
@@ -91,25 +92,63 @@ impl Run<'_> {
     /// The input of one hook: without a session for Pre and CustomKeyCheck, with the API's config
     /// data, with `hook_name` set when `hook` is given.
     fn prepare<'b>(&self, current: &'b [u8], hook: Option<&HookDef>) -> Cow<'b, [u8]> {
-        let mut bytes = Cow::Borrowed(current);
-        let sessionless = self.hook_type == HookType::Pre as i32 || self.is_auth();
-        if sessionless && edit::has_session(current) {
-            bytes = Cow::Owned(edit::without_session(current));
+        let mut fields = Vec::new();
+        let head = self.prepare_parts(current, hook, &mut fields);
+        if fields.is_empty() {
+            return head;
         }
+        let mut bytes = head.into_owned();
+        bytes.extend_from_slice(&fields);
+        Cow::Owned(bytes)
+    }
+
+    /// [`Self::prepare`] in two parts, so that a caller can copy them once into its answer: the head
+    /// (`current`, without its session when the hook gets none) and the fields appended to `tail`.
+    fn prepare_parts<'b>(
+        &self,
+        current: &'b [u8],
+        hook: Option<&HookDef>,
+        tail: &mut Vec<u8>,
+    ) -> Cow<'b, [u8]> {
+        let sessionless = self.hook_type == HookType::Pre as i32 || self.is_auth();
+        let head = if sessionless && edit::has_session(current) {
+            Cow::Owned(edit::without_session(current))
+        } else {
+            Cow::Borrowed(current)
+        };
         if let Some(config) = &self.api.config_data {
-            if coprocess_proto::wire::spec_value(&bytes, "config_data") != Some(config.as_str()) {
-                edit::push_spec(bytes.to_mut(), "config_data", config);
+            if coprocess_proto::wire::spec_value(&head, "config_data") != Some(config.as_str()) {
+                edit::push_spec(tail, "config_data", config);
             }
         }
         if let Some(hash) = &self.api.bundle_hash {
-            if coprocess_proto::wire::spec_value(&bytes, "bundle_hash") != Some(hash.as_str()) {
-                edit::push_spec(bytes.to_mut(), "bundle_hash", hash);
+            if coprocess_proto::wire::spec_value(&head, "bundle_hash") != Some(hash.as_str()) {
+                edit::push_spec(tail, "bundle_hash", hash);
             }
         }
         if let Some(hook) = hook {
-            edit::push_hook_name(bytes.to_mut(), &hook.name);
+            edit::push_hook_name(tail, &hook.name);
         }
-        bytes
+        head
+    }
+
+    /// Calls the driver with one hook's input, timed under `label`. A failure ends the run with
+    /// Tyk's answer for it (see [`Self::failed`]).
+    fn call_hook(&self, label: &str, input: &[u8]) -> std::result::Result<MallocBuf, Stop> {
+        crate::metrics::timed(&self.api.api_id, label, self.driver.name(), || {
+            call_driver(&self.driver, input)
+        })
+        .map_err(|e| Stop(self.failed(input, e)))
+    }
+
+    /// A hook's answer that cannot be applied (as Tyk's gateway would refuse it) ends the run as a
+    /// failed hook.
+    fn refused(&self, hook: &HookDef, input: &[u8], why: String) -> Stop {
+        let e = Error::new(
+            COPROCESS_ERR_DRIVER_BAD_OUTPUT,
+            format!("hook '{}': {why}", hook.name),
+        );
+        Stop(self.failed(input, e))
     }
 
     /// Calls the driver with the prepared input of one hook (its body as the hook's definition wants
@@ -125,12 +164,7 @@ impl Run<'_> {
             None => prepared,
         };
         let label = hook.map_or(crate::metrics::hook_type_label(self.hook_type), |h| &h.name);
-        match crate::metrics::timed(&self.api.api_id, label, self.driver.name(), || {
-            call_driver(&self.driver, &input)
-        }) {
-            Ok(out) => Ok(out),
-            Err(e) => self.failed(&input, e),
-        }
+        self.call_hook(label, &input).map_or_else(|stop| stop.0, Ok)
     }
 
     /// The first hook's Object: the host's (`prepared` from `host`) with the request and response
@@ -185,45 +219,38 @@ impl Run<'_> {
 
     /// The chain of a Pre, PostKeyAuth, Post or Response hook type.
     fn chain(&self, input: &[u8]) -> Result<MallocBuf> {
-        if self.hook_type == HookType::Response as i32 {
-            return self.response_chain(input);
-        }
+        let run = if self.hook_type == HookType::Response as i32 {
+            self.response_chain(input)
+        } else {
+            self.request_chain(input)
+        };
+        run.unwrap_or_else(|stop| stop.0)
+    }
+
+    /// A Pre, PostKeyAuth or Post chain: each hook's answer applied to the live request as Tyk
+    /// applies it, the next hook shown the result (see [`request`]).
+    fn request_chain(&self, input: &[u8]) -> std::result::Result<Result<MallocBuf>, Stop> {
         let mut hooks = self.api.hooks(self.hook_type);
         let Some(mut hook) = hooks.next() else {
-            return Ok(MallocBuf::copy_from(input));
+            return Ok(Ok(MallocBuf::copy_from(input)));
         };
         let prepared = self.prepare(input, None);
         let mut live = request::Live::read(input);
         let mut current = live.first_input(&prepared, hook);
         let mut ran = 0;
         loop {
-            let out = match crate::metrics::timed(
-                &self.api.api_id,
-                &hook.name,
-                self.driver.name(),
-                || call_driver(&self.driver, &current),
-            ) {
-                Ok(out) => out,
-                Err(e) => return self.failed(&current, e),
-            };
+            let out = self.call_hook(&hook.name, &current)?;
             ran += 1;
-            let code = match live.apply(&current, out.as_slice()) {
-                Ok(code) => code,
-                Err(why) => {
-                    let e = Error::new(
-                        COPROCESS_ERR_DRIVER_BAD_OUTPUT,
-                        format!("hook '{}': {why}", hook.name),
-                    );
-                    return self.failed(&current, e);
-                }
-            };
+            let code = live
+                .apply(&current, out.as_slice())
+                .map_err(|why| self.refused(hook, &current, why))?;
             let next = hooks.next();
             if code.is_some_and(|c| c > 0) || next.is_none() {
                 if ran == 1 {
                     // One hook's answer is its own net effect.
-                    return Ok(out);
+                    return Ok(Ok(out));
                 }
-                return Ok(MallocBuf::copy_from(&live.answer(out.as_slice(), hook)));
+                return Ok(Ok(MallocBuf::copy_from(&live.answer(out.as_slice(), hook))));
             }
             hook = next.expect("checked above");
             current = live.next_input(current, &prepared, hook);
@@ -232,41 +259,29 @@ impl Run<'_> {
 
     /// A Response chain: each hook's answer applied to the live response as Tyk applies it, the next
     /// hook shown the result (see [`response`]).
-    fn response_chain(&self, input: &[u8]) -> Result<MallocBuf> {
+    fn response_chain(&self, input: &[u8]) -> std::result::Result<Result<MallocBuf>, Stop> {
         let mut hooks = self.api.hooks(self.hook_type);
         let Some(mut hook) = hooks.next() else {
-            return Ok(MallocBuf::copy_from(input));
+            return Ok(Ok(MallocBuf::copy_from(input)));
         };
         let prepared = self.prepare(input, None);
         let mut current = self.first_input(input, &prepared, hook);
         let mut live: Option<response::LiveResponse> = None;
         let mut base: Option<Vec<u8>> = None;
         loop {
-            let out = match crate::metrics::timed(
-                &self.api.api_id,
-                &hook.name,
-                self.driver.name(),
-                || call_driver(&self.driver, &current),
-            ) {
-                Ok(out) => out,
-                Err(e) => return self.failed(&current, e),
-            };
+            let out = self.call_hook(&hook.name, &current)?;
             let next = hooks.next();
             if live.is_none() && next.is_none() {
                 // One hook's answer is its own net effect.
-                return Ok(out);
+                return Ok(Ok(out));
             }
             let state = live.get_or_insert_with(|| response::LiveResponse::new(&current));
-            if let Err(why) = state.apply(out.as_slice()) {
-                let e = Error::new(
-                    COPROCESS_ERR_DRIVER_BAD_OUTPUT,
-                    format!("hook '{}': {why}", hook.name),
-                );
-                return self.failed(&current, e);
-            }
+            state
+                .apply(out.as_slice())
+                .map_err(|why| self.refused(hook, &current, why))?;
             let Some(following) = next else {
                 let answer = state.answer(out.as_slice(), hook.raw_body_only);
-                return Ok(MallocBuf::copy_from(&answer));
+                return Ok(Ok(MallocBuf::copy_from(&answer)));
             };
             hook = following;
             let base = base.get_or_insert_with(|| response::without_response(&prepared));
@@ -289,7 +304,8 @@ impl Run<'_> {
         let Some(extractor) = &self.api.id_extractor else {
             return Ok(self.session_or_forbidden(self.one(input, hook)?));
         };
-        let value = match extractor.extract_from_object(input, &self.rt.extract_limits()) {
+        let settings = self.rt.auth_settings();
+        let value = match extractor.extract_from_object(input, &settings.extract_limits) {
             Ok(v) => v,
             Err(why) => {
                 // A bound hit is worth a warning (hostile input or limits set too tight).
@@ -309,23 +325,43 @@ impl Run<'_> {
                 return Ok(answered(&prepared, 400, AUTHORIZATION_FIELD_MISSING));
             }
         };
-        let hash = self.rt.hash_key_function();
-        let sid = session_id(&self.api.org_id, &value, hash.as_deref());
-        let store = self.rt.store();
+        // The buffers are taken out for the call (a driver re-entering the bridge gets fresh ones).
+        let mut scratch = AUTH_SCRATCH.take();
+        let hash = settings.hash_key_function.as_deref();
+        let result = self.auth_cached(input, hook, &value, hash, &mut scratch);
+        AUTH_SCRATCH.set(scratch);
+        result
+    }
+
+    /// The auth cache in front of the auth check: a hit answers with the cached session; a miss
+    /// calls the hook and caches the session it gives.
+    fn auth_cached(
+        &self,
+        input: &[u8],
+        hook: Option<&HookDef>,
+        value: &str,
+        hash_key_function: Option<&str>,
+        s: &mut AuthScratch,
+    ) -> Result<MallocBuf> {
+        s.key.clear();
+        s.key.push_str(cache::KEY_PREFIX);
+        let org_id = &self.api.org_id;
+        push_session_id(&mut s.key, org_id, value, hash_key_function, &mut s.json);
         let now = now_unix();
-        let cached = cache::lookup(store.as_ref(), &sid, now);
+        let hit = cache::lookup_key(&*self.rt.store(), &s.key, now, &mut s.session);
         let label = hook.map_or(crate::metrics::hook_type_label(self.hook_type), |h| &h.name);
         crate::metrics::global().record_auth_cache(
             &self.api.api_id,
             label,
             self.driver.name(),
-            cached.is_some(),
+            hit,
         );
-        if let Some(session) = cached {
+        if hit {
             // The answer is the prepared input with the session appended: copied once.
-            let mut field = Vec::with_capacity(session.len() + 6);
-            edit::push_session(&mut field, &session);
-            return Ok(MallocBuf::concat(&self.prepare(input, hook), &field));
+            s.tail.clear();
+            let head = self.prepare_parts(input, hook, &mut s.tail);
+            edit::push_session(&mut s.tail, &s.session);
+            return Ok(MallocBuf::concat(&head, &s.tail));
         }
         let out = self.session_or_forbidden(self.one(input, hook)?);
         let passed = edit::response_code(out.as_slice()).is_none_or(|c| c <= 0);
@@ -333,11 +369,29 @@ impl Run<'_> {
             if let Some(mut session) = edit::session_bytes(out.as_slice()) {
                 // Kept as Tyk keeps it: with the Object's metadata (its "token" among them).
                 session.extend(edit::metadata_as_session_fields(out.as_slice()));
-                cache::save(store.as_ref(), &sid, &session, now);
+                cache::save_key(&*self.rt.store(), &s.key, &session, now);
             }
         }
         Ok(out)
     }
+}
+
+/// Ends a chain early with this result: a failed hook's answer (or its error, for hosts that asked
+/// for plain errors).
+struct Stop(Result<MallocBuf>);
+
+/// Buffers the auth path reuses on each thread: the store key, scratch for the session id, the cached
+/// session and the fields appended to the answer. With them a cache hit allocates only its answer.
+#[derive(Default)]
+struct AuthScratch {
+    key: String,
+    json: String,
+    session: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+thread_local! {
+    static AUTH_SCRATCH: Cell<AuthScratch> = Cell::new(AuthScratch::default());
 }
 
 /// `input` answered with `code` and `error` through return_overrides.

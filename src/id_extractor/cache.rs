@@ -14,29 +14,58 @@ use coprocess_proto::{Message, SessionState};
 
 use crate::store::{Namespace, Store};
 
+/// What a store key starts with; the session id follows.
+pub const KEY_PREFIX: &str = "id-extractor-session:";
+
 /// The store key of a session id (in [`Namespace::AuthCache`]).
 pub fn key(session_id: &str) -> String {
-    format!("id-extractor-session:{session_id}")
+    format!("{KEY_PREFIX}{session_id}")
 }
 
 const NS: Namespace = Namespace::AuthCache;
 
 /// The cached session (serialized) for `session_id`, if one is stored and its deadline is after `now`.
 pub fn lookup(store: &dyn Store, session_id: &str, now: i64) -> Option<Vec<u8>> {
+    let mut session = Vec::new();
+    lookup_key(store, &key(session_id), now, &mut session).then_some(session)
+}
+
+/// As [`lookup`], by store key, into `session` (cleared first): true on a hit. With a store that
+/// lends its values (the embedded one) and a reused buffer, a hit allocates nothing.
+pub fn lookup_key(store: &dyn Store, key: &str, now: i64, session: &mut Vec<u8>) -> bool {
+    session.clear();
+    let mut hit = false;
     // A store that fails (Redis down) is a cache miss: the plugin decides.
-    let text = store.get(NS, &key(session_id)).ok()??;
-    let (deadline, session) = text.split_once(':')?;
-    if deadline.parse::<i64>().ok()? <= now {
-        return None;
+    let read = store.read(NS, key, &mut |text| hit = decode_entry(text, now, session));
+    read.is_ok() && hit
+}
+
+/// Decodes `<deadline>:<base64 session>` into `session` when the deadline is after `now`.
+fn decode_entry(text: &str, now: i64, session: &mut Vec<u8>) -> bool {
+    let Some((deadline, encoded)) = text.split_once(':') else {
+        return false;
+    };
+    if deadline.parse::<i64>().map_or(true, |d| d <= now) {
+        return false;
     }
-    base64::engine::general_purpose::STANDARD
-        .decode(session)
-        .ok()
+    if base64::engine::general_purpose::STANDARD
+        .decode_vec(encoded, session)
+        .is_err()
+    {
+        session.clear();
+        return false;
+    }
+    true
 }
 
 /// Caches a session (serialized; several records concatenate, as protobuf merges them) when its
 /// `id_extractor_deadline` is in the future; returns whether it did.
 pub fn save(store: &dyn Store, session_id: &str, session: &[u8], now: i64) -> bool {
+    save_key(store, &key(session_id), session, now)
+}
+
+/// As [`save`], by store key.
+pub fn save_key(store: &dyn Store, key: &str, session: &[u8], now: i64) -> bool {
     let Ok(decoded) = SessionState::decode(session) else {
         return false;
     };
@@ -52,7 +81,7 @@ pub fn save(store: &dyn Store, session_id: &str, session: &[u8], now: i64) -> bo
     store
         .set(
             NS,
-            &key(session_id),
+            key,
             &text,
             Some(Duration::from_secs(remaining as u64)),
         )

@@ -10,8 +10,11 @@
 
 pub mod cache;
 pub mod limits;
+pub mod view;
 mod xml_scan;
 mod xpath;
+
+use std::borrow::Cow;
 
 use base64::Engine as _;
 use coprocess_proto::{Message, MiniRequestObject};
@@ -21,6 +24,7 @@ use serde::Serialize;
 use crate::api::parse::Obj;
 use crate::error::{Error, Result, COPROCESS_ERR_INVALID_API};
 pub use limits::ExtractLimits;
+use view::RequestView;
 
 /// Where the value comes from (`extract_from`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -297,36 +301,37 @@ impl IdExtractor {
         request: &MiniRequestObject,
         limits: &ExtractLimits,
     ) -> Result<String, ExtractError> {
-        let input = match self.extract_from {
-            Source::Header => header(request, &self.header_name)
-                .ok_or_else(|| self.no_header())?
-                .to_owned(),
-            Source::Form => {
-                form_value(request, &self.form_param_name, limits)?.ok_or_else(|| {
-                    ExtractError::missing(format!("no '{}' form value", self.form_param_name))
-                })?
-            }
-            Source::Body => body_text(request, limits)?,
-        };
-        self.apply(input, limits)
+        let object = coprocess_proto::Object {
+            request: Some(request.clone()),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        self.extract_from_object(&object, limits)
+            .map(Cow::into_owned)
     }
 
-    /// As `extract`, from a serialized Object (validated): a header is read straight from the bytes,
-    /// which spares the cache-hit path a decode of the whole request; other sources decode it.
-    pub fn extract_from_object(
+    /// As `extract`, from a serialized Object (validated): every source is read straight from the
+    /// bytes (see [`view`]), and the value is borrowed from them when it is a plain slice of one field.
+    pub fn extract_from_object<'a>(
         &self,
-        object: &[u8],
+        object: &'a [u8],
         limits: &ExtractLimits,
-    ) -> Result<String, ExtractError> {
-        if self.extract_from == Source::Header {
-            let value = crate::chain::edit::request_header(object, &self.header_name)
-                .ok_or_else(|| self.no_header())?;
-            return self.apply(value.to_owned(), limits);
-        }
-        let request = coprocess_proto::Object::decode(object)
-            .map(|o| o.request.unwrap_or_default())
-            .unwrap_or_default();
-        self.extract(&request, limits)
+    ) -> Result<Cow<'a, str>, ExtractError> {
+        let request = RequestView::of(object);
+        let input = match self.extract_from {
+            Source::Header => Cow::Borrowed(
+                request
+                    .header(&self.header_name)
+                    .ok_or_else(|| self.no_header())?,
+            ),
+            Source::Form => Cow::Owned(
+                form_value(&request, &self.form_param_name, limits)?.ok_or_else(|| {
+                    ExtractError::missing(format!("no '{}' form value", self.form_param_name))
+                })?,
+            ),
+            Source::Body => body_text(&request, limits)?,
+        };
+        self.apply(input, limits)
     }
 
     fn no_header(&self) -> ExtractError {
@@ -334,7 +339,11 @@ impl IdExtractor {
     }
 
     /// Runs the value, regex or XPath step on the source's text.
-    fn apply(&self, input: String, limits: &ExtractLimits) -> Result<String, ExtractError> {
+    fn apply<'a>(
+        &self,
+        input: Cow<'a, str>,
+        limits: &ExtractLimits,
+    ) -> Result<Cow<'a, str>, ExtractError> {
         if input.is_empty() {
             return Err(ExtractError::missing("the extracted input is empty"));
         }
@@ -343,25 +352,31 @@ impl IdExtractor {
             Method::Value => input,
             Method::Regex => {
                 let re = self.regex.as_ref().expect("compiled at load");
-                re.find_iter(&input)
+                let found = re
+                    .find_iter(&input)
                     .nth(self.regex_match_index)
-                    .map(|m| m.as_str().to_owned())
+                    .map(|m| m.range())
                     .ok_or_else(|| {
                         ExtractError::missing(format!(
                             "regex '{}' has no match number {}",
                             self.regex_expression, self.regex_match_index
                         ))
-                    })?
+                    })?;
+                match input {
+                    Cow::Borrowed(text) => Cow::Borrowed(&text[found]),
+                    Cow::Owned(text) => Cow::Owned(text[found].to_owned()),
+                }
             }
-            Method::Xpath => self
-                .xpath
-                .as_ref()
-                .expect("compiled at load")
-                .first_string(&input, limits)
-                .map_err(|f| match f {
-                    xpath::Failure::OverLimit(why) => ExtractError::over_limit(why),
-                    xpath::Failure::NotFound(why) => ExtractError::missing(why),
-                })?,
+            Method::Xpath => Cow::Owned(
+                self.xpath
+                    .as_ref()
+                    .expect("compiled at load")
+                    .first_string(&input, limits)
+                    .map_err(|f| match f {
+                        xpath::Failure::OverLimit(why) => ExtractError::over_limit(why),
+                        xpath::Failure::NotFound(why) => ExtractError::missing(why),
+                    })?,
+            ),
         };
         if value.is_empty() {
             return Err(ExtractError::missing("the extracted value is empty"));
@@ -388,30 +403,20 @@ fn within_limit(len: usize, what: &str, limits: &ExtractLimits) -> Result<(), Ex
     Ok(())
 }
 
-/// A request header, by case-insensitive name (Tyk hands canonical names; hosts may not).
-fn header<'a>(request: &'a MiniRequestObject, name: &str) -> Option<&'a str> {
-    request
-        .headers
-        .get(name)
-        .or_else(|| {
-            request
-                .headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v)
-        })
-        .map(String::as_str)
-}
-
 /// The body as text: `raw_body` when set (hosts send it for raw_body_only hooks), else `body`; its size
-/// is checked before it is copied.
-fn body_text(request: &MiniRequestObject, limits: &ExtractLimits) -> Result<String, ExtractError> {
-    if request.raw_body.is_empty() {
-        within_limit(request.body.len(), "the body", limits)?;
-        Ok(request.body.clone())
+/// is checked before anything reads it.
+fn body_text<'a>(
+    request: &RequestView<'a>,
+    limits: &ExtractLimits,
+) -> Result<Cow<'a, str>, ExtractError> {
+    let raw = request.raw_body();
+    if raw.is_empty() {
+        let body = request.body();
+        within_limit(body.len(), "the body", limits)?;
+        Ok(Cow::Borrowed(body))
     } else {
-        within_limit(request.raw_body.len(), "the body", limits)?;
-        Ok(String::from_utf8_lossy(&request.raw_body).into_owned())
+        within_limit(raw.len(), "the body", limits)?;
+        Ok(String::from_utf8_lossy(raw))
     }
 }
 
@@ -420,18 +425,21 @@ fn body_text(request: &MiniRequestObject, limits: &ExtractLimits) -> Result<Stri
 /// `url`, the `params` map stands in for it. `None` when no value exists. A body or query over the
 /// input limit is refused before it is parsed.
 fn form_value(
-    request: &MiniRequestObject,
+    request: &RequestView<'_>,
     name: &str,
     limits: &ExtractLimits,
 ) -> Result<Option<String>, ExtractError> {
     let mut values: Vec<String> = Vec::new();
-    let urlencoded = header(request, "Content-Type").is_some_and(|ct| {
+    let urlencoded = request.header("Content-Type").is_some_and(|ct| {
         ct.trim_start()
-            .to_ascii_lowercase()
-            .starts_with("application/x-www-form-urlencoded")
+            .get(..FORM_CONTENT_TYPE.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(FORM_CONTENT_TYPE))
     });
-    let method = request.method.to_ascii_uppercase();
-    if urlencoded && matches!(method.as_str(), "POST" | "PUT" | "PATCH") {
+    let method = request.method();
+    let has_form_body = ["POST", "PUT", "PATCH"]
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(method));
+    if urlencoded && has_form_body {
         let body = body_text(request, limits)?;
         values.extend(
             form_urlencoded::parse(body.as_bytes())
@@ -439,7 +447,7 @@ fn form_value(
                 .map(|(_, v)| v.into_owned()),
         );
     }
-    let query = [&request.request_uri, &request.url]
+    let query = [request.request_uri(), request.url()]
         .into_iter()
         .find_map(|u| u.split_once('?').map(|(_, q)| q));
     match query {
@@ -451,20 +459,31 @@ fn form_value(
                     .map(|(_, v)| v.into_owned()),
             );
         }
-        None => values.extend(request.params.get(name).cloned()),
+        None => values.extend(request.param(name).map(str::to_owned)),
     }
     Ok((!values.is_empty()).then(|| values.concat()))
 }
 
+const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
+
 /// md5 of the value, lower-case hex (Go's `fmt.Sprintf("%x", md5.Sum(data))`).
 pub fn md5_hex(value: &str) -> String {
+    String::from(md5_hex_str(&md5_hex_bytes(value)))
+}
+
+fn md5_hex_bytes(value: &str) -> [u8; 32] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Md5::digest(value.as_bytes());
-    let mut hex = String::with_capacity(32);
-    for b in digest {
-        hex.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
-        hex.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+    let mut hex = [0u8; 32];
+    for (i, b) in digest.iter().enumerate() {
+        hex[2 * i] = HEX[usize::from(b >> 4)];
+        hex[2 * i + 1] = HEX[usize::from(b & 15)];
     }
     hex
+}
+
+fn md5_hex_str(hex: &[u8; 32]) -> &str {
+    std::str::from_utf8(hex).expect("hex digits are ASCII")
 }
 
 /// Hash functions Tyk knows for `hash_key_function`; any other name falls back to "murmur64", as in
@@ -473,10 +492,28 @@ const HASH_FUNCTIONS: [&str; 4] = ["murmur32", "murmur64", "murmur128", "sha256"
 
 /// The session id for an extracted value: Tyk's `generateToken(org_id, md5hex(value))`.
 pub fn session_id(org_id: &str, value: &str, hash_key_function: Option<&str>) -> String {
-    let hex = md5_hex(value);
-    let key = hex.strip_prefix(org_id).unwrap_or(&hex);
+    let mut id = String::new();
+    push_session_id(&mut id, org_id, value, hash_key_function, &mut String::new());
+    id
+}
+
+/// Appends [`session_id`] to `out`, using `json` as scratch space (buffers a caller reuses make a
+/// cache hit allocation-free).
+pub fn push_session_id(
+    out: &mut String,
+    org_id: &str,
+    value: &str,
+    hash_key_function: Option<&str>,
+    json: &mut String,
+) {
+    let hex = md5_hex_bytes(value);
+    let hex = md5_hex_str(&hex);
+    let key = hex.strip_prefix(org_id).unwrap_or(hex);
     match hash_key_function.filter(|h| !h.is_empty()) {
-        None => format!("{org_id}{key}"),
+        None => {
+            out.push_str(org_id);
+            out.push_str(key);
+        }
         Some(h) => {
             let h = if HASH_FUNCTIONS.contains(&h) {
                 h
@@ -484,8 +521,11 @@ pub fn session_id(org_id: &str, value: &str, hash_key_function: Option<&str>) ->
                 "murmur64"
             };
             // Tyk formats this with %s, without JSON escaping; so do we.
-            let json = format!(r#"{{"org":"{org_id}","id":"{key}","h":"{h}"}}"#);
-            base64::engine::general_purpose::STANDARD.encode(json)
+            json.clear();
+            for part in [r#"{"org":""#, org_id, r#"","id":""#, key, r#"","h":""#, h, r#""}"#] {
+                json.push_str(part);
+            }
+            base64::engine::general_purpose::STANDARD.encode_string(json.as_bytes(), out);
         }
     }
 }

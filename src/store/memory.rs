@@ -270,15 +270,23 @@ impl Space {
     }
 
     fn get(&self, key: &str, now: Instant) -> Option<String> {
+        let mut value = None;
+        self.read(key, now, &mut |v| value = Some(v.to_owned()));
+        value
+    }
+
+    /// Calls `f` with the live value under `key`, in place (under the shard's lock).
+    fn read(&self, key: &str, now: Instant, f: &mut dyn FnMut(&str)) {
         let mut shard = self.lock(self.shard_of(key));
-        let e = shard.map.get(key)?;
+        let Some(e) = shard.map.get(key) else {
+            return;
+        };
         if e.deadline.is_none_or(|(t, _)| now < t) {
-            return Some(e.value.clone());
+            return f(&e.value);
         }
         let (_, c) = shard.remove(key).expect("present");
         self.expired.fetch_add(1, Ordering::Relaxed);
         self.released(1, c);
-        None
     }
 
     fn stats(&self) -> MemoryStats {
@@ -449,6 +457,11 @@ impl Store for MemoryStore {
 
     fn get(&self, ns: Namespace, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self.get_at(ns, key, Instant::now()))
+    }
+
+    fn read(&self, ns: Namespace, key: &str, f: &mut dyn FnMut(&str)) -> Result<(), StoreError> {
+        self.space(ns).read(key, Instant::now(), f);
+        Ok(())
     }
 }
 

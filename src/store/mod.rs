@@ -90,6 +90,15 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     /// The value under `key` in `ns`, or `None` when absent or expired.
     fn get(&self, ns: Namespace, key: &str) -> Result<Option<String>, StoreError>;
+    /// Calls `f` with the value under `key` in `ns` when there is one (as `get` finds it). A store
+    /// holding its values in memory lends it without a copy (the auth cache's hit path); `f` must
+    /// not call the store.
+    fn read(&self, ns: Namespace, key: &str, f: &mut dyn FnMut(&str)) -> Result<(), StoreError> {
+        if let Some(value) = self.get(ns, key)? {
+            f(&value);
+        }
+        Ok(())
+    }
 }
 
 /// Tyk's TTL convention: seconds, and 0 (or less) means "no expiry".
