@@ -250,7 +250,11 @@ impl Run<'_> {
                     // One hook's answer is its own net effect.
                     return Ok(Ok(out));
                 }
-                return Ok(Ok(MallocBuf::copy_from(&live.answer(out.as_slice(), hook))));
+                return Ok(Ok(match live.answer(out.as_slice(), hook) {
+                    request::NetAnswer::Append(tail) if tail.is_empty() => out,
+                    request::NetAnswer::Append(tail) => MallocBuf::concat(out.as_slice(), &tail),
+                    request::NetAnswer::Whole(answer) => MallocBuf::copy_from(&answer),
+                }));
             }
             hook = next.expect("checked above");
             current = live.next_input(current, &prepared, hook);

@@ -48,6 +48,10 @@ const OVERRIDES_RESPONSE_CODE: u32 = 1;
 /// that extending it seldom moves it.
 const APPEND_ROOM: usize = 512;
 
+/// The rebuilt request fields a patch may set and still leave its request the view plus appended
+/// changes (see `Live::answer`); `set_headers` only under canonical names, checked as applied.
+const APPENDABLE: u32 = 1 << SET_HEADERS | 1 << RETURN_OVERRIDES | 1 << METHOD;
+
 /// The request fields `BuildObject` fills from the live request (the others are kept as sent).
 fn rebuilt_field(tag: u32) -> bool {
     matches!(
@@ -78,13 +82,12 @@ struct Entry<'a> {
 type NetEdit<'a> = (Bytes<'a>, Option<Bytes<'a>>);
 
 /// The fields of a hook's answer that the gateway applies, read from (part of) its bytes. Absent
-/// singular fields are `None`.
+/// singular fields are `None`; the repeated ones (header and param edits) are read again where they
+/// are applied, so reading an answer allocates nothing.
 #[derive(Default)]
 struct Answer<'o> {
-    set_headers: Vec<(&'o [u8], &'o [u8])>,
-    delete_headers: Vec<&'o [u8]>,
-    add_params: Vec<(&'o [u8], &'o [u8])>,
-    delete_params: Vec<&'o [u8]>,
+    /// The rebuilt request fields present (bit `1 << tag`).
+    present: u32,
     url: Option<&'o [u8]>,
     method: Option<&'o [u8]>,
     raw_body: Option<&'o [u8]>,
@@ -129,18 +132,36 @@ fn each_request_field<'a>(object: &'a [u8], mut f: impl FnMut(&'a [u8], &super::
     });
 }
 
+impl Answer<'_> {
+    fn has(&self, tag: u32) -> bool {
+        self.present & bit(tag) != 0
+    }
+}
+
+fn bit(tag: u32) -> u32 {
+    1u32.checked_shl(tag).unwrap_or(0)
+}
+
+/// Calls `f` with the payload of every `tag` field of the requests in `object`.
+fn each_of<'a>(object: &'a [u8], tag: u32, mut f: impl FnMut(&'a [u8])) {
+    each_request_field(object, |request, field| {
+        if field.tag == tag && field.wire_type == 2 {
+            f(&request[field.payload..field.end]);
+        }
+    });
+}
+
 fn read_answer(object: &[u8]) -> Answer<'_> {
     let mut a = Answer::default();
     each_request_field(object, |request, f| {
         if f.wire_type != 2 {
             return;
         }
+        if rebuilt_field(f.tag) {
+            a.present |= bit(f.tag);
+        }
         let v = &request[f.payload..f.end];
         match f.tag {
-            SET_HEADERS => a.set_headers.push(map_entry(v)),
-            DELETE_HEADERS => a.delete_headers.push(v),
-            ADD_PARAMS => a.add_params.push(map_entry(v)),
-            DELETE_PARAMS => a.delete_params.push(v),
             URL => a.url = Some(v),
             METHOD => a.method = Some(v),
             RAW_BODY => a.raw_body = Some(v),
@@ -253,6 +274,18 @@ pub struct Live<'i> {
     next: Next,
     /// The host's Object without `request` and `hook_name` (built on the first rebuild).
     base: Option<Vec<u8>>,
+    /// The last answer applied was a patch of its input that set no request field but header sets
+    /// under their canonical names, `return_overrides`, `method` and fields the gateway keeps: the
+    /// net answer may then be that output with the chain's edits appended (see [`Live::answer`]).
+    extends_output: bool,
+}
+
+/// What the net answer brings in the appended request.
+pub enum NetAnswer {
+    /// The last hook's output with these bytes appended (nothing to append: the output as it is).
+    Append(Vec<u8>),
+    /// A whole Object built afresh.
+    Whole(Vec<u8>),
 }
 
 impl<'i> Live<'i> {
@@ -277,6 +310,7 @@ impl<'i> Live<'i> {
             append: Vec::new(),
             next: Next::Extend,
             base: None,
+            extends_output: false,
         };
         let mut overrides_only_code = true;
         each_request_field(input, |request, f| {
@@ -371,7 +405,10 @@ impl<'i> Live<'i> {
         // A patch (the input with fields appended) is read by its tail: what the tail does not set
         // is as it was.
         let tail = output.len() >= input.len() && output.starts_with(input);
-        let a = read_answer(if tail { &output[input.len()..] } else { output });
+        let part = if tail { &output[input.len()..] } else { output };
+        let a = read_answer(part);
+        // Whether the net answer may be this output with the chain's edits appended (see `answer`).
+        self.extends_output = tail && a.present & !APPENDABLE == 0;
         let code = match (a.response_code, tail) {
             (Some(c), _) => Some(c),
             (None, true) => self.code.or(a.overrides_present.then_some(0)),
@@ -394,11 +431,16 @@ impl<'i> Live<'i> {
                 self.next = Next::Rebuild;
             }
         }
-        for name in &a.delete_headers {
-            self.delete_header(name);
+        if a.has(DELETE_HEADERS) {
+            each_of(part, DELETE_HEADERS, |name| self.delete_header(name));
         }
-        for (name, value) in &a.set_headers {
-            self.set_header(name, value);
+        if a.has(SET_HEADERS) {
+            each_of(part, SET_HEADERS, |entry| {
+                let (name, value) = map_entry(entry);
+                // A name the net answer spells differently must not stay in the answer's map.
+                self.extends_output &= matches!(canonical_header(name), Cow::Borrowed(_));
+                self.set_header(name, value);
+            });
         }
         let url = or_empty(a.url).filter(|u| *u != &*self.url);
         if let Some(u) = url {
@@ -409,8 +451,12 @@ impl<'i> Live<'i> {
                 ));
             }
         }
-        if url.is_some() || !a.delete_params.is_empty() || !a.add_params.is_empty() {
-            self.edit_query(url, &a.delete_params, &a.add_params);
+        if url.is_some() || a.has(DELETE_PARAMS) || a.has(ADD_PARAMS) {
+            let mut deletes = Vec::new();
+            each_of(part, DELETE_PARAMS, |name| deletes.push(name));
+            let mut adds = Vec::new();
+            each_of(part, ADD_PARAMS, |entry| adds.push(map_entry(entry)));
+            self.edit_query(url, &deletes, &adds);
         }
         if let Some(m) = or_empty(a.method) {
             if m != &*self.method {
@@ -424,7 +470,7 @@ impl<'i> Live<'i> {
     fn delete_header(&mut self, name: &[u8]) {
         note(
             &mut self.net_headers,
-            canonical_header(name).into_owned(),
+            &canonical_header(name),
             None,
             same_header,
         );
@@ -439,13 +485,8 @@ impl<'i> Live<'i> {
     }
 
     fn set_header(&mut self, name: &[u8], value: &[u8]) {
-        let key = canonical_header(name).into_owned();
-        note(
-            &mut self.net_headers,
-            key.clone(),
-            Some(value.to_vec()),
-            same_header,
-        );
+        let key = canonical_header(name);
+        note(&mut self.net_headers, &key, Some(value), same_header);
         if self.pinned_host && same_header(&key, b"Host") {
             return;
         }
@@ -471,7 +512,7 @@ impl<'i> Live<'i> {
         }
         self.append.entry(HEADERS, &key, value);
         self.headers.push(Entry {
-            key: Cow::Owned(key),
+            key: Cow::Owned(key.into_owned()),
             value: Cow::Owned(value.to_vec()),
         });
     }
@@ -483,7 +524,7 @@ impl<'i> Live<'i> {
         let mut values = parse_query(split_query(&self.url).1);
         for &name in deletes {
             values.remove(name);
-            note(&mut self.net_params, name.to_vec(), None, |a, b| a == b);
+            note(&mut self.net_params, name, None, |a, b| a == b);
             let before = self.params.len();
             self.params.retain(|e| *e.key != *name);
             if self.params.len() != before {
@@ -492,12 +533,7 @@ impl<'i> Live<'i> {
         }
         for &(name, value) in adds {
             values.insert(name.to_vec(), vec![value.to_vec()]);
-            note(
-                &mut self.net_params,
-                name.to_vec(),
-                Some(value.to_vec()),
-                |a, b| a == b,
-            );
+            note(&mut self.net_params, name, Some(value), |a, b| a == b);
             self.params.retain(|e| *e.key != *name);
             self.params.push(Entry {
                 key: Cow::Owned(name.to_vec()),
@@ -594,7 +630,48 @@ impl<'i> Live<'i> {
     /// The answer for the host after a chain of several hooks: the last hook's `output` with its
     /// request's edits replaced by the chain's net effect and its other request fields (the
     /// return_overrides among them) kept.
-    pub fn answer(&mut self, output: &[u8], last: &HookDef) -> Vec<u8> {
+    ///
+    /// When the output is a patch of a clean view that only set headers (under canonical names),
+    /// return_overrides, method or kept fields, and needs no rebuild, its request already holds the
+    /// view but for the last hook's changes ([`Live::append`]), and the edits it holds are among the
+    /// net ones: appending the view changes and the net edits gives, decoded, the same Object as the
+    /// whole answer, without copying the request twice.
+    pub fn answer(&mut self, output: &[u8], last: &HookDef) -> NetAnswer {
+        if !(self.extends_output && self.clean && matches!(self.next, Next::Extend)) {
+            return NetAnswer::Whole(self.whole_answer(output, last));
+        }
+        let mut len = Len(self.append.len());
+        self.emit_net_edits(&mut len);
+        if len.0 == 0 {
+            return NetAnswer::Append(Vec::new());
+        }
+        let mut out = Vec::with_capacity(field_len(len.0));
+        encode_key(OBJECT_REQUEST, WireType::LengthDelimited, &mut out);
+        encode_varint(len.0 as u64, &mut out);
+        out.extend_from_slice(&self.append);
+        self.emit_net_edits(&mut out);
+        NetAnswer::Append(out)
+    }
+
+    /// The chain's net header and param edits, in the fields Tyk reads them from.
+    fn emit_net_edits(&self, s: &mut impl Sink) {
+        for (name, edit) in &self.net_headers {
+            match edit {
+                Some(v) => s.entry(SET_HEADERS, name, v),
+                None => s.field(DELETE_HEADERS, name),
+            }
+        }
+        for (name, edit) in &self.net_params {
+            match edit {
+                Some(v) => s.entry(ADD_PARAMS, name, v),
+                None => s.field(DELETE_PARAMS, name),
+            }
+        }
+    }
+
+    /// [`Live::answer`] built afresh: the output's top level and kept request fields, the net edits
+    /// and the view.
+    fn whole_answer(&mut self, output: &[u8], last: &HookDef) -> Vec<u8> {
         let text = self.wants_text(last);
         let mut kept: Vec<&[u8]> = Vec::new();
         each_request_field(output, |request, f| {
@@ -602,25 +679,11 @@ impl<'i> Live<'i> {
                 kept.push(&request[f.start..f.end]);
             }
         });
-        let emit = |s: &mut dyn FnMut(Part<'_>)| {
-            for k in &kept {
-                s(Part::Raw(k));
-            }
-            for (name, edit) in &self.net_headers {
-                match edit {
-                    Some(v) => s(Part::Entry(SET_HEADERS, name, v)),
-                    None => s(Part::Field(DELETE_HEADERS, name)),
-                }
-            }
-            for (name, edit) in &self.net_params {
-                match edit {
-                    Some(v) => s(Part::Entry(ADD_PARAMS, name, v)),
-                    None => s(Part::Field(DELETE_PARAMS, name)),
-                }
-            }
-        };
         let mut len = Len(0);
-        emit(&mut |p| p.write(&mut len));
+        for k in &kept {
+            len.raw(k);
+        }
+        self.emit_net_edits(&mut len);
         self.emit_view(&mut len, text);
         let mut out = Vec::with_capacity(output.len() + field_len(len.0));
         each(output, |r| {
@@ -630,41 +693,35 @@ impl<'i> Live<'i> {
         });
         encode_key(OBJECT_REQUEST, WireType::LengthDelimited, &mut out);
         encode_varint(len.0 as u64, &mut out);
-        emit(&mut |p| p.write(&mut out));
+        for k in &kept {
+            out.raw(k);
+        }
+        self.emit_net_edits(&mut out);
         self.emit_view(&mut out, text);
         out
     }
 }
 
-/// One encoded piece of the net answer's request.
-enum Part<'a> {
-    Raw(&'a [u8]),
-    Field(u32, &'a [u8]),
-    Entry(u32, &'a [u8], &'a [u8]),
-}
-
-impl Part<'_> {
-    fn write(self, s: &mut impl Sink) {
-        match self {
-            Part::Raw(b) => s.raw(b),
-            Part::Field(tag, v) => s.field(tag, v),
-            Part::Entry(tag, k, v) => s.entry(tag, k, v),
-        }
-    }
-}
-
 /// Records a set (`Some`) or delete (`None`) of `name` in a net edit list: the last edit of a name
 /// is its net effect (a set replaces every value, a delete removes them, in either order).
-fn note<'a>(
-    net: &mut Vec<NetEdit<'a>>,
-    name: Vec<u8>,
-    value: Option<Vec<u8>>,
+/// Nothing is copied when the edit repeats the one noted (a hook setting what an earlier one set).
+fn note(
+    net: &mut Vec<NetEdit<'_>>,
+    name: &[u8],
+    value: Option<&[u8]>,
     same: impl Fn(&[u8], &[u8]) -> bool,
 ) {
-    let value = value.map(Cow::Owned);
-    match net.iter_mut().find(|(n, _)| same(n, &name)) {
-        Some(slot) => *slot = (Cow::Owned(name), value),
-        None => net.push((Cow::Owned(name), value)),
+    let owned = |v: &[u8]| Cow::Owned(v.to_vec());
+    match net.iter_mut().find(|(n, _)| same(n, name)) {
+        Some((noted_name, noted_value)) => {
+            if **noted_name != *name {
+                *noted_name = owned(name);
+            }
+            if noted_value.as_deref() != value {
+                *noted_value = value.map(owned);
+            }
+        }
+        None => net.push((owned(name), value.map(owned))),
     }
 }
 
@@ -742,11 +799,34 @@ mod tests {
             seen.push(view);
             let code = live.apply(&current, &out).unwrap();
             if code.is_some_and(|c| c > 0) || i + 1 == hooks.len() {
-                answer = Some(Object::decode(live.answer(&out, def).as_slice()).unwrap());
+                answer = Some(net_answer(&mut live, &out, def));
                 break;
             }
         }
         (seen, answer.unwrap())
+    }
+
+    /// The net answer, decoded; checked to decode as the whole answer built afresh would.
+    fn net_answer(live: &mut Live<'_>, out: &[u8], last: &HookDef) -> Object {
+        let whole = Object::decode(live.whole_answer(out, last).as_slice()).unwrap();
+        let (appended, bytes) = match live.answer(out, last) {
+            NetAnswer::Append(tail) => (true, [out, &tail].concat()),
+            NetAnswer::Whole(bytes) => (false, bytes),
+        };
+        assert!(coprocess_proto::wire::validate_object(&bytes).is_ok());
+        let answer = Object::decode(bytes.as_slice()).unwrap();
+        assert_eq!(answer, whole, "appended: {appended}");
+        APPENDED.with(|a| a.set(appended));
+        answer
+    }
+
+    thread_local! {
+        /// Whether the last `net_answer` was the output with the edits appended.
+        static APPENDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    fn appended() -> bool {
+        APPENDED.with(|a| a.get())
     }
 
     fn patch(f: impl FnOnce(&mut MiniRequestObject)) -> Reply {
@@ -938,6 +1018,75 @@ mod tests {
         assert_eq!((ro.response_code, ro.response_body.as_str()), (202, "done"));
         assert_eq!(req(&answer).set_headers["X-Stop"], "1");
         assert_eq!(req(&answer).delete_headers, ["Host"]);
+    }
+
+    /// The shortcut: a last hook whose patch only sets headers (canonical names), method or
+    /// return_overrides gets its output with the net edits appended; every other last answer is
+    /// built afresh. `net_answer` checks that both decode alike in every case.
+    #[test]
+    fn the_net_answer_extends_a_plain_last_patch_and_only_then() {
+        let first = || {
+            (
+                hook("first", false),
+                patch(|r| {
+                    r.set_headers = map(&[("X-A", "1"), ("x-b", "b")]);
+                    r.delete_headers = vec!["x-old".into()];
+                }),
+            )
+        };
+        let plain: [(&str, Reply); 3] = [
+            ("header", patch(|r| r.set_headers = map(&[("X-B", "2")]))),
+            (
+                "method and code",
+                patch(|r| {
+                    r.method = "PUT".into();
+                    r.set_headers = map(&[("Host", "other")]);
+                    r.return_overrides = Some(ReturnOverrides {
+                        response_code: 0,
+                        ..Default::default()
+                    });
+                }),
+            ),
+            ("nothing", patch(|_| {})),
+        ];
+        for (what, last) in plain {
+            let (_, answer) = run(&tyk_object(), vec![first(), (hook("last", false), last)]);
+            assert!(appended(), "{what}: appended");
+            let r = req(&answer);
+            assert_eq!(r.delete_headers, ["X-Old"], "{what}");
+            assert_eq!(r.set_headers["X-A"], "1", "{what}");
+        }
+        let rebuilt: [(&str, Reply); 6] = [
+            (
+                "a name not in canonical form",
+                patch(|r| r.set_headers = map(&[("x-c", "3")])),
+            ),
+            (
+                "a delete",
+                patch(|r| r.delete_headers = vec!["X-B".into()]),
+            ),
+            ("a url", patch(|r| r.url = "/q".into())),
+            ("a param", patch(|r| r.add_params = map(&[("p", "1")]))),
+            ("a body", patch(|r| r.raw_body = b"new".to_vec())),
+            (
+                "a whole Object",
+                Reply::Whole(Box::new(|r| r.set_headers = map(&[("X-W", "w")]))),
+            ),
+        ];
+        for (what, last) in rebuilt {
+            let (_, answer) = run(&tyk_object(), vec![first(), (hook("last", false), last)]);
+            assert!(!appended(), "{what}: built afresh");
+            assert_eq!(req(&answer).set_headers["X-A"], "1", "{what}");
+        }
+        // A first answer that needs a rebuild (a body change) leaves nothing to extend.
+        let (_, _) = run(
+            &tyk_object(),
+            vec![
+                (hook("body", false), patch(|r| r.raw_body = b"x".to_vec())),
+                (hook("last", false), patch(|r| r.set_headers = map(&[("X-L", "l")]))),
+            ],
+        );
+        assert!(appended(), "the rebuilt view is clean: the last patch extends it");
     }
 
     #[test]
