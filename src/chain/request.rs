@@ -1061,10 +1061,7 @@ mod tests {
                 "a name not in canonical form",
                 patch(|r| r.set_headers = map(&[("x-c", "3")])),
             ),
-            (
-                "a delete",
-                patch(|r| r.delete_headers = vec!["X-B".into()]),
-            ),
+            ("a delete", patch(|r| r.delete_headers = vec!["X-B".into()])),
             ("a url", patch(|r| r.url = "/q".into())),
             ("a param", patch(|r| r.add_params = map(&[("p", "1")]))),
             ("a body", patch(|r| r.raw_body = b"new".to_vec())),
@@ -1083,10 +1080,16 @@ mod tests {
             &tyk_object(),
             vec![
                 (hook("body", false), patch(|r| r.raw_body = b"x".to_vec())),
-                (hook("last", false), patch(|r| r.set_headers = map(&[("X-L", "l")]))),
+                (
+                    hook("last", false),
+                    patch(|r| r.set_headers = map(&[("X-L", "l")])),
+                ),
             ],
         );
-        assert!(appended(), "the rebuilt view is clean: the last patch extends it");
+        assert!(
+            appended(),
+            "the rebuilt view is clean: the last patch extends it"
+        );
     }
 
     #[test]

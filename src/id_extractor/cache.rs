@@ -79,12 +79,7 @@ pub fn save_key(store: &dyn Store, key: &str, session: &[u8], now: i64) -> bool 
         base64::engine::general_purpose::STANDARD.encode(decoded.encode_to_vec())
     );
     store
-        .set(
-            NS,
-            key,
-            &text,
-            Some(Duration::from_secs(remaining as u64)),
-        )
+        .set(NS, key, &text, Some(Duration::from_secs(remaining as u64)))
         .is_ok()
 }
 
@@ -120,6 +115,58 @@ mod tests {
         assert_eq!(lookup(&store, "junk", 0), None, "garbage is a miss");
         store.set(NS, &key("nodeadline"), "abc", None).unwrap();
         assert_eq!(lookup(&store, "nodeadline", 0), None);
+    }
+
+    /// A store with only `get` and `set` (as Redis has): `read` goes through `get`'s copy.
+    struct Copying(MemoryStore);
+
+    impl Store for Copying {
+        fn set(
+            &self,
+            ns: Namespace,
+            key: &str,
+            value: &str,
+            ttl: Option<Duration>,
+        ) -> Result<(), crate::store::StoreError> {
+            self.0.set(ns, key, value, ttl)
+        }
+        fn get(
+            &self,
+            ns: Namespace,
+            key: &str,
+        ) -> Result<Option<String>, crate::store::StoreError> {
+            self.0.get(ns, key)
+        }
+    }
+
+    /// The embedded store lends its entry and the caller's buffer is reused: a hit allocates
+    /// nothing. A store without `read` gives the same sessions through `get`.
+    #[test]
+    fn hits_decode_into_the_callers_buffer_from_any_store() {
+        let session = SessionState {
+            rate: 7.0,
+            id_extractor_deadline: 1_000,
+            ..Default::default()
+        };
+        let lending = MemoryStore::default();
+        let copying = Copying(MemoryStore::default());
+        for store in [&lending as &dyn Store, &copying] {
+            assert!(save(store, "sid", &session.encode_to_vec(), 900));
+            let mut buf = Vec::with_capacity(256);
+            let at = buf.as_ptr();
+            let k = key("sid");
+            assert!(lookup_key(store, &k, 900, &mut buf));
+            assert_eq!(SessionState::decode(buf.as_slice()).unwrap(), session);
+            assert_eq!(buf.as_ptr(), at, "decoded in place");
+            assert!(lookup_key(store, &k, 900, &mut buf), "again");
+            assert_eq!(SessionState::decode(buf.as_slice()).unwrap(), session);
+            assert!(!lookup_key(store, &k, 1_000, &mut buf), "expired");
+            assert!(buf.is_empty());
+            assert!(!lookup_key(store, &key("other"), 0, &mut buf));
+            store.set(NS, &k, "5000:%%%", None).unwrap();
+            assert!(!lookup_key(store, &k, 0, &mut buf), "garbage is a miss");
+            assert!(buf.is_empty());
+        }
     }
 
     #[test]

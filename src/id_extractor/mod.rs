@@ -493,7 +493,13 @@ const HASH_FUNCTIONS: [&str; 4] = ["murmur32", "murmur64", "murmur128", "sha256"
 /// The session id for an extracted value: Tyk's `generateToken(org_id, md5hex(value))`.
 pub fn session_id(org_id: &str, value: &str, hash_key_function: Option<&str>) -> String {
     let mut id = String::new();
-    push_session_id(&mut id, org_id, value, hash_key_function, &mut String::new());
+    push_session_id(
+        &mut id,
+        org_id,
+        value,
+        hash_key_function,
+        &mut String::new(),
+    );
     id
 }
 
@@ -522,7 +528,15 @@ pub fn push_session_id(
             };
             // Tyk formats this with %s, without JSON escaping; so do we.
             json.clear();
-            for part in [r#"{"org":""#, org_id, r#"","id":""#, key, r#"","h":""#, h, r#""}"#] {
+            for part in [
+                r#"{"org":""#,
+                org_id,
+                r#"","id":""#,
+                key,
+                r#"","h":""#,
+                h,
+                r#""}"#,
+            ] {
                 json.push_str(part);
             }
             base64::engine::general_purpose::STANDARD.encode_string(json.as_bytes(), out);

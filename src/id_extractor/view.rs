@@ -177,7 +177,11 @@ mod tests {
         let decoded = Object::decode(bytes.as_slice()).unwrap().request.unwrap();
         assert_eq!(decoded.headers["x-lower"], "m");
         assert_eq!(view.header("Authorization"), Some("Bearer b"));
-        assert_eq!(view.header("X-LOWER"), Some("m"), "the folded key's last entry");
+        assert_eq!(
+            view.header("X-LOWER"),
+            Some("m"),
+            "the folded key's last entry"
+        );
         assert_eq!(view.method(), "PUT");
     }
 }
