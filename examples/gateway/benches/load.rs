@@ -3,7 +3,10 @@
 //!
 //! Run: `cargo bench -p coprocess-gateway --bench load`
 //! Knobs: LOAD_SECONDS (rounds of 1 s per scenario, default 5), LOAD_CONNECTIONS (default 16),
-//! LOAD_SCENARIOS (comma-separated names to run; `no_plugin`, the baseline, always runs).
+//! LOAD_SCENARIOS (comma-separated names to run; `no_plugin`, the baseline, always runs),
+//! LOAD_PERF_EVENTS (comma-separated `perf` events, e.g. `context-switches,syscalls:sys_enter_futex`:
+//! one `perf stat -p <gateway pid>` per scenario counts during that scenario's rounds only, and the
+//! counts are reported per request).
 //!
 //! Every scenario is a row of [`SCENARIOS`]: GET `/<name>/x` on the gateway, served by the row's API
 //! definition, proxied to the same echo upstream. To add one, add a row (and, for a new driver, an
@@ -257,16 +260,100 @@ async fn round(addr: &str, path: &str, connections: u64, seconds: f64) -> (Vec<u
     (all, start.elapsed().as_secs_f64())
 }
 
-/// CPU time (user + system, all threads, in seconds) the process `pid` has used so far, from
-/// /proc (clock ticks of 10 ms; summed over many rounds). `None` where there is no /proc.
-fn cpu_seconds(pid: u32) -> Option<f64> {
+/// CPU time (user, system; all threads, in seconds) the process `pid` has used so far, from /proc
+/// (clock ticks of 10 ms; summed over many rounds). `None` where there is no /proc.
+fn cpu_seconds(pid: u32) -> Option<[f64; 2]> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start at field 3 (state).
     let after = stat.rsplit_once(") ")?.1;
     let mut fields = after.split(' ').skip(11);
     let utime: f64 = fields.next()?.parse().ok()?;
     let stime: f64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) / 100.0)
+    Some([utime / 100.0, stime / 100.0])
+}
+
+/// `perf stat` attached to the process `pid` for the whole run, counting `events` only while
+/// [`PerfStat::counting`] runs (its control FIFO enables and disables the events).
+struct PerfStat {
+    child: std::process::Child,
+    control: std::fs::File,
+    ack: std::io::BufReader<std::fs::File>,
+    out: std::path::PathBuf,
+}
+
+impl PerfStat {
+    fn start(pid: u32, events: &str, dir: &std::path::Path) -> PerfStat {
+        std::fs::create_dir_all(dir).unwrap();
+        let [control, ack, out] = ["control", "ack", "out.csv"].map(|f| dir.join(f));
+        for fifo in [&control, &ack] {
+            let _ = std::fs::remove_file(fifo);
+            let made = std::process::Command::new("mkfifo").arg(fifo).status();
+            assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", fifo.display());
+        }
+        let mut fifos = std::ffi::OsString::from("fifo:");
+        fifos.push(&control);
+        fifos.push(",");
+        fifos.push(&ack);
+        let child = std::process::Command::new("perf")
+            .args(["stat", "-x", ",", "--delay", "-1", "-e", events])
+            .args(["-p", &pid.to_string(), "--control"])
+            .arg(fifos)
+            .arg("-o")
+            .arg(&out)
+            // Not its "Events enabled" lines.
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("running perf (LOAD_PERF_EVENTS is set)");
+        // Each open waits for perf to open the other end.
+        let control = std::fs::OpenOptions::new()
+            .write(true)
+            .open(control)
+            .unwrap();
+        let ack = std::io::BufReader::new(std::fs::File::open(ack).unwrap());
+        PerfStat {
+            child,
+            control,
+            ack,
+            out,
+        }
+    }
+
+    fn command(&mut self, command: &str) {
+        use std::io::{BufRead, Write};
+        writeln!(self.control, "{command}").unwrap();
+        let mut line = String::new();
+        self.ack.read_line(&mut line).unwrap();
+        // perf writes "ack\n" with its C string's NUL.
+        let ack = line.trim_matches(|c: char| c == '\0' || c.is_whitespace());
+        assert_eq!(ack, "ack", "perf's answer to {command}");
+    }
+
+    /// Counts while `run` runs.
+    async fn counting<T>(&mut self, run: impl std::future::Future<Output = T>) -> T {
+        self.command("enable");
+        let out = run.await;
+        self.command("disable");
+        out
+    }
+
+    /// Stops perf; (event, count) in the order asked for (`<not counted>` is 0).
+    fn stop(mut self) -> Vec<(String, f64)> {
+        let stopped = std::process::Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(stopped.success(), "kill -INT perf failed");
+        self.child.wait().expect("waiting for perf");
+        let text = std::fs::read_to_string(&self.out).expect("perf stat's output");
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .filter_map(|l| {
+                let fields: Vec<&str> = l.split(',').collect();
+                let event = fields.get(2)?.to_string();
+                Some((event, fields[0].parse().unwrap_or(0.0)))
+            })
+            .collect()
+    }
 }
 
 /// What one scenario's rounds measured.
@@ -274,8 +361,10 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 struct Tally {
     latencies: Vec<u32>,
     elapsed: f64,
-    /// The gateway's CPU seconds over the scenario's rounds.
-    gateway_cpu: f64,
+    /// The gateway's CPU seconds (user, system) over the scenario's rounds.
+    gateway_cpu: [f64; 2],
+    /// LOAD_PERF_EVENTS counts of the gateway over the scenario's rounds.
+    perf: Vec<(String, f64)>,
 }
 
 impl Tally {
@@ -283,9 +372,15 @@ impl Tally {
         self.latencies.len() as f64 / self.elapsed
     }
 
+    /// Gateway CPU per request, µs: user, system.
+    fn cpu_split(&self) -> [f64; 2] {
+        self.gateway_cpu
+            .map(|seconds| seconds * 1e6 / self.latencies.len() as f64)
+    }
+
     /// Gateway CPU per request, µs.
     fn cpu_per_request(&self) -> f64 {
-        self.gateway_cpu * 1e6 / self.latencies.len() as f64
+        self.cpu_split().iter().sum()
     }
 }
 
@@ -296,14 +391,15 @@ fn report(name: &str, mut t: Tally, baseline: &Tally, through_gateway: bool) {
     t.latencies.sort_unstable();
     let all = &t.latencies;
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    let cpu = if through_gateway && t.gateway_cpu > 0.0 {
+    let cpu = if through_gateway && t.cpu_per_request() > 0.0 {
+        let [user, system] = t.cpu_split();
         format!(
-            "gateway CPU {:>6.1} µs/req ({:>+6.1}%)",
+            "gateway CPU {:>6.1} µs/req ({:>+6.1}%; user {user:>5.1}, sys {system:>5.1})",
             t.cpu_per_request(),
             (t.cpu_per_request() / baseline.cpu_per_request() - 1.0) * 100.0
         )
     } else {
-        format!("{:37}", "")
+        format!("{:63}", "")
     };
     println!(
         "{name:<14} {:>8} req {:>7.0} req/s ({:>+6.1}% vs {BASELINE})   {cpu}   p50 {:>6} µs   p99 {:>6} µs",
@@ -313,6 +409,15 @@ fn report(name: &str, mut t: Tally, baseline: &Tally, through_gateway: bool) {
         pct(0.50),
         pct(0.99)
     );
+    if through_gateway && !t.perf.is_empty() {
+        let counts: Vec<String> = t
+            .perf
+            .iter()
+            .filter(|(_, n)| *n > 0.0)
+            .map(|(event, n)| format!("{event} {:.3}", n / all.len() as f64))
+            .collect();
+        println!("{:14} gateway per request: {}", "", counts.join(", "));
+    }
 }
 
 fn main() {
@@ -372,6 +477,19 @@ fn main() {
         "load: {connections} connections, {seconds} s per scenario (interleaved 1 s rounds), loopback, GET with an empty body"
     );
     let gateway_pid = gateway.pid();
+    let perf_events = std::env::var("LOAD_PERF_EVENTS")
+        .ok()
+        .filter(|e| !e.is_empty());
+    // One perf per scenario, counting only during that scenario's rounds.
+    let mut perf: Vec<PerfStat> = match &perf_events {
+        Some(events) => (0..targets.len())
+            .map(|i| {
+                let dir = support::target_dir().join(format!("load-bench-perf/{i}"));
+                PerfStat::start(gateway_pid, events, &dir)
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     rt.block_on(async {
         let mut results: Vec<Tally> = vec![Tally::default(); targets.len()];
         for (_, a, p) in &targets {
@@ -383,14 +501,22 @@ fn main() {
         for _ in 0..seconds {
             for (i, (_, a, p)) in targets.iter().enumerate() {
                 let cpu_before = cpu_seconds(gateway_pid);
-                let (lat, secs) = round(a, p, connections, 1.0).await;
+                let (lat, secs) = match perf.get_mut(i) {
+                    Some(perf) => perf.counting(round(a, p, connections, 1.0)).await,
+                    None => round(a, p, connections, 1.0).await,
+                };
                 let cpu_after = cpu_seconds(gateway_pid);
-                results[i].latencies.extend(lat);
-                results[i].elapsed += secs;
+                let tally = &mut results[i];
+                tally.latencies.extend(lat);
+                tally.elapsed += secs;
                 if let (Some(b), Some(a)) = (cpu_before, cpu_after) {
-                    results[i].gateway_cpu += a - b;
+                    tally.gateway_cpu[0] += a[0] - b[0];
+                    tally.gateway_cpu[1] += a[1] - b[1];
                 }
             }
+        }
+        for (tally, perf) in results.iter_mut().zip(perf) {
+            tally.perf = perf.stop();
         }
         let at = targets.iter().position(|t| t.0 == BASELINE).unwrap();
         let baseline = results[at].clone();
