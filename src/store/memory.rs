@@ -1,10 +1,11 @@
 //! The embedded store, bounded and without long locks.
 //!
 //! Each [`Namespace`] has its own budget ([`MemoryLimits`]: entries and bytes) and its own
-//! [`SHARDS`] shards, each a mutex-guarded map; no lock ever covers more than one shard. Expiry never
-//! scans: a read drops the expired entry it finds, and each shard keeps its entries that have a TTL
-//! ordered by deadline, so every write also drops at most [`SWEEP_BATCH`] expired entries from the
-//! front of its shard's order.
+//! [`SHARDS`] shards, each a mutex-guarded table; no lock ever covers more than one shard. A key is
+//! hashed once per call, with a keyed hash ([`KeyHasher`]: keys are chosen by clients and plugins), and
+//! that one hash picks the shard and finds the entry in it. Expiry never scans: a read drops the
+//! expired entry it finds, and each shard keeps its entries that have a TTL ordered by deadline, so
+//! every write also drops at most [`SWEEP_BATCH`] expired entries from the front of its shard's order.
 //!
 //! A write that would exceed the budget first drops every expired entry of the namespace (again from
 //! the fronts of the deadline orders, one shard at a time). If that is not enough:
@@ -16,12 +17,15 @@
 //! Both are counted ([`MemoryStore::stats`]) and reported through the notifier (the bridge's log),
 //! at most once per [`NOTICE_INTERVAL`] with the counts since the last notice.
 
-use std::collections::hash_map::RandomState;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
+
+use foldhash::fast::SeedableRandomState;
+use foldhash::SharedSeed;
+use hashbrown::HashTable;
 
 use super::{Namespace, Notices, Store, StoreError};
 use crate::logging::Level;
@@ -39,8 +43,8 @@ pub const NOTICE_INTERVAL: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryLimits {
     pub max_entries: usize,
-    /// Keys, values and [`ENTRY_OVERHEAD`] per entry (a key with a TTL counts twice: it is also in
-    /// the deadline order).
+    /// Keys, values and [`ENTRY_OVERHEAD`] per entry (a key with a TTL counts twice, for its place
+    /// in the deadline order).
     pub max_bytes: usize,
 }
 
@@ -74,10 +78,37 @@ pub struct MemoryStore {
     pub notices: Notices,
 }
 
+/// The keyed hash of the store's keys: foldhash (a few ns for a session key, where SipHash took tens),
+/// seeded from the OS's randomness through std's `RandomState`, so that nobody who does not know the
+/// seed can choose keys that collide (HashDoS).
+struct KeyHasher(SeedableRandomState);
+
+impl KeyHasher {
+    fn random() -> KeyHasher {
+        static SHARED: OnceLock<SharedSeed> = OnceLock::new();
+        let entropy = std::collections::hash_map::RandomState::new();
+        let shared = SHARED.get_or_init(|| SharedSeed::from_u64(entropy.hash_one(0u8)));
+        KeyHasher(SeedableRandomState::with_seed(
+            entropy.hash_one(1u8),
+            shared,
+        ))
+    }
+
+    fn hash(&self, key: &str) -> u64 {
+        self.0.hash_one(key)
+    }
+}
+
+/// The shard of a key's hash: from bits the table does not use to place entries (it uses the low
+/// bits and the top seven), so that the entries of one shard still spread over its table.
+fn shard_of(hash: u64) -> usize {
+    (hash >> 40) as usize % SHARDS
+}
+
 struct Space {
     ns: Namespace,
     shards: Vec<Mutex<Shard>>,
-    hasher: RandomState,
+    hasher: KeyHasher,
     max_entries: AtomicUsize,
     max_bytes: AtomicUsize,
     entries: AtomicUsize,
@@ -92,13 +123,17 @@ struct Space {
 
 #[derive(Default)]
 struct Shard {
-    map: HashMap<String, Entry>,
-    /// Entries with a TTL by (deadline, sequence number): the front is the next to expire.
-    deadlines: BTreeMap<(Instant, u64), String>,
+    /// The entries, each found by its key's hash (kept in the entry: the table never rehashes a key).
+    map: HashTable<Entry>,
+    /// Entries with a TTL by (deadline, sequence number), each with its key's hash: the front is the
+    /// next to expire. A deadline is unique, so it and the hash find the entry in `map`.
+    deadlines: BTreeMap<(Instant, u64), u64>,
     seq: u64,
 }
 
 struct Entry {
+    hash: u64,
+    key: String,
     value: String,
     deadline: Option<(Instant, u64)>,
 }
@@ -108,19 +143,34 @@ fn cost(key: &str, value: &str, ttl: bool) -> usize {
 }
 
 impl Entry {
-    fn cost(&self, key: &str) -> usize {
-        cost(key, &self.value, self.deadline.is_some())
+    fn cost(&self) -> usize {
+        cost(&self.key, &self.value, self.deadline.is_some())
     }
 }
 
 impl Shard {
-    fn remove(&mut self, key: &str) -> Option<(Entry, usize)> {
-        let e = self.map.remove(key)?;
+    fn get(&self, hash: u64, key: &str) -> Option<&Entry> {
+        self.map.find(hash, |e| e.key == key)
+    }
+
+    fn remove(&mut self, hash: u64, key: &str) -> Option<(Entry, usize)> {
+        let (e, _) = self.map.find_entry(hash, |e| e.key == key).ok()?.remove();
         if let Some(d) = e.deadline {
             self.deadlines.remove(&d);
         }
-        let c = e.cost(key);
+        let c = e.cost();
         Some((e, c))
+    }
+
+    fn insert(&mut self, entry: Entry) {
+        self.map.insert_unique(entry.hash, entry, |e| e.hash);
+    }
+
+    /// Removes the entry with this deadline (already taken off the deadline order); returns its cost.
+    fn remove_deadline(&mut self, deadline: (Instant, u64), hash: u64) -> Option<usize> {
+        let found = self.map.find_entry(hash, |e| e.deadline == Some(deadline));
+        let (e, _) = found.ok()?.remove();
+        Some(e.cost())
     }
 
     /// Removes up to `limit` entries whose deadline is at or before `now`; returns (count, bytes).
@@ -131,9 +181,9 @@ impl Shard {
                 Some((&(t, _), _)) if t <= now => {}
                 _ => break,
             }
-            let (_, key) = self.deadlines.pop_first().expect("just seen");
-            if let Some(e) = self.map.remove(&key) {
-                bytes += cost(&key, &e.value, true);
+            let (deadline, hash) = self.deadlines.pop_first().expect("just seen");
+            if let Some(c) = self.remove_deadline(deadline, hash) {
+                bytes += c;
                 n += 1;
             }
         }
@@ -142,9 +192,8 @@ impl Shard {
 
     /// Removes the entry closest to its deadline; returns its cost.
     fn evict_soonest(&mut self) -> Option<usize> {
-        let (_, key) = self.deadlines.pop_first()?;
-        let e = self.map.remove(&key)?;
-        Some(cost(&key, &e.value, true))
+        let (deadline, hash) = self.deadlines.pop_first()?;
+        self.remove_deadline(deadline, hash)
     }
 }
 
@@ -153,7 +202,7 @@ impl Space {
         Space {
             ns,
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            hasher: RandomState::new(),
+            hasher: KeyHasher::random(),
             max_entries: AtomicUsize::new(limits.max_entries),
             max_bytes: AtomicUsize::new(limits.max_bytes),
             entries: AtomicUsize::new(0),
@@ -170,10 +219,6 @@ impl Space {
         // Every update of a shard completes before its lock is released, except for a panic in an
         // allocation, after which the shard is still consistent: a poisoned lock stays usable.
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn shard_of(&self, key: &str) -> usize {
-        (self.hasher.hash_one(key) as usize) % SHARDS
     }
 
     fn released(&self, entries: usize, bytes: usize) {
@@ -209,32 +254,34 @@ impl Space {
     /// One write attempt under the key's shard lock; `false` when the budget refused it (nothing
     /// changed then).
     fn try_set(&self, key: &str, value: &str, ttl: Option<Duration>, now: Instant) -> bool {
-        let mut shard = self.lock(self.shard_of(key));
+        let hash = self.hasher.hash(key);
+        let mut shard = self.lock(shard_of(hash));
         let (n, freed) = shard.drop_expired(now, SWEEP_BATCH);
         self.expired.fetch_add(n as u64, Ordering::Relaxed);
         self.released(n, freed);
         let new_cost = cost(key, value, ttl.is_some());
-        let (old_entries, old_cost) = match shard.map.get(key) {
-            Some(e) => (1, e.cost(key)),
+        let (old_entries, old_cost) = match shard.get(hash, key) {
+            Some(e) => (1, e.cost()),
             None => (0, 0),
         };
         if !self.reserve(1 - old_entries, new_cost.saturating_sub(old_cost)) {
             return false;
         }
-        shard.remove(key);
+        shard.remove(hash, key);
         self.released(0, old_cost.saturating_sub(new_cost));
         let deadline = ttl.map(|d| {
             shard.seq += 1;
             (now + d, shard.seq)
         });
         if let Some(d) = deadline {
-            shard.deadlines.insert(d, key.to_owned());
+            shard.deadlines.insert(d, hash);
         }
-        let entry = Entry {
+        shard.insert(Entry {
+            hash,
+            key: key.to_owned(),
             value: value.to_owned(),
             deadline,
-        };
-        shard.map.insert(key.to_owned(), entry);
+        });
         true
     }
 
@@ -277,14 +324,15 @@ impl Space {
 
     /// Calls `f` with the live value under `key`, in place (under the shard's lock).
     fn read(&self, key: &str, now: Instant, f: &mut dyn FnMut(&str)) {
-        let mut shard = self.lock(self.shard_of(key));
-        let Some(e) = shard.map.get(key) else {
+        let hash = self.hasher.hash(key);
+        let mut shard = self.lock(shard_of(hash));
+        let Some(e) = shard.get(hash, key) else {
             return;
         };
         if e.deadline.is_none_or(|(t, _)| now < t) {
             return f(&e.value);
         }
-        let (_, c) = shard.remove(key).expect("present");
+        let (_, c) = shard.remove(hash, key).expect("present");
         self.expired.fetch_add(1, Ordering::Relaxed);
         self.released(1, c);
     }
@@ -309,7 +357,7 @@ impl Space {
     fn clear(&self) {
         for i in 0..SHARDS {
             let mut shard = self.lock(i);
-            let bytes: usize = shard.map.iter().map(|(k, e)| e.cost(k)).sum();
+            let bytes: usize = shard.map.iter().map(Entry::cost).sum();
             let n = shard.map.len();
             *shard = Shard::default();
             self.released(n, bytes);
@@ -487,11 +535,16 @@ mod tests {
             for i in 0..SHARDS {
                 let shard = space.lock(i);
                 n += shard.map.len();
-                bytes += shard.map.iter().map(|(k, e)| e.cost(k)).sum::<usize>();
-                let with_ttl = shard.map.values().filter(|e| e.deadline.is_some()).count();
+                bytes += shard.map.iter().map(Entry::cost).sum::<usize>();
+                let with_ttl = shard.map.iter().filter(|e| e.deadline.is_some()).count();
                 assert_eq!(shard.deadlines.len(), with_ttl);
-                for (d, k) in &shard.deadlines {
-                    assert_eq!(shard.map[k].deadline, Some(*d));
+                for (d, hash) in &shard.deadlines {
+                    let e = shard.map.find(*hash, |e| e.deadline == Some(*d));
+                    assert_eq!(e.map(|e| e.hash), Some(*hash));
+                }
+                for e in shard.map.iter() {
+                    assert_eq!(e.hash, space.hasher.hash(&e.key));
+                    assert_eq!(shard_of(e.hash), i, "in its key's shard");
                 }
             }
             let st = space.stats();
@@ -705,6 +758,34 @@ mod tests {
                 ..Default::default()
             }
         );
+        assert_consistent(&s);
+    }
+
+    /// Keys are hashed with a secret seed of each store (no one can pick keys that collide in all
+    /// of them), and the one hash per key spreads them over every shard and finds them there.
+    #[test]
+    fn keys_hash_with_a_seed_of_each_store_and_spread_over_the_shards() {
+        let (a, b) = (KeyHasher::random(), KeyHasher::random());
+        assert_ne!(
+            a.hash("id-extractor-session:k"),
+            b.hash("id-extractor-session:k")
+        );
+        let s = MemoryStore::default();
+        let t0 = Instant::now();
+        let key = |i: usize| format!("id-extractor-session:org{i:032x}");
+        for i in 0..2000 {
+            s.set_at(A, &key(i), "v", Some(Duration::from_secs(60)), t0)
+                .unwrap();
+        }
+        let space = s.space(A);
+        let sizes: Vec<usize> = (0..SHARDS).map(|i| space.lock(i).map.len()).collect();
+        assert!(
+            sizes.iter().all(|&n| n > 2000 / SHARDS / 2),
+            "unevenly spread: {sizes:?}"
+        );
+        for i in 0..2000 {
+            assert_eq!(s.get_at(A, &key(i), t0).as_deref(), Some("v"));
+        }
         assert_consistent(&s);
     }
 
