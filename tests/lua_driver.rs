@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use abi::*;
-use coprocess_bridge::ffi::host::{CoProcessLoadApi, CoProcessLoadBundle, DispatchEvent, Reload};
+use coprocess_bridge::ffi::host::{CoProcessLoadBundle, DispatchEvent, Reload};
 use coprocess_bridge::proto::{
     HookType, Message, MiniRequestObject, Object, ResponseObject, SessionState,
 };
@@ -499,63 +499,12 @@ fn id_extractor_deadline_set_in_lua_feeds_the_auth_cache() {
     let root = fresh_root("auth-cache");
     write_bundle(&root, "c", &["CountingAuth"], &[("middleware.lua", AUTH)]);
     load_driver("lua-cache", &root).unwrap();
-    let api = serde_json::json!({
-        "api_id": "api-lua-cache", "org_id": "org-lua", "name": "lua cache",
-        "enable_coprocess_auth": true,
-        "custom_middleware": {
-            "driver": "lua-cache",
-            "auth_check": {"name": "CountingAuth", "path": "middleware.lua"},
-            "id_extractor": {"extract_from": "header", "extract_with": "value",
-                             "extractor_config": {"header_name": "Authorization"}}
-        }
-    });
-    assert_eq!(
-        CoProcessLoadApi(c(&api.to_string()).as_ptr()),
-        0,
-        "{}",
-        last_error()
+    check_the_auth_cache_in_front_of(
+        "lua-cache",
+        "middleware.lua",
+        "api-lua-cache",
+        "lua-cache-calls",
     );
-
-    let pid = std::process::id();
-    let auth = |token: &str| -> Object {
-        let mut o = object(
-            HookType::CustomKeyCheck,
-            "",
-            Some("c"),
-            &[("Authorization", token)],
-        );
-        o.spec.insert("APIID".into(), "api-lua-cache".into());
-        let out = dispatch(&o.encode_to_vec()).unwrap_or_else(|e| panic!("{token}: {e:?}"));
-        Object::decode(out.as_slice()).unwrap()
-    };
-    let calls = |token: &str| get(&format!("lua-cache-calls:{token}"));
-
-    let good = format!("cache-good-{pid}");
-    for _ in 0..3 {
-        let session = auth(&good).session.expect("a session");
-        assert_eq!(session.rate, 42.0);
-        assert!(session.id_extractor_deadline > now());
-    }
-    assert_eq!(
-        calls(&good),
-        "1",
-        "the cached session answers until its deadline"
-    );
-
-    let expired = format!("cache-expired-{pid}");
-    auth(&expired);
-    auth(&expired);
-    assert_eq!(calls(&expired), "2", "a deadline in the past is not cached");
-
-    let bad = format!("cache-bad-{pid}");
-    for _ in 0..2 {
-        let out = auth(&bad);
-        assert_eq!(
-            req(&out).return_overrides.as_ref().unwrap().response_code,
-            403
-        );
-    }
-    assert_eq!(calls(&bad), "2", "failed auth is not cached");
 }
 
 // ---------------------------------------------------------------------------------------------

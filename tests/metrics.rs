@@ -29,6 +29,17 @@ fn metrics(format: i32) -> Option<String> {
     Some(text)
 }
 
+/// The JSON exposition's series for the hooks of `api` run by `driver`.
+fn hook_series(json: &serde_json::Value, api: &str, driver: &str) -> serde_json::Value {
+    json["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["api"] == api && h["driver"] == driver)
+        .unwrap_or_else(|| panic!("no series for {api}/{driver}: {json}"))
+        .clone()
+}
+
 /// Parses the exposition with prometheus_client: (name, sorted labels) -> value; None when Python
 /// or the package is missing (after saying so).
 fn parse_with_prometheus_client(text: &str) -> Option<HashMap<String, f64>> {
@@ -154,15 +165,7 @@ fn metrics_count_what_drivers_did_and_parse_as_prometheus_text() {
     assert!(last_error().contains("format"), "{}", last_error());
 
     // The JSON.
-    let hook = |api: &str, driver: &str| {
-        json["hooks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|h| h["api"] == api && h["driver"] == driver)
-            .unwrap_or_else(|| panic!("no series for {api}/{driver}: {json}"))
-            .clone()
-    };
+    let hook = |api: &str, driver: &str| hook_series(&json, api, driver);
     assert_eq!(hook("", "m-ok")["calls"], 3);
     assert_eq!(hook("", "m-ok")["hook"], "Pre");
     assert_eq!(hook("", "m-fail")["failures"]["driver_failed"], 1);
@@ -179,13 +182,7 @@ fn metrics_count_what_drivers_did_and_parse_as_prometheus_text() {
     // it turns them back on.
     let series = |api: &str, driver: &str| {
         let json: serde_json::Value = serde_json::from_str(&metrics(1).unwrap()).unwrap();
-        json["hooks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|h| h["api"] == api && h["driver"] == driver)
-            .unwrap_or_else(|| panic!("no series for {api}/{driver}: {json}"))
-            .clone()
+        hook_series(&json, api, driver)
     };
     let init = |cfg: &str| assert_eq!(CoProcessInit(c(cfg).as_ptr()), 0, "{}", last_error());
     init(r#"{"hook_metrics": false, "event_queue_capacity": 2}"#);

@@ -937,60 +937,12 @@ def CountingAuth(request, session, metadata, spec):
         )],
     );
     load_driver("py-cache", &root).unwrap();
-    let api = serde_json::json!({
-        "api_id": "api-py-cache", "org_id": "org-py", "name": "python cache",
-        "enable_coprocess_auth": true,
-        "custom_middleware": {
-            "driver": "py-cache",
-            "auth_check": {"name": "CountingAuth", "path": "middleware.py"},
-            "id_extractor": {"extract_from": "header", "extract_with": "value",
-                             "extractor_config": {"header_name": "Authorization"}}
-        }
-    });
-    let rc = coprocess_bridge::ffi::host::CoProcessLoadApi(c(&api.to_string()).as_ptr());
-    assert_eq!(rc, 0, "{}", last_error());
-
-    let pid = std::process::id();
-    let auth = |token: &str| -> Object {
-        let mut o = object(
-            HookType::CustomKeyCheck,
-            "",
-            Some("c"),
-            &[("Authorization", token)],
-        );
-        o.spec.insert("APIID".into(), "api-py-cache".into());
-        let out = dispatch(&o.encode_to_vec()).unwrap_or_else(|e| panic!("{token}: {e:?}"));
-        Object::decode(out.as_slice()).unwrap()
-    };
-    let calls = |token: &str| get(&format!("py-cache-calls:{token}"));
-
-    let good = format!("cache-good-{pid}");
-    for _ in 0..3 {
-        let out = auth(&good);
-        let session = out.session.expect("a session");
-        assert_eq!(session.rate, 42.0);
-        assert!(session.id_extractor_deadline > now());
-    }
-    assert_eq!(
-        calls(&good),
-        "1",
-        "the cached session answers until its deadline"
+    check_the_auth_cache_in_front_of(
+        "py-cache",
+        "middleware.py",
+        "api-py-cache",
+        "py-cache-calls",
     );
-
-    let expired = format!("cache-expired-{pid}");
-    auth(&expired);
-    auth(&expired);
-    assert_eq!(calls(&expired), "2", "a deadline in the past is not cached");
-
-    let bad = format!("cache-bad-{pid}");
-    for _ in 0..2 {
-        let out = auth(&bad);
-        assert_eq!(
-            out.request.unwrap().return_overrides.unwrap().response_code,
-            403
-        );
-    }
-    assert_eq!(calls(&bad), "2", "failed auth is not cached");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,26 +15,26 @@ use coprocess_proto::{Message, ResponseObject, ReturnOverrides};
 
 use crate::wire::{map_fields, string_entry, Fields, Malformed, Value};
 
-// Object fields.
-const REQUEST: u32 = 3;
-const SESSION: u32 = 4;
-const METADATA: u32 = 5;
-const RESPONSE: u32 = 7;
-const OBJECT_MAPS: u32 = map_fields(&[5, 6]);
-// MiniRequestObject fields.
-pub(crate) const SET_HEADERS: u32 = 2;
-pub(crate) const DELETE_HEADERS: u32 = 3;
-const BODY: u32 = 4;
-const URL: u32 = 5;
-pub(crate) const ADD_PARAMS: u32 = 7;
-pub(crate) const DELETE_PARAMS: u32 = 9;
-const RETURN_OVERRIDES: u32 = 10;
-const METHOD: u32 = 11;
-const RAW_BODY: u32 = 14;
-const REQUEST_MAPS: u32 = map_fields(&[1, 2, 6, 7, 8]);
-// SessionState.metadata.
-const SESSION_METADATA: u32 = 23;
-const SESSION_MAPS: u32 = map_fields(&[10, 13, 23]);
+use coprocess_proto::fields::object::{self, METADATA, REQUEST, RESPONSE, SESSION};
+use coprocess_proto::fields::request::{self, BODY, METHOD, RAW_BODY, RETURN_OVERRIDES, URL};
+pub(crate) use coprocess_proto::fields::request::{
+    ADD_PARAMS, DELETE_HEADERS, DELETE_PARAMS, SET_HEADERS,
+};
+use coprocess_proto::fields::session::{self, METADATA as SESSION_METADATA};
+
+const OBJECT_MAPS: u32 = map_fields(&[object::METADATA, object::SPEC]);
+const REQUEST_MAPS: u32 = map_fields(&[
+    request::HEADERS,
+    request::SET_HEADERS,
+    request::PARAMS,
+    request::ADD_PARAMS,
+    request::EXTENDED_PARAMS,
+]);
+const SESSION_MAPS: u32 = map_fields(&[
+    session::ACCESS_RIGHTS,
+    session::OAUTH_KEYS,
+    session::METADATA,
+]);
 
 const fn malformed() -> Malformed {
     Malformed { offset: 0 }

@@ -16,28 +16,14 @@ use crate::wire::{
     put_string_entry_with, put_varint, LEN, VARINT,
 };
 
-// Object fields.
-const HOOK_TYPE: u32 = 1;
-const HOOK_NAME: u32 = 2;
-const REQUEST: u32 = 3;
-const SESSION: u32 = 4;
-const SPEC: u32 = 6;
-const RESPONSE: u32 = 7;
-// MiniRequestObject fields.
-const HEADERS: u32 = 1;
-const BODY: u32 = 4;
-const URL: u32 = 5;
-const PARAMS: u32 = 6;
-const METHOD: u32 = 11;
-const REQUEST_URI: u32 = 12;
-const SCHEME: u32 = 13;
-const RAW_BODY: u32 = 14;
-// ResponseObject fields.
-const STATUS_CODE: u32 = 1;
-const RESPONSE_RAW_BODY: u32 = 2;
-const RESPONSE_BODY: u32 = 3;
-const RESPONSE_HEADERS: u32 = 4;
-const MULTIVALUE_HEADERS: u32 = 5;
+use coprocess_proto::fields::object::{HOOK_NAME, HOOK_TYPE, REQUEST, RESPONSE, SESSION, SPEC};
+use coprocess_proto::fields::request::{
+    BODY, HEADERS, METHOD, PARAMS, RAW_BODY, REQUEST_URI, SCHEME, URL,
+};
+use coprocess_proto::fields::response::{
+    BODY as RESPONSE_BODY, HEADERS as RESPONSE_HEADERS, MULTIVALUE_HEADERS,
+    RAW_BODY as RESPONSE_RAW_BODY, STATUS_CODE,
+};
 
 /// `return_overrides { response_code: -1 }` (field 10): Tyk's "no override", sent with every
 /// request.

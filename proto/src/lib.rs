@@ -24,6 +24,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 pub use generated::*;
 pub use prost::{self, DecodeError, Message};
 
+pub mod fields;
 pub mod wire;
 
 #[cfg(feature = "fixtures")]

@@ -937,10 +937,9 @@ fn explain(buf: &[u8], first: Fault) -> WireError {
 // Routing readers
 // ---------------------------------------------------------------------------------------------
 
-/// Object field numbers read by the routing helpers.
-const OBJECT_HOOK_TYPE: u32 = 1;
-const OBJECT_HOOK_NAME: u32 = 2;
-const OBJECT_SPEC: u32 = 6;
+use crate::fields::object::{
+    HOOK_NAME as OBJECT_HOOK_NAME, HOOK_TYPE as OBJECT_HOOK_TYPE, SPEC as OBJECT_SPEC,
+};
 
 /// Skips a top-level Object field by its wire type, without validating it.
 #[inline]

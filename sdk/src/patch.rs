@@ -14,29 +14,26 @@ use coprocess_proto::prost::bytes::BufMut;
 use coprocess_proto::prost::encoding::{encode_key, encode_varint, WireType};
 use coprocess_proto::{Message, MiniRequestObject, ResponseObject, SessionState};
 
-// Field numbers (DESIGN §5 / proto/).
-const OBJECT_REQUEST: u32 = 3;
-const OBJECT_SESSION: u32 = 4;
-const OBJECT_METADATA: u32 = 5;
-const OBJECT_RESPONSE: u32 = 7;
-const REQUEST_SET_HEADERS: u32 = 2;
-const REQUEST_DELETE_HEADERS: u32 = 3;
-const REQUEST_BODY: u32 = 4;
-const REQUEST_URL: u32 = 5;
-const REQUEST_ADD_PARAMS: u32 = 7;
-const REQUEST_DELETE_PARAMS: u32 = 9;
-const REQUEST_RETURN_OVERRIDES: u32 = 10;
-const REQUEST_METHOD: u32 = 11;
-const REQUEST_RAW_BODY: u32 = 14;
-const OVERRIDES_RESPONSE_CODE: u32 = 1;
-const OVERRIDES_RESPONSE_ERROR: u32 = 2;
-const OVERRIDES_HEADERS: u32 = 3;
-const OVERRIDES_OVERRIDE_ERROR: u32 = 4;
-const OVERRIDES_RESPONSE_BODY: u32 = 5;
-const RESPONSE_STATUS_CODE: u32 = 1;
-const RESPONSE_RAW_BODY: u32 = 2;
-const RESPONSE_BODY: u32 = 3;
-const RESPONSE_HEADERS: u32 = 4;
+use coprocess_proto::fields::object::{
+    METADATA as OBJECT_METADATA, REQUEST as OBJECT_REQUEST, RESPONSE as OBJECT_RESPONSE,
+    SESSION as OBJECT_SESSION,
+};
+use coprocess_proto::fields::overrides::{
+    HEADERS as OVERRIDES_HEADERS, OVERRIDE_ERROR as OVERRIDES_OVERRIDE_ERROR,
+    RESPONSE_BODY as OVERRIDES_RESPONSE_BODY, RESPONSE_CODE as OVERRIDES_RESPONSE_CODE,
+    RESPONSE_ERROR as OVERRIDES_RESPONSE_ERROR,
+};
+use coprocess_proto::fields::request::{
+    ADD_PARAMS as REQUEST_ADD_PARAMS, BODY as REQUEST_BODY,
+    DELETE_HEADERS as REQUEST_DELETE_HEADERS, DELETE_PARAMS as REQUEST_DELETE_PARAMS,
+    METHOD as REQUEST_METHOD, RAW_BODY as REQUEST_RAW_BODY,
+    RETURN_OVERRIDES as REQUEST_RETURN_OVERRIDES, SET_HEADERS as REQUEST_SET_HEADERS,
+    URL as REQUEST_URL,
+};
+use coprocess_proto::fields::response::{
+    BODY as RESPONSE_BODY, HEADERS as RESPONSE_HEADERS, RAW_BODY as RESPONSE_RAW_BODY,
+    STATUS_CODE as RESPONSE_STATUS_CODE,
+};
 
 /// Bytes to append to an Object: each method adds one complete top-level field record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

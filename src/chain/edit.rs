@@ -8,16 +8,15 @@
 
 use coprocess_proto::prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
-// Field numbers (DESIGN §5).
-const OBJECT_HOOK_NAME: u32 = 2;
-const OBJECT_REQUEST: u32 = 3;
-const OBJECT_SESSION: u32 = 4;
-const OBJECT_METADATA: u32 = 5;
-const SESSION_METADATA: u32 = 23;
-const OBJECT_SPEC: u32 = 6;
-const REQUEST_RETURN_OVERRIDES: u32 = 10;
-const OVERRIDES_RESPONSE_CODE: u32 = 1;
-const OVERRIDES_RESPONSE_ERROR: u32 = 2;
+use coprocess_proto::fields::object::{
+    HOOK_NAME as OBJECT_HOOK_NAME, METADATA as OBJECT_METADATA, REQUEST as OBJECT_REQUEST,
+    SESSION as OBJECT_SESSION, SPEC as OBJECT_SPEC,
+};
+use coprocess_proto::fields::overrides::{
+    RESPONSE_CODE as OVERRIDES_RESPONSE_CODE, RESPONSE_ERROR as OVERRIDES_RESPONSE_ERROR,
+};
+use coprocess_proto::fields::request::RETURN_OVERRIDES as REQUEST_RETURN_OVERRIDES;
+use coprocess_proto::fields::session::METADATA as SESSION_METADATA;
 
 pub(super) fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
     let mut value = 0u64;

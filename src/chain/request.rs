@@ -28,21 +28,12 @@ use super::go_rules::{
 };
 use crate::api::HookDef;
 
-const OBJECT_HOOK_NAME: u32 = 2;
-const OBJECT_REQUEST: u32 = 3;
-// MiniRequestObject fields (DESIGN §5).
-const HEADERS: u32 = 1;
-const SET_HEADERS: u32 = 2;
-const DELETE_HEADERS: u32 = 3;
-const BODY: u32 = 4;
-const URL: u32 = 5;
-const PARAMS: u32 = 6;
-const ADD_PARAMS: u32 = 7;
-const DELETE_PARAMS: u32 = 9;
-const RETURN_OVERRIDES: u32 = 10;
-const METHOD: u32 = 11;
-const RAW_BODY: u32 = 14;
-const OVERRIDES_RESPONSE_CODE: u32 = 1;
+use coprocess_proto::fields::object::{HOOK_NAME as OBJECT_HOOK_NAME, REQUEST as OBJECT_REQUEST};
+use coprocess_proto::fields::overrides::RESPONSE_CODE as OVERRIDES_RESPONSE_CODE;
+use coprocess_proto::fields::request::{
+    ADD_PARAMS, BODY, DELETE_HEADERS, DELETE_PARAMS, HEADERS, METHOD, PARAMS, RAW_BODY,
+    RETURN_OVERRIDES, SET_HEADERS, URL,
+};
 
 /// Spare capacity in a hook's Object for what later hooks append (their names, header edits), so
 /// that extending it seldom moves it.

@@ -24,10 +24,8 @@ use coprocess_proto::{Header, Message, ResponseObject};
 use super::edit::{each, put_bytes};
 use super::go_rules::canonical_header;
 
-const OBJECT_HOOK_NAME: u32 = 2;
-const OBJECT_RESPONSE: u32 = 7;
-const RESPONSE_RAW_BODY: u32 = 2;
-const RESPONSE_BODY: u32 = 3;
+use coprocess_proto::fields::object::{HOOK_NAME as OBJECT_HOOK_NAME, RESPONSE as OBJECT_RESPONSE};
+use coprocess_proto::fields::response::{BODY as RESPONSE_BODY, RAW_BODY as RESPONSE_RAW_BODY};
 
 /// The Object's `response` as a decode gives it (all its records merged); `None` without one.
 fn response_of(object: &[u8]) -> Option<Result<ResponseObject, String>> {

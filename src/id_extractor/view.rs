@@ -4,15 +4,8 @@
 
 use crate::chain::edit::{each, string_entry};
 
-const OBJECT_REQUEST: u32 = 3;
-// MiniRequestObject fields (DESIGN §5).
-const HEADERS: u32 = 1;
-const BODY: u32 = 4;
-const URL: u32 = 5;
-const PARAMS: u32 = 6;
-const METHOD: u32 = 11;
-const REQUEST_URI: u32 = 12;
-const RAW_BODY: u32 = 14;
+use coprocess_proto::fields::object::REQUEST as OBJECT_REQUEST;
+use coprocess_proto::fields::request::{BODY, HEADERS, METHOD, PARAMS, RAW_BODY, REQUEST_URI, URL};
 
 /// The `request` of an Object, read in place.
 #[derive(Clone, Copy)]

@@ -10,8 +10,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::abi::{dispatch_with, Failure};
-use coprocess_bridge::ffi::host::{CoProcessSetEventHandler, CoProcessSetLogHandler};
+use crate::abi::{c, dispatch, dispatch_with, get, last_error, Failure};
+use coprocess_bridge::ffi::host::{
+    CoProcessLoadApi, CoProcessSetEventHandler, CoProcessSetLogHandler,
+};
 use coprocess_bridge::proto::{HookType, Message, MiniRequestObject, Object, ReturnOverrides};
 
 /// Log lines and events the bridge handed to the host (handlers are process-wide: set once).
@@ -153,4 +155,63 @@ pub fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+/// Loads API `api_id` with `driver`'s hook `CountingAuth` (bundle "c", file `file`) as its auth check
+/// behind a header ID extractor on `Authorization`, then checks the bridge's auth cache in front of
+/// it. The hook counts its calls in the store under `<counter>:<token>` and answers tokens starting
+/// `cache-good` with a session whose deadline is a minute away (rate 42), `cache-expired` with one
+/// whose deadline has passed, and any other token with a 403.
+pub fn check_the_auth_cache_in_front_of(driver: &str, file: &str, api_id: &str, counter: &str) {
+    let api = serde_json::json!({
+        "api_id": api_id, "org_id": "org-1", "name": api_id,
+        "enable_coprocess_auth": true,
+        "custom_middleware": {
+            "driver": driver,
+            "auth_check": {"name": "CountingAuth", "path": file},
+            "id_extractor": {"extract_from": "header", "extract_with": "value",
+                             "extractor_config": {"header_name": "Authorization"}}
+        }
+    });
+    let rc = CoProcessLoadApi(c(&api.to_string()).as_ptr());
+    assert_eq!(rc, 0, "{}", last_error());
+
+    let pid = std::process::id();
+    let auth = |token: &str| -> Object {
+        let mut o = object(
+            HookType::CustomKeyCheck,
+            "",
+            Some("c"),
+            &[("Authorization", token)],
+        );
+        o.spec.insert("APIID".into(), api_id.into());
+        let out = dispatch(&o.encode_to_vec()).unwrap_or_else(|e| panic!("{token}: {e:?}"));
+        Object::decode(out.as_slice()).unwrap()
+    };
+    let calls = |token: &str| get(&format!("{counter}:{token}"));
+
+    let good = format!("cache-good-{pid}");
+    for _ in 0..3 {
+        let session = auth(&good).session.expect("a session");
+        assert_eq!(session.rate, 42.0);
+        assert!(session.id_extractor_deadline > now());
+    }
+    assert_eq!(
+        calls(&good),
+        "1",
+        "the cached session answers until its deadline"
+    );
+
+    let expired = format!("cache-expired-{pid}");
+    auth(&expired);
+    auth(&expired);
+    assert_eq!(calls(&expired), "2", "a deadline in the past is not cached");
+
+    let bad = format!("cache-bad-{pid}");
+    for _ in 0..2 {
+        let out = auth(&bad);
+        let code = out.request.unwrap().return_overrides.unwrap().response_code;
+        assert_eq!(code, 403);
+    }
+    assert_eq!(calls(&bad), "2", "failed auth is not cached");
 }

@@ -15,9 +15,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
 use std::{env, fs};
 
-/// The repository root (the bridge crate's manifest directory).
+/// The repository root: the workspace's directory (the one with Cargo.lock), above the manifest
+/// directory of whichever member's tests include this module.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .unwrap_or(manifest_dir)
+        .to_path_buf()
 }
 
 /// `target/<profile>`: derived from the running test executable, `target/<profile>/deps/<exe>`, so
@@ -325,25 +331,43 @@ pub fn describe(output: &Output) -> String {
     )
 }
 
-/// Builds a `cdylib` crate of this workspace with cargo (same profile as the tests) and returns the
-/// library's path, `target/<profile>/lib<lib_name>.so`. `cargo test` does not produce other members'
-/// cdylibs, so tests that load them ask for them here; cargo's own lock serialises concurrent builds.
-pub fn build_workspace_cdylib(package: &str, lib_name: &str) -> PathBuf {
+/// A cold debug build of a workspace member on a busy 2-core machine.
+const BUILD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+
+/// Runs `cargo build <what>` in the workspace, in the profile of the running tests (so the outputs
+/// land in [`target_dir`]). Its output goes to the test's stderr unless `what` says `--quiet`.
+/// Bounded in time; cargo's own lock serialises concurrent builds.
+pub fn cargo_build(what: &[&str]) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let profile_dir = target_dir();
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", package])
-        .current_dir(repo_root());
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
+    cmd.arg("build").args(what).current_dir(repo_root());
+    if target_dir().file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }
-    let out = run(&mut cmd);
-    assert!(
-        out.status.success(),
-        "building {package} failed:\n{}",
-        describe(&out)
-    );
-    let lib = profile_dir.join(format!("lib{lib_name}.so"));
+    let mut build = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"));
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = build.try_wait().expect("waiting for cargo build") {
+            break status;
+        }
+        if started.elapsed() > BUILD_TIMEOUT {
+            let _ = build.kill();
+            let _ = build.wait();
+            panic!("cargo build {what:?} took over {BUILD_TIMEOUT:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(status.success(), "cargo build {what:?} failed");
+}
+
+/// Builds a `cdylib` crate of this workspace with cargo (same profile as the tests) and returns the
+/// library's path, `target/<profile>/lib<lib_name>.so`. `cargo test` does not produce other members'
+/// cdylibs, so tests that load them ask for them here.
+pub fn build_workspace_cdylib(package: &str, lib_name: &str) -> PathBuf {
+    cargo_build(&["--quiet", "-p", package]);
+    let lib = target_dir().join(format!("lib{lib_name}.so"));
     assert!(lib.is_file(), "{} was not produced", lib.display());
     lib
 }

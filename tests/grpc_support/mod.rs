@@ -307,29 +307,7 @@ pub fn start_serve(bin: &Path, args: &[String]) -> Peer {
 pub fn coprocess_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "--quiet",
-            "-p",
-            "coprocess-cli",
-            "--bin",
-            "coprocess",
-        ])
-        .current_dir(common::repo_root());
-        if common::target_dir()
-            .file_name()
-            .is_some_and(|n| n == "release")
-        {
-            cmd.arg("--release");
-        }
-        let out = common::run(&mut cmd);
-        assert!(
-            out.status.success(),
-            "building coprocess-cli failed:\n{}",
-            common::describe(&out)
-        );
+        common::cargo_build(&["--quiet", "-p", "coprocess-cli", "--bin", "coprocess"]);
         let bin = common::target_dir().join("coprocess");
         assert!(bin.is_file(), "{} was not produced", bin.display());
         bin

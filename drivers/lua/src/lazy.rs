@@ -36,11 +36,7 @@ pub struct CallData {
 
 /// The top-level fields decoded separately: request, session, metadata, spec, response.
 const PARTS: usize = 5;
-pub const REQUEST: u32 = 3;
-pub const SESSION: u32 = 4;
-pub const METADATA: u32 = 5;
-pub const SPEC: u32 = 6;
-pub const RESPONSE: u32 = 7;
+pub use coprocess_driver::proto::fields::object::{METADATA, REQUEST, RESPONSE, SESSION, SPEC};
 
 fn part_index(field: u32) -> usize {
     match field {

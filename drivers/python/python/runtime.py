@@ -778,14 +778,14 @@ class Runtime(object):
             if result is not None:
                 new_request, new_session = self._unpack(hook, result, 2, "(request, session)")
                 self._adopt_request(call, request, new_request)
-                self._adopt_session(call, session, new_session)
+                self._adopt(call, session, new_session, call.session)
         elif n == 4:
             metadata = _UNREAD_METADATA if unread & _METADATA else call.maps().metadata
             result = target(request, session, metadata, spec)
             if result is not None:
                 new_request, new_session, new_metadata = self._unpack(hook, result, 3, "(request, session, metadata)")
                 self._adopt_request(call, request, new_request)
-                self._adopt_session(call, session, new_session)
+                self._adopt(call, session, new_session, call.session)
                 if new_metadata is not None and new_metadata is not metadata:
                     items = dict(call.real(new_metadata))
                     metadata = call.maps().metadata
@@ -800,12 +800,7 @@ class Runtime(object):
             metadata = _UNREAD_METADATA if unread & _METADATA else call.maps().metadata
             response = call.response()
             result = target(request, response, session, metadata, spec)
-            if result is not None:
-                result = call.real(result)
-                if isinstance(result, self.request_class):
-                    result = result.object
-                if result is not response:
-                    response.CopyFrom(result)
+            self._adopt(call, response, result, call.response)
 
     @staticmethod
     def _unpack(hook, result, n, shape):
@@ -814,23 +809,22 @@ class Runtime(object):
         return result
 
     def _adopt_request(self, call, request, value):
-        """Copies a returned request into the call's unless it is the one the hook was given."""
-        if value is None or (value is request and request._call is call):
+        """Copies a returned request into the call's, unless it is the wrapper the hook was given
+        (one kept from an earlier call is copied like any other request)."""
+        if value is request and request._call is call:
             return
-        value = call.real(value)
         if isinstance(value, self.request_class):
             value = value.object
-        target = call.request()
-        if value is not target:
-            target.CopyFrom(value)
+        self._adopt(call, None, value, call.request)
 
-    def _adopt_session(self, call, session, value):
-        if value is None or value is session:
+    @staticmethod
+    def _adopt(call, given, value, part):
+        """Copies a message a hook returned into the call's `part()`, unless it is `given` (what
+        the hook was handed, perhaps a placeholder) or already that part."""
+        if value is None or value is given:
             return
         value = call.real(value)
-        if isinstance(value, self.request_class):
-            value = value.object
-        target = call.session()
+        target = part()
         if value is not target:
             target.CopyFrom(value)
 

@@ -10,13 +10,9 @@
 
 use std::ops::Range;
 
-const HOOK_TYPE: u32 = 1;
-const HOOK_NAME: u32 = 2;
-const REQUEST: u32 = 3;
-const SESSION: u32 = 4;
-const METADATA: u32 = 5;
-const SPEC: u32 = 6;
-const RESPONSE: u32 = 7;
+use coprocess_driver::proto::fields::object::{
+    HOOK_NAME, HOOK_TYPE, METADATA, REQUEST, RESPONSE, SESSION, SPEC,
+};
 
 const VARINT: u8 = 0;
 const FIXED64: u8 = 1;
