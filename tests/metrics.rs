@@ -6,10 +6,7 @@
 mod abi;
 mod common;
 
-use std::collections::HashMap;
 use std::ffi::CStr;
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 use abi::*;
 use coprocess_bridge::ffi::host::{CoProcessFree, CoProcessInit, CoProcessLoadApi, Reload};
@@ -38,53 +35,6 @@ fn hook_series(json: &serde_json::Value, api: &str, driver: &str) -> serde_json:
         .find(|h| h["api"] == api && h["driver"] == driver)
         .unwrap_or_else(|| panic!("no series for {api}/{driver}: {json}"))
         .clone()
-}
-
-/// Parses the exposition with prometheus_client: (name, sorted labels) -> value; None when Python
-/// or the package is missing (after saying so).
-fn parse_with_prometheus_client(text: &str) -> Option<HashMap<String, f64>> {
-    const SCRIPT: &str = r#"
-import json, sys
-from prometheus_client.parser import text_string_to_metric_families
-out = {}
-for family in text_string_to_metric_families(sys.stdin.read()):
-    for s in family.samples:
-        labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
-        out[f"{s.name}{{{labels}}}"] = s.value
-print(json.dumps(out))
-"#;
-    if !common::tool_available("python3") {
-        common::report_skip("python3");
-        return None;
-    }
-    let probe = Command::new("python3")
-        .args(["-c", "import prometheus_client"])
-        .output()
-        .unwrap();
-    if !probe.status.success() {
-        common::report_skip("prometheus_client (pip install prometheus_client)");
-        return None;
-    }
-    let mut child = Command::new("python3")
-        .args(["-c", SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "prometheus_client refused the exposition: {}\n{text}",
-        common::describe(&out)
-    );
-    Some(serde_json::from_slice(&out.stdout).unwrap())
 }
 
 fn auth_object(token: &str) -> Vec<u8> {
@@ -195,7 +145,7 @@ fn metrics_count_what_drivers_did_and_parse_as_prometheus_text() {
     assert_eq!(series("", "m-ok")["calls"], 4, "counted again");
 
     // The text (read before the switch), through a real parser.
-    let Some(samples) = parse_with_prometheus_client(&text) else {
+    let Some(samples) = common::prometheus_client_samples(common::Exposition::Text(&text)) else {
         return;
     };
     let get = |key: &str| {

@@ -7,7 +7,6 @@
 mod common;
 mod support;
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -160,51 +159,6 @@ fn dispatch_over_grpc(grpc: &str, hook: HookType, n: usize) {
     });
 }
 
-/// Fetches `url` with Python's urllib and parses it with prometheus_client: "name{k=v,...}" (labels
-/// sorted) -> value. None (after a loud skip line) when Python or prometheus_client is missing.
-fn scrape_with_prometheus_client(url: &str) -> Option<HashMap<String, f64>> {
-    const SCRIPT: &str = r#"
-import json, sys, urllib.request
-from prometheus_client.parser import text_string_to_metric_families
-with urllib.request.urlopen(sys.argv[1], timeout=20) as r:
-    assert r.status == 200, r.status
-    assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4"), r.headers["Content-Type"]
-    text = r.read().decode("utf-8")
-out = {}
-for family in text_string_to_metric_families(text):
-    for s in family.samples:
-        labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
-        out[f"{s.name}{{{labels}}}"] = s.value
-print(json.dumps(out))
-"#;
-    if !common::tool_available("python3") {
-        common::report_skip("python3");
-        return None;
-    }
-    let probe = Command::new("python3")
-        .args(["-c", "import prometheus_client"])
-        .output()
-        .unwrap();
-    if !probe.status.success() {
-        common::report_skip("prometheus_client (pip install prometheus_client)");
-        return None;
-    }
-    let mut child = Command::new("python3")
-        .args(["-c", SCRIPT, url])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_bounded(&mut child);
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "scraping {url} with prometheus_client failed: {}",
-        common::describe(&out)
-    );
-    Some(serde_json::from_slice(&out.stdout).unwrap())
-}
-
 #[test]
 fn prometheus_scrapes_the_calls_served_over_grpc() {
     let served = serve(&["--metrics-addr", "127.0.0.1:0"]);
@@ -212,7 +166,7 @@ fn prometheus_scrapes_the_calls_served_over_grpc() {
     dispatch_over_grpc(&served.grpc, HookType::Post, 2);
 
     let url = format!("http://{}/metrics", served.metrics);
-    if let Some(samples) = scrape_with_prometheus_client(&url) {
+    if let Some(samples) = common::prometheus_client_samples(common::Exposition::Url(&url)) {
         // Outside an API the hook label is the hook type.
         for (hook, n) in [("Pre", 3.0), ("Post", 2.0)] {
             let key = format!("api=,driver=td,hook={hook}");

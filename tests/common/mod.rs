@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::hash::{Hash, Hasher};
 use std::io::{self, Write};
@@ -370,4 +371,80 @@ pub fn build_workspace_cdylib(package: &str, lib_name: &str) -> PathBuf {
     let lib = target_dir().join(format!("lib{lib_name}.so"));
     assert!(lib.is_file(), "{} was not produced", lib.display());
     lib
+}
+
+/// What Prometheus' own Python client (`prometheus_client.parser`) reads from an exposition:
+/// `name{label=value,...}` (labels sorted) → value. `Exposition::Url` is fetched with urllib, as a
+/// scraper would, requiring status 200 and the text format's Content-Type. `None`, after a loud
+/// skip, when python3 or the `prometheus_client` package is missing; a parse failure panics.
+pub fn prometheus_client_samples(exposition: Exposition) -> Option<HashMap<String, f64>> {
+    const SCRIPT: &str = r#"
+import json, sys, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+if len(sys.argv) > 1:
+    with urllib.request.urlopen(sys.argv[1], timeout=20) as r:
+        assert r.status == 200, r.status
+        kind = r.headers["Content-Type"]
+        assert kind.startswith("text/plain; version=0.0.4"), kind
+        text = r.read().decode("utf-8")
+else:
+    text = sys.stdin.read()
+out = {}
+for family in text_string_to_metric_families(text):
+    for s in family.samples:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+        out[f"{s.name}{{{labels}}}"] = s.value
+print(json.dumps(out))
+"#;
+    if skip_without("python3") {
+        return None;
+    }
+    let probe = run(Command::new("python3").args(["-c", "import prometheus_client"]));
+    if !probe.status.success() {
+        report_skip("prometheus_client (pip install prometheus_client)");
+        return None;
+    }
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", SCRIPT]);
+    let input = match exposition {
+        Exposition::Url(url) => {
+            cmd.arg(url);
+            ""
+        }
+        Exposition::Text(text) => text,
+    };
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("could not run python3: {e}"));
+    // A small input and a small answer: the pipes' buffers hold them, so write, then wait bounded.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("prometheus_client did not finish within 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client refused the exposition: {}\n{input}",
+        describe(&out)
+    );
+    Some(serde_json::from_slice(&out.stdout).expect("the script prints JSON"))
+}
+
+/// Where [`prometheus_client_samples`] reads an exposition from.
+pub enum Exposition<'a> {
+    Text(&'a str),
+    Url(&'a str),
 }
