@@ -249,7 +249,10 @@ impl Gateway {
             .collect();
         // Longest listen path first.
         routes.sort_by_key(|r| std::cmp::Reverse(r.api.listen_path.len()));
-        let client = Client::builder(TokioExecutor::new()).build_http();
+        // Requests go out whole: Nagle would only hold back a body written after its headers.
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
         if config.blocking_dispatches == 0 {
             return Err("blocking_dispatches must be at least 1".into());
         }
