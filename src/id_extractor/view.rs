@@ -21,17 +21,10 @@ impl<'a> RequestView<'a> {
     /// Calls `f` with every length-delimited field of every `request` record (a request sent in
     /// several records merges, as in a decode).
     fn each_field(&self, mut f: impl FnMut(u32, &'a [u8])) {
-        let object = self.object;
-        each(object, |r| {
-            if r.tag != OBJECT_REQUEST || r.wire_type != 2 {
-                return;
+        each_len_field(self.object, |tag, request| {
+            if tag == OBJECT_REQUEST {
+                each_len_field(request, &mut f);
             }
-            let request = &object[r.payload..r.end];
-            each(request, |field| {
-                if field.wire_type == 2 {
-                    f(field.tag, &request[field.payload..field.end]);
-                }
-            });
         });
     }
 
@@ -47,7 +40,7 @@ impl<'a> RequestView<'a> {
     }
 
     fn text(&self, tag: u32) -> &'a str {
-        std::str::from_utf8(self.last(tag)).unwrap_or_default()
+        utf8(self.last(tag)).unwrap_or_default()
     }
 
     /// A request header by name: the value of the entry with exactly that name; without one, of the
@@ -70,7 +63,7 @@ impl<'a> RequestView<'a> {
                 folded = Some((key, value));
             }
         });
-        std::str::from_utf8(exact.or(folded.map(|(_, v)| v))?).ok()
+        utf8(exact.or(folded.map(|(_, v)| v))?)
     }
 
     /// `params[name]`, when present.
@@ -84,7 +77,7 @@ impl<'a> RequestView<'a> {
                 }
             }
         });
-        std::str::from_utf8(found?).ok()
+        utf8(found?)
     }
 
     pub fn method(&self) -> &'a str {
@@ -105,6 +98,63 @@ impl<'a> RequestView<'a> {
 
     pub fn raw_body(&self) -> &'a [u8] {
         self.last(RAW_BODY)
+    }
+}
+
+/// Text of a string field (a bearer token runs to hundreds of bytes: checked with SIMD).
+fn utf8(bytes: &[u8]) -> Option<&str> {
+    simdutf8::basic::from_utf8(bytes).ok()
+}
+
+/// Calls `f` with the number and payload of every length-delimited field of `message`, in order.
+/// The records every encoder writes for the fields read here (a one-byte key, a length of one or
+/// two bytes; a one-byte varint such as `hook_type`) are read inline; from the first other record
+/// on, the general walk ([`each`]) goes on.
+#[inline(always)]
+fn each_len_field<'a>(message: &'a [u8], mut f: impl FnMut(u32, &'a [u8])) {
+    let mut pos = 0;
+    while let Some(&key) = message.get(pos) {
+        let Some((payload, end)) = short_record(message, pos + 1, key) else {
+            let rest = &message[pos..];
+            each(rest, |r| {
+                if r.wire_type == 2 {
+                    f(r.tag, &rest[r.payload..r.end]);
+                }
+            });
+            return;
+        };
+        if key & 7 == 2 {
+            f(u32::from(key >> 3), &message[payload..end]);
+        }
+        pos = end;
+    }
+}
+
+/// The payload range of the record after a one-byte `key` at `at - 1` when it is a length-delimited
+/// field with a one- or two-byte length, or a varint of one byte (an empty range); `None` for any
+/// other record, or one that runs past the end.
+#[inline(always)]
+fn short_record(message: &[u8], at: usize, key: u8) -> Option<(usize, usize)> {
+    if key >= 0x80 || key < 8 {
+        return None;
+    }
+    let b0 = *message.get(at)?;
+    match key & 7 {
+        0 if b0 < 0x80 => Some((at + 1, at + 1)),
+        2 => {
+            let (len, payload) = if b0 < 0x80 {
+                (usize::from(b0), at + 1)
+            } else {
+                let b1 = *message.get(at + 1)?;
+                if b1 >= 0x80 {
+                    return None;
+                }
+                (usize::from(b0 & 0x7f) | usize::from(b1) << 7, at + 2)
+            };
+            let end = payload + len;
+            (end <= message.len()).then_some((payload, end))
+        }
+        _ => None,
     }
 }
 
@@ -146,6 +196,43 @@ mod tests {
         assert_eq!(view.param("absent"), None);
         let empty = RequestView::of(&[]);
         assert_eq!((empty.method(), empty.raw_body()), ("", &[][..]));
+    }
+
+    /// Records the inline reads do not take (a non-minimal varint, a length of three bytes, a
+    /// two-byte key, a fixed64 field) hand the rest of the message to the general walk: the fields
+    /// after them are still found, as a decode finds them.
+    #[test]
+    fn records_outside_the_inline_shapes_are_walked_too() {
+        use coprocess_proto::prost::encoding::{encode_key, encode_varint, WireType};
+        let long = MiniRequestObject {
+            body: "b".repeat(20_000),
+            ..Default::default()
+        };
+        let mut request = long.encode_to_vec();
+        encode_key(16, WireType::SixtyFourBit, &mut request);
+        request.extend([1, 2, 3, 4, 5, 6, 7, 8]);
+        let mut tail = MiniRequestObject {
+            method: "GET".into(),
+            ..Default::default()
+        };
+        tail.headers
+            .insert("Authorization".into(), "Bearer z".into());
+        request.extend(tail.encode_to_vec());
+        let mut bytes = vec![0x08, 0x81, 0x00]; // hook_type 1, in two bytes
+        encode_key(3, WireType::LengthDelimited, &mut bytes);
+        encode_varint(request.len() as u64, &mut bytes);
+        bytes.extend(&request);
+        let decoded = Object::decode(bytes.as_slice()).unwrap();
+        let r = decoded.request.unwrap();
+        assert_eq!((decoded.hook_type, r.body.len()), (1, 20_000));
+        let view = RequestView::of(&bytes);
+        assert_eq!(view.header("authorization"), Some("Bearer z"));
+        assert_eq!((view.method(), view.body()), ("GET", r.body.as_str()));
+        assert_eq!(
+            RequestView::of(&bytes[..bytes.len() - 1]).method(),
+            "",
+            "cut short"
+        );
     }
 
     #[test]
