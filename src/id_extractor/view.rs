@@ -135,7 +135,7 @@ fn each_len_field<'a>(message: &'a [u8], mut f: impl FnMut(u32, &'a [u8])) {
 /// other record, or one that runs past the end.
 #[inline(always)]
 fn short_record(message: &[u8], at: usize, key: u8) -> Option<(usize, usize)> {
-    if key >= 0x80 || key < 8 {
+    if !(8..0x80).contains(&key) {
         return None;
     }
     let b0 = *message.get(at)?;
