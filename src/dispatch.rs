@@ -46,9 +46,19 @@ pub fn dispatch(rt: &Runtime, driver: Option<&str>, input: &[u8]) -> Result<Mall
 
 /// Calls one driver with an already validated Object and checks what it returns.
 pub(crate) fn call_driver(instance: &DriverInstance, input: &[u8]) -> Result<MallocBuf> {
+    call_driver_patch(instance, input).map(|(output, _)| output)
+}
+
+/// [`call_driver`], also giving what the check found: whether the output starts with the input
+/// (`None` when it did not compare them), so that a hook chain need not compare them again.
+pub(crate) fn call_driver_patch(
+    instance: &DriverInstance,
+    input: &[u8],
+) -> Result<(MallocBuf, Option<bool>)> {
     let output = instance.dispatch(input)?;
-    check_output(input, output.as_slice()).map_err(|e| bad_output(instance.name(), e))?;
-    Ok(output)
+    let patch =
+        check_output(input, output.as_slice()).map_err(|e| bad_output(instance.name(), e))?;
+    Ok((output, patch))
 }
 
 /// Checks a driver's output against the already-validated input. A concatenation of two well-formed
@@ -56,13 +66,17 @@ pub(crate) fn call_driver(instance: &DriverInstance, input: &[u8]) -> Result<Mal
 /// as it does for pass-through drivers and for patches (`ObjectPatch`: changes appended to the input),
 /// only the appended bytes need walking. Comparing bytes is cheaper than walking them for string-heavy
 /// Objects, but not for large opaque bodies, which the walk skips without reading: the comparison is
-/// only tried when the input is small enough for it to pay off.
-fn check_output(input: &[u8], output: &[u8]) -> Result<(), wire::WireError> {
+/// only tried when the input is small enough for it to pay off. Gives whether the output starts with
+/// the input, when they were compared.
+fn check_output(input: &[u8], output: &[u8]) -> Result<Option<bool>, wire::WireError> {
     const PREFIX_CHECK_MAX: usize = 16 * 1024;
-    if input.len() <= PREFIX_CHECK_MAX && output.starts_with(input) {
-        return wire::validate_object(&output[input.len()..]);
+    if input.len() > PREFIX_CHECK_MAX {
+        return wire::validate_object(output).map(|()| None);
     }
-    wire::validate_object(output)
+    if output.starts_with(input) {
+        return wire::validate_object(&output[input.len()..]).map(|()| Some(true));
+    }
+    wire::validate_object(output).map(|()| Some(false))
 }
 
 /// Delivers an event (JSON text) to every loaded driver. Text that is not JSON is refused: drivers are
@@ -97,8 +111,9 @@ mod tests {
     #[test]
     fn output_extending_the_input_is_checked_by_its_tail() {
         let input = b"\x12\x03abc"; // hook_name = "abc"
-        assert!(check_output(input, b"\x12\x03abc").is_ok());
-        assert!(check_output(input, b"\x12\x03abc\x12\x01z").is_ok());
+        assert_eq!(check_output(input, b"\x12\x03abc"), Ok(Some(true)));
+        assert_eq!(check_output(input, b"\x12\x03abc\x12\x01z"), Ok(Some(true)));
+        assert_eq!(check_output(input, b"\x12\x01z"), Ok(Some(false)));
         assert!(
             check_output(input, b"\x12\x03abc\x12\x05z").is_err(),
             "a truncated tail"

@@ -458,6 +458,89 @@ fn chained_hooks_see_what_earlier_hooks_did_and_the_host_gets_the_net_effect() {
     assert_eq!(headers_of(&out), headers_of(&second));
 }
 
+/// Header names as Go's `textproto.CanonicalMIMEHeaderKey` writes them (token names only).
+fn canonical(name: &str) -> String {
+    let mut upper = true;
+    name.chars()
+        .map(|c| {
+            let c = if upper {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            };
+            upper = c == '-';
+            c
+        })
+        .collect()
+}
+
+/// The headers a host has after applying `answer` to the request it sent as Tyk applies one hook's
+/// answer (`ObjectPostProcess`: delete_headers, then set_headers, canonical names).
+fn headers_applied(sent: &Object, answer: &Object) -> Vec<String> {
+    let mut h: std::collections::BTreeMap<String, String> = sent
+        .request
+        .as_ref()
+        .unwrap()
+        .headers
+        .iter()
+        .map(|(k, v)| (canonical(k), v.clone()))
+        .collect();
+    let r = answer.request.as_ref().unwrap();
+    for name in &r.delete_headers {
+        h.remove(&canonical(name));
+    }
+    for (name, value) in &r.set_headers {
+        h.insert(canonical(name), value.clone());
+    }
+    h.into_iter().map(|(k, v)| format!("{k}: {v}")).collect()
+}
+
+#[test]
+fn header_edits_across_hooks_leave_the_hosts_request_as_the_chain_left_it() {
+    // Set, deleted, set again; a name the host sent in lower case; the last hook's own sets.
+    load_api(&classic(
+        "headers",
+        r#""pre": [{"name": "Edit:set X-Twice=1;set X-Lower=hook"}, {"name": "Edit:del x-twice"},
+                   {"name": "RecordH1"}, {"name": "Edit:set X-Twice=3;set x-last=l"}, {"name": "RecordH2"}]"#,
+    ))
+    .unwrap();
+    let sent = request(
+        "headers",
+        HookType::Pre,
+        &[("x-lower", "host"), ("Accept", "*/*")],
+    );
+    let out = run(&sent).unwrap();
+    assert_eq!(
+        headers_of(&seen("RecordH1")),
+        ["Accept: */*", "X-Lower: hook"]
+    );
+    let last = seen("RecordH2");
+    assert_eq!(
+        headers_of(&last),
+        ["Accept: */*", "X-Last: l", "X-Lower: hook", "X-Twice: 3"]
+    );
+    let r = out.request.as_ref().unwrap();
+    assert!(r.delete_headers.iter().all(|n| canonical(n) != "X-Twice"));
+    assert_eq!(set_header(&out, "X-Twice").as_deref(), Some("3"));
+    assert_eq!(headers_applied(&sent, &out), headers_of(&last));
+    assert_eq!(headers_of(&out), headers_of(&last));
+
+    // Every hook sets the same header (the last answer serves as it is, see chain::request).
+    load_api(&classic(
+        "same-header",
+        r#""pre": [{"name": "Edit:set X-Same=s"}, {"name": "Edit:set X-Same=s;"},
+                   {"name": "RecordH3"}, {"name": "Edit:set X-Same=s;;"}]"#,
+    ))
+    .unwrap();
+    let sent = request("same-header", HookType::Pre, &[("Accept", "*/*")]);
+    let out = run(&sent).unwrap();
+    let r = out.request.as_ref().unwrap();
+    assert!(r.delete_headers.is_empty());
+    assert_eq!(r.set_headers.len(), 1);
+    assert_eq!(set_header(&out, "X-Same").as_deref(), Some("s"));
+    assert_eq!(headers_applied(&sent, &out), headers_of(&seen("RecordH3")));
+}
+
 #[test]
 fn only_a_positive_response_code_ends_a_chain() {
     load_api(&classic(

@@ -31,7 +31,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use coprocess_proto::HookType;
 
 use crate::api::{ApiDefinition, HookDef};
-use crate::dispatch::call_driver;
+use crate::dispatch::call_driver_patch;
 use crate::driver::registry::DriverRef;
 use crate::error::{Error, Result, COPROCESS_ERR_DRIVER_BAD_OUTPUT, COPROCESS_ERR_DRIVER_FAILED};
 use crate::id_extractor::{cache, push_session_id};
@@ -135,8 +135,18 @@ impl Run<'_> {
     /// Calls the driver with one hook's input, timed under `label`. A failure ends the run with
     /// Tyk's answer for it (see [`Self::failed`]).
     fn call_hook(&self, label: &str, input: &[u8]) -> std::result::Result<MallocBuf, Stop> {
+        self.call_hook_patch(label, input).map(|(out, _)| out)
+    }
+
+    /// [`Self::call_hook`], also giving whether the output starts with the input (a patch), as the
+    /// output check found it (`None`: not compared).
+    fn call_hook_patch(
+        &self,
+        label: &str,
+        input: &[u8],
+    ) -> std::result::Result<(MallocBuf, Option<bool>), Stop> {
         crate::metrics::timed(&self.api.api_id, label, self.driver.name(), || {
-            call_driver(&self.driver, input)
+            call_driver_patch(&self.driver, input)
         })
         .map_err(|e| Stop(self.failed(input, e)))
     }
@@ -239,10 +249,10 @@ impl Run<'_> {
         let mut current = live.first_input(&prepared, hook);
         let mut ran = 0;
         loop {
-            let out = self.call_hook(&hook.name, &current)?;
+            let (out, patch) = self.call_hook_patch(&hook.name, &current)?;
             ran += 1;
             let code = live
-                .apply(&current, out.as_slice())
+                .apply_known(&current, out.as_slice(), patch)
                 .map_err(|why| self.refused(hook, &current, why))?;
             let next = hooks.next();
             if code.is_some_and(|c| c > 0) || next.is_none() {
