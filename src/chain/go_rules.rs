@@ -7,44 +7,83 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// RFC 7230 token characters: the bytes `CanonicalMIMEHeaderKey` accepts in a name it rewrites.
+const TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    table
+};
+
 fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TOKEN[usize::from(b)]
 }
 
 /// `textproto.CanonicalMIMEHeaderKey`: the first letter and every letter after a `-` upper case, the
-/// rest lower case; a name with any byte outside the token set is left as it is.
+/// rest lower case; a name with any byte outside the token set is left as it is. A name already in
+/// that form (the common case) is checked in one pass and borrowed.
 pub fn canonical_header(name: &[u8]) -> Cow<'_, [u8]> {
-    if !name.iter().all(|&b| is_token_byte(b)) {
-        return Cow::Borrowed(name);
-    }
     let mut upper = true;
-    let mut changed: Option<Vec<u8>> = None;
+    let mut first_change = None;
     for (i, &b) in name.iter().enumerate() {
+        if !is_token_byte(b) {
+            return Cow::Borrowed(name);
+        }
         let c = if upper {
             b.to_ascii_uppercase()
         } else {
             b.to_ascii_lowercase()
         };
-        if c != b {
-            changed.get_or_insert_with(|| name.to_vec())[i] = c;
+        if c != b && first_change.is_none() {
+            first_change = Some(i);
         }
         upper = c == b'-';
     }
-    changed.map_or(Cow::Borrowed(name), Cow::Owned)
+    let Some(from) = first_change else {
+        return Cow::Borrowed(name);
+    };
+    let mut out = name.to_vec();
+    let mut upper = from == 0 || out[from - 1] == b'-';
+    for c in &mut out[from..] {
+        *c = if upper {
+            c.to_ascii_uppercase()
+        } else {
+            c.to_ascii_lowercase()
+        };
+        upper = *c == b'-';
+    }
+    Cow::Owned(out)
 }
 
 /// Whether two header names are the same name to Go's `http.Header` (equal canonical forms). A name
 /// with a non-token byte is not canonicalised, so it only matches itself.
 pub fn same_header(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    if a.iter().all(|&c| is_token_byte(c)) {
-        // Canonicalisation depends only on positions, so equal canonical forms = equal up to case.
-        a.eq_ignore_ascii_case(b)
-    } else {
-        a == b
-    }
+    // Canonicalisation depends only on positions, so equal canonical forms = equal up to case; two
+    // spellings that differ only in case are both token names or both not (then only equal bytes
+    // match). The case-blind compare goes first: it fails fast for different names.
+    a.len() == b.len()
+        && a.eq_ignore_ascii_case(b)
+        && (a == b || a.iter().all(|&c| is_token_byte(c)))
 }
 
 /// `url.Values`: each key's values in order; keys ordered as `Values.Encode` writes them.
@@ -209,6 +248,46 @@ mod tests {
         assert!(!same_header(b"x a", b"X A"));
         assert!(same_header(b"x a", b"x a"));
         assert!(!same_header(b"x-a", b"x-b"));
+    }
+
+    /// `CanonicalMIMEHeaderKey` as Go's source states it: a name with a non-token byte unchanged,
+    /// else upper case at the start and after each `-`, lower case elsewhere.
+    fn reference(name: &[u8]) -> Vec<u8> {
+        let token = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+        if !name.iter().all(token) {
+            return name.to_vec();
+        }
+        let mut upper = true;
+        name.iter()
+            .map(|b| {
+                let c = if upper {
+                    b.to_ascii_uppercase()
+                } else {
+                    b.to_ascii_lowercase()
+                };
+                upper = c == b'-';
+                c
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// The one-pass canonical form and the case-blind comparison agree with the definition.
+        #[test]
+        fn header_name_shortcuts_agree_with_the_definition(
+            a in "[-a-cA-C0-9 _~:]{0,10}",
+            flips in proptest::collection::vec(proptest::prelude::any::<bool>(), 10),
+        ) {
+            let a = a.as_bytes();
+            let b: Vec<u8> = a
+                .iter()
+                .zip(&flips)
+                .map(|(c, flip)| if *flip { c ^ 0x20 * u8::from(c.is_ascii_alphabetic()) } else { *c })
+                .collect();
+            proptest::prop_assert_eq!(&*canonical_header(a), &reference(a)[..]);
+            proptest::prop_assert_eq!(same_header(a, &b), reference(a) == reference(&b));
+            proptest::prop_assert_eq!(same_header(a, b"X-A"), reference(a) == b"X-A");
+        }
     }
 
     #[test]
