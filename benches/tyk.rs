@@ -3,7 +3,10 @@
 //!   (same API, same typical ~3.3 KB Object, same bearer token);
 //! - a Pre chain of 1 and of 3 hooks, against a Pre hook dispatched without an API (no chain logic).
 //!
-//! Run: `cargo bench --bench tyk` (builds the example driver first).
+//! Run: `cargo bench --bench tyk` (builds the example driver first). With `TYK_BENCH_THREAD_CPU=1`
+//! the benches measure the calling thread's CPU time instead of wall time (the driver runs on that
+//! thread): time the thread spends descheduled on a loaded machine is left out, so side-by-side
+//! ratios stay meaningful there (cache and core sharing still slow it).
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -14,7 +17,10 @@ use coprocess_bridge::ffi::host::{
 };
 use coprocess_bridge::message::CoProcessMessage;
 use coprocess_bridge::proto::{fixtures, HookType, Message, Object, ReturnOverrides};
-use criterion::{criterion_group, criterion_main, Criterion};
+use std::time::Duration;
+
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{criterion_group, Criterion, Throughput};
 
 fn example_driver() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -92,7 +98,7 @@ fn run(input: &[u8]) -> usize {
     n
 }
 
-fn bench(c: &mut Criterion) {
+fn bench<M: Measurement>(c: &mut Criterion<M>) {
     setup();
     let mut g = c.benchmark_group("custom_key_check");
     for (label, api) in [("driver_call", "nocache"), ("cache_hit", "cache")] {
@@ -114,5 +120,75 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+/// The calling thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`).
+struct ThreadCpu;
+
+fn thread_cpu_now() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux supports.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+impl Measurement for ThreadCpu {
+    type Intermediate = Duration;
+    type Value = Duration;
+    fn start(&self) -> Duration {
+        thread_cpu_now()
+    }
+    fn end(&self, started: Duration) -> Duration {
+        thread_cpu_now().saturating_sub(started)
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &CpuNanos
+    }
+}
+
+/// CPU time in ns, printed as is (the benches here measure no throughput).
+struct CpuNanos;
+
+impl ValueFormatter for CpuNanos {
+    fn scale_values(&self, _typical: f64, _values: &mut [f64]) -> &'static str {
+        "ns (thread CPU)"
+    }
+    fn scale_throughputs(
+        &self,
+        _typical: f64,
+        _: &Throughput,
+        _values: &mut [f64],
+    ) -> &'static str {
+        "ns (thread CPU)"
+    }
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+criterion_group!(wall_time, bench::<WallTime>);
+criterion_group! {
+    name = thread_cpu;
+    config = Criterion::default().with_measurement(ThreadCpu);
+    targets = bench::<ThreadCpu>
+}
+
+fn main() {
+    if std::env::var_os("TYK_BENCH_THREAD_CPU").is_some() {
+        thread_cpu();
+    } else {
+        wall_time();
+    }
+    Criterion::default().configure_from_args().final_summary();
+}
