@@ -282,7 +282,7 @@ mod tests {
             let b: Vec<u8> = a
                 .iter()
                 .zip(&flips)
-                .map(|(c, flip)| if *flip { c ^ 0x20 * u8::from(c.is_ascii_alphabetic()) } else { *c })
+                .map(|(c, flip)| if *flip { c ^ (0x20 * u8::from(c.is_ascii_alphabetic())) } else { *c })
                 .collect();
             proptest::prop_assert_eq!(&*canonical_header(a), &reference(a)[..]);
             proptest::prop_assert_eq!(same_header(a, &b), reference(a) == reference(&b));
