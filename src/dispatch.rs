@@ -27,20 +27,21 @@ pub fn dispatch(rt: &Runtime, driver: Option<&str>, input: &[u8]) -> Result<Mall
             "coprocess is disabled (enable_coprocess is false)",
         ));
     }
-    wire::validate_object(input).map_err(|e| {
+    // One walk checks the Object and reads what routing and the metrics label need.
+    let routing = wire::check_object(input).map_err(|e| {
         Error::new(
             COPROCESS_ERR_INVALID_OBJECT,
             format!("input is not a well-formed coprocess.Object: {e}"),
         )
     })?;
     if driver.is_none() && !rt.apis.is_empty() {
-        if let Some(api) = wire::spec_value(input, "APIID").and_then(|id| rt.apis.get(id)) {
+        if let Some(api) = routing.api_id().and_then(|id| rt.apis.get(id)) {
             return crate::chain::dispatch_api(rt, &api, input);
         }
     }
     // A borrowed snapshot entry: no lock, no reference count touched.
     let instance = rt.registry.lookup(driver)?;
-    let hook = crate::metrics::hook_type_label(wire::hook_type(input).unwrap_or(0));
+    let hook = crate::metrics::hook_type_label(routing.hook_type());
     crate::metrics::timed("", hook, instance.name(), || call_driver(&instance, input))
 }
 

@@ -1,5 +1,5 @@
-//! The wire walk (`wire::validate_object`) against a full prost decode of the same Objects, and the
-//! routing readers. Run: `cargo bench -p coprocess-proto --features fixtures --bench wire`.
+//! The wire walk (`wire::validate_object`, and `wire::check_object`, which also reads the routing
+//! values) against a full prost decode of the same Objects, and the routing readers. Run: `cargo bench -p coprocess-proto --features fixtures --bench wire`.
 
 use std::hint::black_box;
 
@@ -24,6 +24,9 @@ fn wire_benches(c: &mut Criterion) {
         });
         group.bench_function("prost_decode", |b| {
             b.iter(|| Object::decode(black_box(bytes.as_slice())).unwrap())
+        });
+        group.bench_function("check_object", |b| {
+            b.iter(|| wire::check_object(black_box(&bytes)).unwrap())
         });
         group.bench_function("spec_value", |b| {
             b.iter(|| wire::spec_value(black_box(&bytes), "APIID"))

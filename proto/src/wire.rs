@@ -58,6 +58,9 @@ enum Kind {
     Msg(&'static Schema),
     /// A map field (wire type 2), whose entries are walked with the entry schema.
     Map(&'static Schema),
+    /// A `map<string, string>` field: a [`Kind::Map`] of [`STRING_MAP`] entries, the commonest
+    /// nested shape, which has a step of its own.
+    StrMap,
 }
 
 struct Field {
@@ -89,8 +92,10 @@ enum Step {
     General,
     /// A `string` field, wire type 2.
     Str,
-    /// A message or a map field, wire type 2.
+    /// A message or a map field other than `map<string, string>`, wire type 2.
     Nested,
+    /// A `map<string, string>` field, wire type 2.
+    StrMap,
     /// A varint-typed field or an unknown varint, wire type 0.
     Varint,
     /// A `bytes` field or an unknown length-delimited field.
@@ -123,6 +128,7 @@ const fn steps(fields: &[Field]) -> [Step; 128] {
                 (Kind::Str, LEN) => Step::Str,
                 (Kind::Bytes, LEN) => Step::SkipLen,
                 (Kind::Msg(_) | Kind::Map(_), LEN) => Step::Nested,
+                (Kind::StrMap, LEN) => Step::StrMap,
                 _ => Step::General,
             }
         };
@@ -138,7 +144,7 @@ macro_rules! schema {
     }};
 }
 
-use Kind::{Bytes, Double, Map, Msg, RepeatedDouble, Str, Varint};
+use Kind::{Bytes, Double, Map, Msg, RepeatedDouble, Str, StrMap, Varint};
 
 /// `map<string, string>` entry.
 static STRING_MAP: Schema = schema! { key: Str, value: Str };
@@ -150,20 +156,20 @@ static OBJECT: Schema = schema! {
     hook_name: Str,
     request: Msg(&MINI_REQUEST_OBJECT),
     session: Msg(&SESSION_STATE),
-    metadata: Map(&STRING_MAP),
-    spec: Map(&STRING_MAP),
+    metadata: StrMap,
+    spec: StrMap,
     response: Msg(&RESPONSE_OBJECT),
 };
 
 static MINI_REQUEST_OBJECT: Schema = schema! {
-    headers: Map(&STRING_MAP),
-    set_headers: Map(&STRING_MAP),
+    headers: StrMap,
+    set_headers: StrMap,
     delete_headers: Str,
     body: Str,
     url: Str,
-    params: Map(&STRING_MAP),
-    add_params: Map(&STRING_MAP),
-    extended_params: Map(&STRING_MAP),
+    params: StrMap,
+    add_params: StrMap,
+    extended_params: StrMap,
     delete_params: Str,
     return_overrides: Msg(&RETURN_OVERRIDES),
     method: Str,
@@ -175,7 +181,7 @@ static MINI_REQUEST_OBJECT: Schema = schema! {
 static RETURN_OVERRIDES: Schema = schema! {
     response_code: Varint,
     response_error: Str,
-    headers: Map(&STRING_MAP),
+    headers: StrMap,
     override_error: Varint,
     response_body: Str,
 };
@@ -184,7 +190,7 @@ static RESPONSE_OBJECT: Schema = schema! {
     status_code: Varint,
     raw_body: Bytes,
     body: Str,
-    headers: Map(&STRING_MAP),
+    headers: StrMap,
     multivalue_headers: Msg(&HEADER),
 };
 
@@ -218,7 +224,7 @@ static SESSION_STATE: Schema = schema! {
     access_rights: Map(&ACCESS_MAP),
     org_id: Str,
     oauth_client_id: Str,
-    oauth_keys: Map(&STRING_MAP),
+    oauth_keys: StrMap,
     basic_auth_data: Msg(&BASIC_AUTH_DATA),
     jwt_data: Msg(&JWT_DATA),
     hmac_enabled: Varint,
@@ -228,7 +234,7 @@ static SESSION_STATE: Schema = schema! {
     data_expires: Varint,
     monitor: Msg(&MONITOR),
     enable_detailed_recording: Varint,
-    metadata: Map(&STRING_MAP),
+    metadata: StrMap,
     tags: Str,
     alias: Str,
     last_updated: Str,
@@ -344,6 +350,7 @@ impl WireError {
                     f.write_str(field.name)?;
                     schema = match field.kind {
                         Msg(s) | Map(s) => Some(s),
+                        StrMap => Some(&STRING_MAP),
                         _ => None,
                     };
                 }
@@ -450,12 +457,16 @@ fn varint(data: &[u8], pos: &mut usize) -> Res<u64> {
             }
         }
     }
-    varint_slow(data, pos)
+    let (value, end) = varint_slow(data, p)?;
+    *pos = end;
+    Ok(value)
 }
 
+/// A varint of any length at `start`: its value and the position after it. Takes and returns the
+/// position by value so that callers keep theirs in a register (a `&mut` passed to a function
+/// that is not inlined would put it in memory, on the walk's critical path).
 #[inline(never)]
-fn varint_slow(data: &[u8], pos: &mut usize) -> Res<u64> {
-    let start = *pos;
+fn varint_slow(data: &[u8], start: usize) -> Res<(u64, usize)> {
     let bytes = data.get(start..).unwrap_or(&[]);
     let mut value = 0u64;
     for (i, &b) in bytes.iter().take(10).enumerate() {
@@ -465,8 +476,7 @@ fn varint_slow(data: &[u8], pos: &mut usize) -> Res<u64> {
             if i == 9 && b >= 0x02 {
                 break;
             }
-            *pos = start + i + 1;
-            return Ok(value);
+            return Ok((value, start + i + 1));
         }
     }
     Err(fault(WireErrorKind::InvalidVarint, start))
@@ -640,25 +650,35 @@ fn check_utf8_slow(bytes: &[u8]) -> Result<(), usize> {
         .map_err(|e| e.valid_up_to())
 }
 
-/// Fast path for the most common entry shape of a `map<string, string>`: key field, then value
-/// field, one-byte keys and lengths, nothing else, all ASCII (so both strings are valid UTF-8 and
-/// both lengths are one byte). `true` only if the general walk would accept the entry; `false`
-/// means "use the general walk".
+/// The most common shape of a `map<string, string>` entry: key field, then value field, one-byte
+/// keys and lengths, nothing else. Returns the offset of the value's key byte within `entry` (the
+/// key's text is `entry[2..at]`, the value's `entry[at + 2..]`), or `None` for any other shape.
 #[inline(always)]
-fn ascii_string_entry(data: &[u8], start: usize, end: usize) -> bool {
-    let entry = &data[start..end];
+fn canonical_entry(entry: &[u8]) -> Option<usize> {
     let n = entry.len();
     if n < 4 || entry[0] != 0x0A {
-        return false;
+        return None;
     }
     let value_key = 2 + entry[1] as usize;
     if value_key + 2 > n
         || entry[value_key] != 0x12
         || value_key + 2 + entry[value_key + 1] as usize != n
     {
+        return None;
+    }
+    Some(value_key)
+}
+
+/// Fast path for a `map<string, string>` entry in its canonical shape ([`canonical_entry`]) whose
+/// text is all ASCII (so both strings are valid UTF-8 and both lengths are one byte). `true` only if
+/// the general walk would accept the entry; `false` means "use the general walk".
+#[inline(always)]
+fn ascii_string_entry(data: &[u8], start: usize, end: usize) -> bool {
+    let entry = &data[start..end];
+    if canonical_entry(entry).is_none() {
         return false;
     }
-    if n <= 16 {
+    if entry.len() <= 16 {
         ascii_short(data, start, end)
     } else {
         ascii_medium(entry)
@@ -727,78 +747,104 @@ fn walk(
     ctx: u32,
     trail: &mut impl Trail,
 ) -> Res<()> {
-    // With no budget left, skipping even an unknown varint is an error: leave that to the general path.
-    let steps = if ctx == 0 {
-        &ALL_GENERAL
-    } else {
-        &schema.steps
-    };
+    let steps = steps_for(schema, ctx);
     while pos < data.len() {
-        let at = pos;
-        let b = data[pos];
-        let step = if b < 0x80 {
-            steps[b as usize]
-        } else {
-            Step::General
-        };
-        if step == Step::General {
-            general_field(data, &mut pos, schema, ctx, trail)?;
-            continue;
-        }
-        pos += 1;
-        let tag = u32::from(b >> 3);
-        trail.enter(tag);
-        match step {
-            Step::Str => {
-                let end = len_delimited(data, &mut pos)?;
-                check_utf8(data, pos, end).map_err(|i| fault(WireErrorKind::InvalidUtf8, i))?;
-                pos = end;
-            }
-            Step::Nested => {
-                let end = len_delimited(data, &mut pos)?;
-                if let Some(Field {
-                    kind: Msg(sub) | Map(sub),
-                    ..
-                }) = schema.field(tag)
-                {
-                    nested(data, pos, end, sub, ctx, at, trail)?;
-                }
-                pos = end;
-            }
-            Step::Varint => skip_varint(data, &mut pos)?,
-            Step::SkipLen => pos = len_delimited(data, &mut pos)?,
-            Step::Fixed64 => fixed(data, &mut pos, 8)?,
-            Step::Fixed32 => fixed(data, &mut pos, 4)?,
-            Step::General => {}
-        }
-        trail.leave();
+        field(data, &mut pos, schema, steps, ctx, trail)?;
     }
     Ok(())
 }
 
-/// One field by the general path: any key, every rule checked.
-#[inline(never)]
-fn general_field(
+/// The one-byte-key table to walk a message with: with no budget left, skipping even an unknown
+/// varint is an error, which the general path reports.
+#[inline(always)]
+fn steps_for(schema: &'static Schema, ctx: u32) -> &'static [Step; 128] {
+    if ctx == 0 {
+        &ALL_GENERAL
+    } else {
+        &schema.steps
+    }
+}
+
+/// Walks the one field at `*pos` (`< data.len()`) of a message, advancing `*pos` past it.
+#[inline(always)]
+fn field(
     data: &[u8],
     pos: &mut usize,
     schema: &'static Schema,
+    steps: &[Step; 128],
     ctx: u32,
     trail: &mut impl Trail,
 ) -> Res<()> {
     let at = *pos;
-    let (tag, wire_type) = key(data, pos)?;
-    trail.enter(tag);
-    let field = schema.field(tag);
-    if wire_type == LEN {
-        let end = len_delimited(data, pos)?;
-        let start = *pos;
-        *pos = end;
-        len_field(data, start, end, field, ctx, at, trail)?;
+    let b = data[at];
+    let step = if b < 0x80 {
+        steps[b as usize]
     } else {
-        other_field(data, pos, field, tag, wire_type, ctx, at, trail)?;
+        Step::General
+    };
+    if step == Step::General {
+        *pos = general_field(data, at, schema, ctx, trail)?;
+        return Ok(());
+    }
+    *pos = at + 1;
+    let tag = u32::from(b >> 3);
+    trail.enter(tag);
+    match step {
+        Step::Str => {
+            let end = len_delimited(data, pos)?;
+            check_utf8(data, *pos, end).map_err(|i| fault(WireErrorKind::InvalidUtf8, i))?;
+            *pos = end;
+        }
+        Step::StrMap => {
+            let end = len_delimited(data, pos)?;
+            string_map_entry(data, *pos, end, ctx, at, trail)?;
+            *pos = end;
+        }
+        Step::Nested => {
+            let end = len_delimited(data, pos)?;
+            if let Some(Field {
+                kind: Msg(sub) | Map(sub),
+                ..
+            }) = schema.field(tag)
+            {
+                nested(data, *pos, end, sub, ctx, at, trail)?;
+            }
+            *pos = end;
+        }
+        Step::Varint => skip_varint(data, pos)?,
+        Step::SkipLen => *pos = len_delimited(data, pos)?,
+        Step::Fixed64 => fixed(data, pos, 8)?,
+        Step::Fixed32 => fixed(data, pos, 4)?,
+        Step::General => {}
     }
     trail.leave();
     Ok(())
+}
+
+/// One field at `at` by the general path: any key, every rule checked. Returns the position after
+/// it (by value, see [`varint_slow`]).
+#[inline(never)]
+fn general_field(
+    data: &[u8],
+    at: usize,
+    schema: &'static Schema,
+    ctx: u32,
+    trail: &mut impl Trail,
+) -> Res<usize> {
+    let mut pos = at;
+    let (tag, wire_type) = key(data, &mut pos)?;
+    trail.enter(tag);
+    let field = schema.field(tag);
+    if wire_type == LEN {
+        let end = len_delimited(data, &mut pos)?;
+        let start = pos;
+        pos = end;
+        len_field(data, start, end, field, ctx, at, trail)?;
+    } else {
+        other_field(data, &mut pos, field, tag, wire_type, ctx, at, trail)?;
+    }
+    trail.leave();
+    Ok(pos)
 }
 
 /// A wire-type-2 field whose payload is `data[start..end]` (already bounds-checked).
@@ -824,6 +870,9 @@ fn len_field(
     if let Str = field.kind {
         return check_utf8(data, start, end).map_err(|i| fault(WireErrorKind::InvalidUtf8, i));
     }
+    if let StrMap = field.kind {
+        return string_map_entry(data, start, end, ctx, at, trail);
+    }
     if let Msg(schema) | Map(schema) = field.kind {
         return nested(data, start, end, schema, ctx, at, trail);
     }
@@ -842,8 +891,8 @@ fn len_field_rare(kind: Kind, start: usize, end: usize, at: usize) -> Res<()> {
         }
         Varint => expect_wire_type(VARINT, LEN, at),
         Double => expect_wire_type(I64, LEN, at),
-        // Str, Msg and Map are handled by `len_field`.
-        Bytes | Str | Msg(_) | Map(_) => Ok(()),
+        // Str, Msg and the maps are handled by `len_field`.
+        Bytes | Str | Msg(_) | Map(_) | StrMap => Ok(()),
     }
 }
 
@@ -862,10 +911,24 @@ fn nested(
     if ctx == 0 {
         return Err(fault(WireErrorKind::RecursionLimit, at));
     }
-    if core::ptr::eq(schema, &STRING_MAP) && ascii_string_entry(data, start, end) {
+    walk(&data[..end], start, schema, ctx - 1, trail)
+}
+
+/// A `map<string, string>` entry in `data[start..end]`: [`nested`], with a shortcut for the
+/// canonical all-ASCII shape ([`ascii_string_entry`]) when the budget allows an entry at all.
+#[inline(always)]
+fn string_map_entry(
+    data: &[u8],
+    start: usize,
+    end: usize,
+    ctx: u32,
+    at: usize,
+    trail: &mut impl Trail,
+) -> Res<()> {
+    if ctx != 0 && ascii_string_entry(data, start, end) {
         return Ok(());
     }
-    walk(&data[..end], start, schema, ctx - 1, trail)
+    nested(data, start, end, &STRING_MAP, ctx, at, trail)
 }
 
 /// A field whose wire type is not 2.
@@ -893,14 +956,8 @@ fn other_field(
             expect_wire_type(I64, wire_type, at)?;
             fixed(data, pos, 8)
         }
-        Map(schema) => {
-            expect_wire_type(LEN, wire_type, at)?;
-            let end = len_delimited(data, pos)?;
-            let start = *pos;
-            *pos = end;
-            nested(data, start, end, schema, ctx, at, trail)
-        }
-        Str | Bytes | Msg(_) => expect_wire_type(LEN, wire_type, at),
+        // Only called for wire types other than 2, which these kinds require.
+        Str | Bytes | Msg(_) | Map(_) | StrMap => expect_wire_type(LEN, wire_type, at),
     }
 }
 
@@ -908,10 +965,109 @@ fn other_field(
 /// accept, without decoding it. Accepts exactly the inputs prost accepts (see the module docs for
 /// the rules). Does not allocate.
 pub fn validate_object(buf: &[u8]) -> Result<(), WireError> {
-    match walk(buf, 0, &OBJECT, RECURSION_LIMIT, &mut NoTrail) {
-        Ok(()) => Ok(()),
-        Err(first) => Err(explain(buf, first)),
+    check_object(buf).map(drop)
+}
+
+/// What the dispatch path needs from an `Object` besides its validity, read by [`check_object`] in
+/// the same walk (no second pass over the buffer).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Routing<'a> {
+    hook_type: i32,
+    api_id: Option<&'a [u8]>,
+}
+
+impl<'a> Routing<'a> {
+    /// `hook_type` as a decode gives it: the last occurrence, truncated to `i32`; 0 when absent.
+    /// Equals `hook_type(buf).unwrap_or(0)`.
+    pub fn hook_type(&self) -> i32 {
+        self.hook_type
     }
+
+    /// `spec["APIID"]`: equals `spec_value(buf, "APIID")`.
+    pub fn api_id(&self) -> Option<&'a str> {
+        // Already validated as UTF-8 by the walk; checking again costs a few bytes' worth.
+        core::str::from_utf8(self.api_id?).ok()
+    }
+}
+
+/// [`validate_object`], also returning the [`Routing`] values of an accepted `Object`: one walk
+/// where checking and then reading them took three.
+pub fn check_object(buf: &[u8]) -> Result<Routing<'_>, WireError> {
+    walk_object(buf).map_err(|first| explain(buf, first))
+}
+
+/// The one-byte keys of the top-level fields [`walk_object`] reads.
+const HOOK_TYPE_KEY: u8 = 0x08; // field 1, varint
+const SPEC_KEY: u8 = 0x32; // field 6, length-delimited
+const API_ID: &[u8] = b"APIID";
+
+/// [`walk`] of the top level of an `Object`, reading `hook_type` and `spec["APIID"]` on the way.
+/// Every field is checked exactly as `walk` checks it (the same primitives, the same budget), so
+/// the verdict is the same; the two fields read are also recognised under a longer (non-canonical)
+/// key encoding, as a decode recognises them.
+fn walk_object(buf: &[u8]) -> Res<Routing<'_>> {
+    let mut routing = Routing::default();
+    let mut pos = 0;
+    while pos < buf.len() {
+        let at = pos;
+        let b = buf[pos];
+        let read = if b == HOOK_TYPE_KEY || b == SPEC_KEY {
+            pos += 1;
+            Some(b)
+        } else if b >= 0x80 {
+            long_key(buf, at).map(|(one_byte, after)| {
+                pos = after;
+                one_byte
+            })
+        } else {
+            None
+        };
+        match read {
+            Some(HOOK_TYPE_KEY) => routing.hook_type = varint(buf, &mut pos)? as i32,
+            Some(_) => {
+                let end = len_delimited(buf, &mut pos)?;
+                string_map_entry(buf, pos, end, RECURSION_LIMIT, at, &mut NoTrail)?;
+                if let Some(value) = api_id_value(buf, pos, end) {
+                    routing.api_id = Some(value);
+                }
+                pos = end;
+            }
+            None => field(
+                buf,
+                &mut pos,
+                &OBJECT,
+                &OBJECT.steps,
+                RECURSION_LIMIT,
+                &mut NoTrail,
+            )?,
+        }
+    }
+    Ok(routing)
+}
+
+/// A key of several bytes at `at` that encodes `hook_type` or `spec` (rare but valid, and a
+/// decode reads it): returns the one-byte form and the position after the key. Anything else,
+/// faults included, is left to the general path, which decodes the key again and reports them.
+#[cold]
+fn long_key(buf: &[u8], at: usize) -> Option<(u8, usize)> {
+    let mut pos = at;
+    let one_byte = match key(buf, &mut pos) {
+        Ok((OBJECT_HOOK_TYPE, VARINT)) => HOOK_TYPE_KEY,
+        Ok((OBJECT_SPEC, LEN)) => SPEC_KEY,
+        _ => return None,
+    };
+    Some((one_byte, pos))
+}
+
+/// The value of a validated `spec` entry in `buf[start..end]` if its key is "APIID".
+#[inline(always)]
+fn api_id_value(buf: &[u8], start: usize, end: usize) -> Option<&[u8]> {
+    let entry = &buf[start..end];
+    if let Some(value_key) = canonical_entry(entry) {
+        return (&entry[2..value_key] == API_ID).then(|| &entry[value_key + 2..]);
+    }
+    let (k, v) = map_entry(&buf[..end], start)?;
+    (k == API_ID).then_some(v)
 }
 
 /// Re-walks a rejected buffer, recording the field path to the fault.
@@ -941,12 +1097,6 @@ use crate::fields::object::{
     HOOK_NAME as OBJECT_HOOK_NAME, HOOK_TYPE as OBJECT_HOOK_TYPE, SPEC as OBJECT_SPEC,
 };
 
-/// Skips a top-level Object field by its wire type, without validating it.
-#[inline]
-fn skip_top_level(buf: &[u8], pos: &mut usize, tag: u32, wire_type: u8, at: usize) -> Res<()> {
-    skip(buf, pos, wire_type, tag, RECURSION_LIMIT, at, &mut NoTrail)
-}
-
 /// Returns `spec[key]` from a serialized `Object` without decoding or allocating.
 ///
 /// As in a protobuf map merge, the last entry with a matching key wins, and within an entry the
@@ -970,7 +1120,16 @@ pub fn spec_value<'a>(buf: &'a [u8], key_wanted: &str) -> Option<&'a str> {
             }
             pos = end;
         } else {
-            skip_top_level(buf, &mut pos, tag, wire_type, at).ok()?;
+            skip(
+                buf,
+                &mut pos,
+                wire_type,
+                tag,
+                RECURSION_LIMIT,
+                at,
+                &mut NoTrail,
+            )
+            .ok()?;
         }
     }
     core::str::from_utf8(found?).ok()
@@ -1031,7 +1190,16 @@ pub fn hook_type(buf: &[u8]) -> Option<i32> {
             }
             found = Some(varint(buf, &mut pos).ok()? as i32);
         } else {
-            skip_top_level(buf, &mut pos, tag, wire_type, at).ok()?;
+            skip(
+                buf,
+                &mut pos,
+                wire_type,
+                tag,
+                RECURSION_LIMIT,
+                at,
+                &mut NoTrail,
+            )
+            .ok()?;
         }
     }
     found
@@ -1054,7 +1222,16 @@ pub fn hook_name(buf: &[u8]) -> Option<&str> {
             found = Some(&buf[pos..end]);
             pos = end;
         } else {
-            skip_top_level(buf, &mut pos, tag, wire_type, at).ok()?;
+            skip(
+                buf,
+                &mut pos,
+                wire_type,
+                tag,
+                RECURSION_LIMIT,
+                at,
+                &mut NoTrail,
+            )
+            .ok()?;
         }
     }
     found.and_then(|b| core::str::from_utf8(b).ok())
@@ -1499,6 +1676,82 @@ mod tests {
                 .starts_with("#9.#9.#9.#9.#9.#9.#9.#9.\u{2026}: "),
             "{e}"
         );
+    }
+
+    /// `check_object` reads `hook_type` and `spec["APIID"]` in the validating walk: by the one-byte
+    /// keys (the shortcut), by longer key encodings, from canonical and other entry shapes; the
+    /// last occurrence wins, and the verdict is `validate_object`'s.
+    #[test]
+    fn check_object_reads_the_routing_values_in_its_walk() {
+        fn routing(b: &[u8]) -> Option<(i32, Option<&str>)> {
+            let r = check_object(b);
+            assert_eq!(r.is_ok(), agree(b));
+            if let Ok(r) = r {
+                assert_eq!(r.hook_type(), hook_type(b).unwrap_or(0), "{b:02x?}");
+                assert_eq!(r.api_id(), spec_value(b, "APIID"), "{b:02x?}");
+            }
+            r.ok().map(|r| (r.hook_type(), r.api_id()))
+        }
+        let entry = |parts: &[&[u8]]| {
+            let e: Vec<u8> = parts.concat();
+            let mut b = Vec::new();
+            ld(&mut b, 6, &e);
+            b
+        };
+        assert_eq!(routing(&[]), Some((0, None)));
+        assert_eq!(routing(&[0x08, 0x04]), Some((4, None)));
+        // A longer encoding of the hook_type key, and a later occurrence winning.
+        assert_eq!(routing(&[0x08, 0x04, 0x88, 0x00, 0x02]), Some((2, None)));
+        // Negative: a ten-byte varint truncated to i32 like prost.
+        let mut neg = vec![0x08];
+        v(&mut neg, u64::MAX);
+        assert_eq!(routing(&neg), Some((-1, None)));
+        // Canonical entries (the shortcut), other keys ignored.
+        let mut b = entry(&[b"\x0a\x05OrgID\x12\x01o"]);
+        b.extend(entry(&[b"\x0a\x05APIID\x12\x04api1"]));
+        assert_eq!(routing(&b), Some((0, Some("api1"))));
+        // Value first, an unknown field, a repeated key: the general reader; the last entry wins.
+        b.extend(entry(&[b"\x12\x04api2\x0a\x05APIID"]));
+        assert_eq!(routing(&b), Some((0, Some("api2"))));
+        b.extend(entry(&[b"\x0a\x05APIID\x12\x04api3\x18\x01"]));
+        assert_eq!(routing(&b), Some((0, Some("api3"))));
+        b.extend(entry(&[b"\x0a\x05APIID\x0a\x01x\x12\x01y"]));
+        assert_eq!(routing(&b), Some((0, Some("api3"))), "its key is x");
+        b.extend(entry(&[b"\x0a\x05APIID"]));
+        assert_eq!(routing(&b), Some((0, Some(""))), "no value: empty");
+        // The spec key in two bytes.
+        let mut long = vec![0xB2, 0x00];
+        let e = b"\x0a\x05APIID\x12\x01z";
+        long.push(e.len() as u8);
+        long.extend_from_slice(e);
+        assert_eq!(routing(&long), Some((0, Some("z"))));
+        // Faults in the fields read are faults of the walk, with the same report.
+        for bad in [
+            &[0x08][..],
+            &[0x08, 0x80],
+            &[0x88],
+            &[0x32, 0x05, 0x0a],
+            &[0x32, 0x03, 0x0a, 0x01, 0xff],
+            &[0xB2, 0x00, 0x01, 0x00],
+        ] {
+            assert_eq!(routing(bad), None, "{bad:02x?}");
+            assert_eq!(
+                check_object(bad).unwrap_err(),
+                validate_object(bad).unwrap_err()
+            );
+        }
+        // The fixtures.
+        #[cfg(feature = "fixtures")]
+        for o in [
+            crate::fixtures::small_object(),
+            crate::fixtures::typical_object(),
+            crate::fixtures::fully_populated_object(),
+        ] {
+            let b = o.encode_to_vec();
+            let r = check_object(&b).unwrap();
+            assert_eq!(r.hook_type(), o.hook_type);
+            assert_eq!(r.api_id(), o.spec.get("APIID").map(String::as_str));
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Property tests: `wire::validate_object` accepts exactly what `Object::decode` (prost) accepts,
-//! and the routing readers agree with the decoded Object.
+//! and the routing readers (and `check_object`, which validates and reads in one walk) agree with the
+//! decoded Object.
 //!
 //! Inputs: (a) random bytes, (b) mutated fixture encodings, (c) random valid Objects (and
 //! mutations of their encodings), (d) random structurally valid wire data that prost's encoder
@@ -12,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use coprocess_proto::fixtures;
-use coprocess_proto::wire::{hook_type, spec_value, validate_object};
+use coprocess_proto::wire::{check_object, hook_type, spec_value, validate_object};
 use coprocess_proto::{
     AccessDefinition, AccessSpec, BasicAuthData, Header, JwtData, Message, MiniRequestObject,
     Monitor, Object, ResponseObject, ReturnOverrides, SessionState,
@@ -47,6 +48,13 @@ fn check(buf: &[u8]) -> Result<bool, TestCaseError> {
         prost,
         buf
     );
+    // The walk that also reads the routing values: the same verdict and report, the same values.
+    let routing = check_object(buf);
+    prop_assert_eq!(routing.clone().map(drop), ours);
+    if let (Ok(r), Ok(o)) = (routing, &prost) {
+        prop_assert_eq!(r.hook_type(), o.hook_type);
+        prop_assert_eq!(r.api_id(), o.spec.get("APIID").map(String::as_str));
+    }
     if let Ok(o) = prost {
         prop_assert_eq!(hook_type(buf).unwrap_or(0), o.hook_type);
         for (k, v) in &o.spec {

@@ -1,10 +1,10 @@
-//! `validate_object`, `spec_value` and `hook_type` never allocate on valid input.
+//! `validate_object`, `check_object`, `spec_value` and `hook_type` never allocate on valid input.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use coprocess_proto::fixtures;
-use coprocess_proto::wire::{hook_type, spec_value, validate_object};
+use coprocess_proto::wire::{check_object, hook_type, spec_value, validate_object};
 
 /// Counts allocations made by the current thread (the test harness's other threads don't count).
 struct Counting;
@@ -49,6 +49,7 @@ fn readers_and_validator_do_not_allocate() {
     let before = allocations();
     for b in &encodings {
         assert!(validate_object(b).is_ok());
+        assert!(check_object(b).is_ok_and(|r| r.api_id().is_some()));
         assert!(spec_value(b, "APIID").is_some());
         assert!(spec_value(b, "no such key").is_none());
         assert!(hook_type(b).is_some());

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use serde_json::{json, Value};
 
-use super::histogram::{Totals, BUCKET_BOUNDS_NS, KINDS};
+use super::histogram::{Totals, BUCKET_BOUNDS_NS, KINDS, SAMPLE_ONE_IN, TIME_EVERY_CALL_NS};
 use super::series::SeriesKey;
 use super::ReloadCounts;
 
@@ -143,7 +143,13 @@ pub fn prometheus(s: &Snapshot) -> String {
         &mut out,
         "coprocess_hook_duration_seconds",
         "histogram",
-        "Time of a hook's driver call, checks of its input and output included.",
+        &format!(
+            "Time of a hook's driver call, checks of its input and output included. Calls under \
+             {} us are timed one in {} at random; an untimed call counts with its thread's last \
+             timed one.",
+            TIME_EVERY_CALL_NS / 1000,
+            SAMPLE_ONE_IN
+        ),
     );
     for (key, t) in &s.series {
         let labels = series_labels(key);
@@ -297,7 +303,7 @@ pub fn json(s: &Snapshot) -> Value {
                 "driver": &*key.driver,
                 "calls": t.calls(),
                 "failures": failures,
-                "latency": {"sum_seconds": seconds(t.sum_ns), "buckets": buckets},
+                "latency": {"sum_seconds": seconds(t.sum_ns), "buckets": buckets, "timed_calls": t.timed},
                 "auth_cache": {"hits": t.cache_hits, "misses": t.cache_misses},
             })
         })

@@ -39,6 +39,12 @@ pub fn bucket_of(ns: u64) -> usize {
     BUCKET_BOUNDS_NS.partition_point(|&bound| bound < ns)
 }
 
+/// Calls at least this slow are timed every time: two clock reads cost under 1% of them.
+pub(crate) const TIME_EVERY_CALL_NS: u64 = 10_000;
+
+/// Faster calls are timed one in `SAMPLE_ONE_IN` on average (at random, see [`Cell::record_call`]).
+pub(crate) const SAMPLE_ONE_IN: u64 = 16;
+
 /// One thread's counts for one series. Only its owning thread writes it (so an increment is a load
 /// and a store, no locked instruction); readers sum the cells of all threads. Aligned to a cache line
 /// so that no two threads' cells share one.
@@ -50,6 +56,13 @@ pub struct Cell {
     failures: [AtomicU64; KINDS],
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
+    /// Calls whose latency was measured (the others are counted with the last measured one).
+    timed: AtomicU64,
+    /// Untimed calls to make before the next timed one (0 in a new cell: its first call is timed).
+    untimed_left: AtomicU64,
+    /// The bucket and latency of the last timed call, which each untimed call is counted with.
+    held_bucket: AtomicU64,
+    held_ns: AtomicU64,
 }
 
 /// Adds to a counter only one thread writes.
@@ -58,10 +71,48 @@ fn bump(counter: &AtomicU64, by: u64) {
 }
 
 impl Cell {
-    /// One call: its latency, and the status it failed with (`None`: it succeeded).
+    /// Whether the owning thread's next call in this series is to be timed; if not, one fewer
+    /// untimed call is left.
+    pub fn take_turn(&self) -> bool {
+        let left = self.untimed_left.load(Relaxed);
+        if left == 0 {
+            return true;
+        }
+        self.untimed_left.store(left - 1, Relaxed);
+        false
+    }
+
+    /// One timed call: its latency, and the status it failed with (`None`: it succeeded). Also
+    /// decides how many calls go untimed before the next timed one: none after a call of at least
+    /// [`TIME_EVERY_CALL_NS`], else 0 to `2 * SAMPLE_ONE_IN - 2` (uniformly, mean
+    /// `SAMPLE_ONE_IN - 1`), drawn from the latency's low bits so that no periodic pattern of calls
+    /// lines up with the sampling.
     pub fn record_call(&self, ns: u64, failure: Option<i32>) {
-        bump(&self.buckets[bucket_of(ns)], 1);
+        let bucket = bucket_of(ns);
+        bump(&self.buckets[bucket], 1);
         bump(&self.sum_ns, ns);
+        bump(&self.timed, 1);
+        self.held_bucket.store(bucket as u64, Relaxed);
+        self.held_ns.store(ns, Relaxed);
+        let untimed = if ns >= TIME_EVERY_CALL_NS {
+            0
+        } else {
+            (ns.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % (2 * SAMPLE_ONE_IN - 1)
+        };
+        self.untimed_left.store(untimed, Relaxed);
+        self.record_failure(failure);
+    }
+
+    /// One call that was not timed: counted in the bucket of the last timed call, its latency
+    /// added to the sum, so that the histogram's count stays the number of calls.
+    pub fn record_untimed(&self, failure: Option<i32>) {
+        let bucket = self.held_bucket.load(Relaxed) as usize;
+        bump(&self.buckets[bucket.min(BUCKETS - 1)], 1);
+        bump(&self.sum_ns, self.held_ns.load(Relaxed));
+        self.record_failure(failure);
+    }
+
+    fn record_failure(&self, failure: Option<i32>) {
         if let Some(code) = failure {
             let kind = usize::try_from(code)
                 .ok()
@@ -93,6 +144,7 @@ impl Cell {
         }
         into.cache_hits += self.cache_hits.load(Relaxed);
         into.cache_misses += self.cache_misses.load(Relaxed);
+        into.timed += self.timed.load(Relaxed);
     }
 }
 
@@ -104,6 +156,8 @@ pub struct Totals {
     pub failures: [u64; KINDS],
     pub cache_hits: u64,
     pub cache_misses: u64,
+    /// Calls whose latency was measured (see [`Cell::record_call`]).
+    pub timed: u64,
 }
 
 impl Totals {
@@ -122,6 +176,7 @@ impl Totals {
         }
         self.cache_hits += other.cache_hits;
         self.cache_misses += other.cache_misses;
+        self.timed += other.timed;
     }
 }
 
@@ -167,5 +222,48 @@ mod tests {
         let mut twice = t.clone();
         twice.add(&t);
         assert_eq!(twice.calls(), 6);
+        assert_eq!(twice.timed, 6);
+    }
+
+    /// The sampling shortcut: fast calls are mostly not timed, yet each lands in the histogram (with
+    /// the last timed latency); slow calls are all timed.
+    #[test]
+    fn fast_calls_are_sampled_and_slow_ones_all_timed() {
+        let cell = Cell::default();
+        let (mut timed, calls) = (0u64, 16_000u64);
+        for _ in 0..calls {
+            if cell.take_turn() {
+                timed += 1;
+                cell.record_call(700 + timed % 7, None);
+            } else {
+                cell.record_untimed(None);
+            }
+        }
+        let mut t = Totals::default();
+        cell.add_to(&mut t);
+        assert_eq!(t.calls(), calls, "every call is in the histogram");
+        assert_eq!(t.buckets[0], calls);
+        assert_eq!(t.timed, timed);
+        let expected = calls / SAMPLE_ONE_IN;
+        assert!(
+            (expected / 2..expected * 2).contains(&timed),
+            "about one in {SAMPLE_ONE_IN} timed: {timed} of {calls}"
+        );
+        assert!((700 * calls..707 * calls).contains(&t.sum_ns));
+
+        let slow = Cell::default();
+        for i in 0..100 {
+            assert!(slow.take_turn(), "call {i} of a slow series is timed");
+            slow.record_call(TIME_EVERY_CALL_NS + i, Some(6));
+        }
+        let mut t = Totals::default();
+        slow.add_to(&mut t);
+        assert_eq!((t.calls(), t.timed, t.failures[6]), (100, 100, 100));
+        // After a fast call the series goes back to sampling.
+        slow.record_call(500, None);
+        let untimed = (0..2 * SAMPLE_ONE_IN)
+            .take_while(|_| !slow.take_turn())
+            .count();
+        assert!(untimed < 2 * SAMPLE_ONE_IN as usize - 1);
     }
 }

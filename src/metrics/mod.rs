@@ -2,9 +2,10 @@
 //! latency histogram, auth-cache hits and misses; events delivered and dropped; reloads and their
 //! failures; store errors. Read with `CoProcessMetrics` as Prometheus text or JSON ([`exposition`]).
 //!
-//! Cost on the dispatch path: two clock reads and a few plain stores into the calling thread's own
-//! cell ([`series`]); no lock and no shared cache line. Everything else counted here happens off
-//! that path (events, reloads, store errors) and uses shared atomics or a lock.
+//! Cost on the dispatch path: a few plain stores into the calling thread's own cell ([`series`]),
+//! found through a thread-local map (no lock, no shared cache line), and for a sample of the calls
+//! two clock reads (see [`timed`]). Everything else counted here happens off that path (events,
+//! reloads, store errors) and uses shared atomics or a lock.
 //!
 //! Labels: `api` is the api_id of a loaded API ("" for Objects not routed to one); `hook` is the
 //! hook's name from the API definition, else the Object's hook type ("Pre", "CustomKeyCheck"...),
@@ -24,6 +25,7 @@ use crate::driver::ReloadOutcome;
 use crate::error::Result;
 use crate::events::Delivery;
 
+use histogram::Cell;
 use series::SeriesSet;
 
 /// Per-driver reload counts.
@@ -64,8 +66,14 @@ pub fn per_call_enabled() -> bool {
     PER_CALL.load(Relaxed)
 }
 
-/// Runs one driver call and records it in the global metrics: the `hook` label and latency, and
-/// the status it failed with (just runs it when per-hook counts are off).
+/// Runs one driver call and records it in the global metrics: the `hook` label, the status it
+/// failed with, and its latency (just runs it when per-hook counts are off).
+///
+/// Not every call is timed: two clock reads cost about as much as the rest of a fast native
+/// dispatch. A call is timed when its thread's last timed call of the series took at least
+/// [`histogram::TIME_EVERY_CALL_NS`] (and always the first), otherwise one in
+/// [`histogram::SAMPLE_ONE_IN`] at random; an untimed call is counted in the histogram with the
+/// latency of the last timed one. Calls and failures are counted exactly.
 pub fn timed<T>(
     api: &str,
     hook: &str,
@@ -75,11 +83,22 @@ pub fn timed<T>(
     if !per_call_enabled() {
         return call();
     }
-    let started = Instant::now();
+    let series = &global().series;
+    let Some((time_it, slot)) = series.with_cell_slot(api, hook, driver, Cell::take_turn) else {
+        return call(); // the thread is being torn down
+    };
+    let started = time_it.then(Instant::now);
     let result = call();
-    let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let ns = started.map(|t| u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
     let failure = result.as_ref().err().map(|e| e.status.code());
-    global().record_call(api, hook, driver, ns, failure);
+    let record = |cell: &Cell| match ns {
+        Some(ns) => cell.record_call(ns, failure),
+        None => cell.record_untimed(failure),
+    };
+    match slot {
+        Some(slot) => series.with_slot(slot, record),
+        None => series.with_cell(api, hook, driver, record),
+    };
     result
 }
 
@@ -196,6 +215,52 @@ mod tests {
             }
         );
         assert_eq!((s.store_read_errors, s.store_write_errors), (1, 0));
+    }
+
+    /// `timed`'s shortcut: most fast calls skip the clock, yet every call and failure is counted;
+    /// slow calls are all timed.
+    #[test]
+    fn timed_counts_every_call_and_times_a_sample_of_fast_ones() {
+        use crate::error::{Error, COPROCESS_ERR_DRIVER_FAILED};
+        let api = "timed-sampling-test";
+        let calls = 3_200u64;
+        for i in 0..calls {
+            let r = timed(api, "Pre", "d", || match i % 100 {
+                0 => Err(Error::new(COPROCESS_ERR_DRIVER_FAILED, "no")),
+                _ => Ok(()),
+            });
+            assert_eq!(r.is_err(), i % 100 == 0);
+        }
+        for _ in 0..5 {
+            timed(api, "Post", "d", || {
+                std::thread::sleep(std::time::Duration::from_micros(20));
+                Ok(())
+            })
+            .unwrap();
+        }
+        let snapshot = global().snapshot();
+        let totals = |hook: &str| {
+            snapshot
+                .series
+                .iter()
+                .find(|(k, _)| &*k.api == api && &*k.hook == hook)
+                .map(|(_, t)| t.clone())
+                .unwrap()
+        };
+        let fast = totals("Pre");
+        assert_eq!(fast.calls(), calls);
+        assert_eq!(
+            fast.failures[COPROCESS_ERR_DRIVER_FAILED as usize],
+            calls / 100
+        );
+        assert!(
+            fast.timed >= 1 && fast.timed < calls / 4,
+            "{} of {calls} fast calls timed",
+            fast.timed
+        );
+        let slow = totals("Post");
+        assert_eq!((slow.calls(), slow.timed), (5, 5));
+        assert!(slow.sum_ns >= 5 * 20_000);
     }
 
     #[test]

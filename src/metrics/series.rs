@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -85,16 +86,31 @@ impl Entry {
     }
 }
 
-/// The calling thread's cells, by a hash of (set, api, hook, driver).
+/// The calling thread's cells. Entries are only added while the thread lives, so an index into
+/// `entries` (a [`Slot`]) names the same cell until the thread ends.
 #[derive(Default)]
 struct Local {
-    by_hash: HashMap<u64, Vec<Entry>, BuildHasherDefault<PassThrough>>,
-    entries: usize,
+    entries: Vec<Entry>,
+    /// Indexes into `entries`, by a hash of (set, api, hook, driver).
+    by_hash: HashMap<u64, Vec<usize>, BuildHasherDefault<PassThrough>>,
+    /// The entry found last: a thread that runs the same hook again skips the hash.
+    last: usize,
+}
+
+impl Local {
+    fn find(&self, id: u64, api: &str, hook: &str, driver: &str, hash: u64) -> Option<usize> {
+        self.by_hash.get(&hash).and_then(|indexes| {
+            indexes.iter().copied().find(|&i| {
+                let e = &self.entries[i];
+                e.set.id == id && e.labels.is(api, hook, driver)
+            })
+        })
+    }
 }
 
 impl Drop for Local {
     fn drop(&mut self) {
-        for entry in self.by_hash.values().flatten() {
+        for entry in &self.entries {
             entry.set.retire(&entry.registry_key(), &entry.cell);
         }
     }
@@ -102,6 +118,14 @@ impl Drop for Local {
 
 thread_local! {
     static LOCAL: RefCell<Local> = RefCell::new(Local::default());
+}
+
+/// The calling thread's cell of one series, as found by [`SeriesSet::with_cell_slot`]: reaching it
+/// again through the slot costs no lookup. Only meaningful on the thread that found it (not `Send`).
+#[derive(Clone, Copy)]
+pub struct Slot {
+    index: usize,
+    _this_thread: PhantomData<*const ()>,
 }
 
 /// The map keys are already hashes.
@@ -127,39 +151,81 @@ impl SeriesSet {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `f` on the calling thread's cell of the series. Does nothing on a thread that is being
-    /// torn down (its thread-locals are gone).
-    pub fn with_cell(self: &Arc<Self>, api: &str, hook: &str, driver: &str, f: impl FnOnce(&Cell)) {
-        let mut h = FxHasher::default();
-        (self.id, api, hook, driver).hash(&mut h);
-        let hash = h.finish();
-        let _ = LOCAL.try_with(|local| {
-            let mut local = local.borrow_mut();
-            let found = local.by_hash.get(&hash).and_then(|entries| {
-                entries
-                    .iter()
-                    .find(|e| e.set.id == self.id && e.labels.is(api, hook, driver))
-            });
-            if let Some(entry) = found {
-                return f(&entry.cell);
-            }
-            let labels = SeriesKey::new(api, hook, driver);
-            let (overflow, cell) = self.register(&labels);
-            f(&cell);
-            let entry = Entry {
-                set: Arc::clone(self),
-                labels,
-                overflow,
-                cell,
-            };
-            if local.entries < 2 * MAX_SERIES {
-                local.entries += 1;
-                local.by_hash.entry(hash).or_default().push(entry);
-            } else {
-                // Not cached: the cell goes back to the registry's retired totals at once.
-                self.retire(&entry.registry_key(), &entry.cell);
-            }
-        });
+    /// Runs `f` on the calling thread's cell of the series. Does nothing (`None`) on a thread that
+    /// is being torn down (its thread-locals are gone).
+    pub fn with_cell<R>(
+        self: &Arc<Self>,
+        api: &str,
+        hook: &str,
+        driver: &str,
+        f: impl FnOnce(&Cell) -> R,
+    ) -> Option<R> {
+        self.with_cell_slot(api, hook, driver, f).map(|(r, _)| r)
+    }
+
+    /// [`Self::with_cell`], also returning the cell's [`Slot`] for [`Self::with_slot`] (`None` for a
+    /// series the thread does not keep: see `MAX_SERIES`).
+    pub fn with_cell_slot<R>(
+        self: &Arc<Self>,
+        api: &str,
+        hook: &str,
+        driver: &str,
+        f: impl FnOnce(&Cell) -> R,
+    ) -> Option<(R, Option<Slot>)> {
+        LOCAL
+            .try_with(|local| {
+                let mut local = local.borrow_mut();
+                let slot = |index| Slot {
+                    index,
+                    _this_thread: PhantomData,
+                };
+                if let Some(e) = local.entries.get(local.last) {
+                    if e.set.id == self.id && e.labels.is(api, hook, driver) {
+                        return (f(&e.cell), Some(slot(local.last)));
+                    }
+                }
+                let mut h = FxHasher::default();
+                (self.id, api, hook, driver).hash(&mut h);
+                let hash = h.finish();
+                if let Some(i) = local.find(self.id, api, hook, driver, hash) {
+                    local.last = i;
+                    return (f(&local.entries[i].cell), Some(slot(i)));
+                }
+                let labels = SeriesKey::new(api, hook, driver);
+                let (overflow, cell) = self.register(&labels);
+                let r = f(&cell);
+                let entry = Entry {
+                    set: Arc::clone(self),
+                    labels,
+                    overflow,
+                    cell,
+                };
+                if local.entries.len() < 2 * MAX_SERIES {
+                    let i = local.entries.len();
+                    local.entries.push(entry);
+                    local.by_hash.entry(hash).or_default().push(i);
+                    local.last = i;
+                    (r, Some(slot(i)))
+                } else {
+                    // Not kept: the cell goes back to the registry's retired totals at once.
+                    self.retire(&entry.registry_key(), &entry.cell);
+                    (r, None)
+                }
+            })
+            .ok()
+    }
+
+    /// Runs `f` on the cell `slot` names, found earlier on this thread in this set. `None` on a
+    /// thread being torn down, or for a slot of another set.
+    pub fn with_slot<R>(&self, slot: Slot, f: impl FnOnce(&Cell) -> R) -> Option<R> {
+        LOCAL
+            .try_with(|local| {
+                let local = local.borrow();
+                let e = local.entries.get(slot.index)?;
+                (e.set.id == self.id).then(|| f(&e.cell))
+            })
+            .ok()
+            .flatten()
     }
 
     /// A new cell for the calling thread in the series, or in the overflow series (`true`).
