@@ -354,8 +354,11 @@ void CoProcessClearLastError(void);
  * their failures; store errors. `format` is COPROCESS_METRICS_PROMETHEUS (0, the text a
  * Prometheus server scrapes) or COPROCESS_METRICS_JSON (1). Returns a malloc'd NUL-terminated
  * string the caller frees with CoProcessFree (or free), or NULL for an unknown format (the reason
- * is in CoProcessLastError()) or when memory is exhausted. Counting costs the dispatching threads
- * no lock; this call sums every thread's counts. Thread-safe.
+ * is in CoProcessLastError()) or when memory is exhausted. Calls and failures are counted exactly;
+ * the latency histogram is sampled for fast hooks: a call under 10 µs is timed about one in 16
+ * (every call after a slow one is timed), and each untimed call is counted in the bucket of its
+ * series' last timed call, so the histogram's count still equals the calls. Counting costs the
+ * dispatching threads no lock; this call sums every thread's counts. Thread-safe.
  */
 char *CoProcessMetrics(int format);
 

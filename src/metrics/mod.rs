@@ -62,6 +62,7 @@ pub fn set_per_call_enabled(on: bool) {
     PER_CALL.store(on, Relaxed);
 }
 
+#[inline]
 pub fn per_call_enabled() -> bool {
     PER_CALL.load(Relaxed)
 }
@@ -74,6 +75,10 @@ pub fn per_call_enabled() -> bool {
 /// [`histogram::TIME_EVERY_CALL_NS`] (and always the first), otherwise one in
 /// [`histogram::SAMPLE_ONE_IN`] at random; an untimed call is counted in the histogram with the
 /// latency of the last timed one. Calls and failures are counted exactly.
+///
+/// Inlined so that with the counts off a call costs one load and a branch; the counting itself
+/// ([`Ticket`]) stays out of line.
+#[inline]
 pub fn timed<T>(
     api: &str,
     hook: &str,
@@ -83,23 +88,52 @@ pub fn timed<T>(
     if !per_call_enabled() {
         return call();
     }
-    let series = &global().series;
-    let Some((time_it, slot)) = series.with_cell_slot(api, hook, driver, Cell::take_turn) else {
+    let Some(ticket) = Ticket::take(api, hook, driver) else {
         return call(); // the thread is being torn down
     };
-    let started = time_it.then(Instant::now);
+    let started = ticket.time_it.then(Instant::now);
     let result = call();
-    let ns = started.map(|t| u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
     let failure = result.as_ref().err().map(|e| e.status.code());
-    let record = |cell: &Cell| match ns {
-        Some(ns) => cell.record_call(ns, failure),
-        None => cell.record_untimed(failure),
-    };
-    match slot {
-        Some(slot) => series.with_slot(slot, record),
-        None => series.with_cell(api, hook, driver, record),
-    };
+    ticket.record(api, hook, driver, started, failure);
     result
+}
+
+/// One call's place in its series, taken before the call: whether to time it, and the calling
+/// thread's cell to record it in.
+struct Ticket {
+    time_it: bool,
+    slot: Option<series::Slot>,
+}
+
+impl Ticket {
+    #[inline(never)]
+    fn take(api: &str, hook: &str, driver: &str) -> Option<Ticket> {
+        let (time_it, slot) = global()
+            .series
+            .with_cell_slot(api, hook, driver, Cell::take_turn)?;
+        Some(Ticket { time_it, slot })
+    }
+
+    #[inline(never)]
+    fn record(
+        self,
+        api: &str,
+        hook: &str,
+        driver: &str,
+        started: Option<Instant>,
+        failure: Option<i32>,
+    ) {
+        let ns = started.map(|t| u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        let record = |cell: &Cell| match ns {
+            Some(ns) => cell.record_call(ns, failure),
+            None => cell.record_untimed(failure),
+        };
+        let series = &global().series;
+        match self.slot {
+            Some(slot) => series.with_slot(slot, record),
+            None => series.with_cell(api, hook, driver, record),
+        };
+    }
 }
 
 /// The `hook` label of an Object's hook type.
