@@ -50,23 +50,55 @@ fn parts(object: &[u8], field: u32) -> impl Iterator<Item = Result<&[u8], Malfor
     })
 }
 
-/// The length-delimited occurrences of field `field` in the message parts `parts`.
-fn inner<'a>(
-    parts: impl Iterator<Item = Result<&'a [u8], Malformed>>,
-    maps: u32,
+/// The occurrences of one length-delimited `request` field in an answer, in wire order: from a span
+/// of the answer's only `request` part (the usual answer), or, when the answer has several, walking
+/// the answer's top level part by part. As a decode would, a part that is not length-delimited is
+/// passed over, and a walk ends at broken framing.
+struct Occurrences<'a> {
     field: u32,
-) -> impl Iterator<Item = &'a [u8]> {
-    parts.filter_map(Result::ok).flat_map(move |part| {
-        Fields::new(part, maps).filter_map(move |f| match f {
-            Ok((n, Value::Len(bytes))) if n == field => Some(bytes),
-            _ => None,
-        })
-    })
+    /// The answer's top level, still to walk for `request` parts (`None`: the span only).
+    top: Option<Fields<'a>>,
+    /// The part (or span) being walked.
+    current: Fields<'a>,
 }
 
+impl<'a> Iterator for Occurrences<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        loop {
+            for f in self.current.by_ref() {
+                if let Ok((n, Value::Len(bytes))) = f {
+                    if n == self.field {
+                        return Some(bytes);
+                    }
+                }
+            }
+            let top = self.top.as_mut()?;
+            loop {
+                if let (REQUEST, Value::Len(part)) = top.next()?.ok()? {
+                    self.current = Fields::new(part, REQUEST_MAPS);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Request fields whose occurrences [`RequestEdits`] locates for a second reading: the map and
+/// repeated fields it applies, and return_overrides.
+const LISTS: [u32; 5] = [
+    SET_HEADERS,
+    DELETE_HEADERS,
+    ADD_PARAMS,
+    DELETE_PARAMS,
+    RETURN_OVERRIDES,
+];
+
 /// The request edits in a hook's answer (its merged `request` fields). [`RequestEdits::read`] walks
-/// the request once and keeps the singular fields; map and repeated fields are walked again only
-/// when the answer has them.
+/// the request once, keeps the singular fields and notes where the map and repeated fields (and
+/// return_overrides) are; those are read again only when the answer has them, and from where they
+/// are when the answer has a single `request`.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestEdits<'a> {
     answer: &'a [u8],
@@ -76,9 +108,13 @@ pub struct RequestEdits<'a> {
     pub method: Option<&'a [u8]>,
     pub body: Option<&'a [u8]>,
     pub raw_body: Option<&'a [u8]>,
-    /// Which map and repeated fields have entries (bit = field number).
+    /// Which of [`LISTS`] the answer has (bit = field number).
     lists: u32,
-    has_return_overrides: bool,
+    /// The answer's only `request` occurrence (`None` when it has several).
+    only_request: Option<&'a [u8]>,
+    /// For each field of [`LISTS`] (by number), where its occurrences lie in `only_request`: from
+    /// the first one's key to the last one's end.
+    spans: [(usize, usize); RETURN_OVERRIDES as usize + 1],
 }
 
 impl<'a> RequestEdits<'a> {
@@ -92,29 +128,36 @@ impl<'a> RequestEdits<'a> {
             body: None,
             raw_body: None,
             lists: 0,
-            has_return_overrides: false,
+            only_request: None,
+            spans: [(0, 0); RETURN_OVERRIDES as usize + 1],
         };
+        let mut requests = 0;
         for part in parts(answer, REQUEST) {
+            let part = part?;
+            requests += 1;
             edits.present = true;
-            for f in Fields::new(part?, REQUEST_MAPS) {
+            edits.only_request = (requests == 1).then_some(part);
+            let mut fields = Fields::new(part, REQUEST_MAPS);
+            loop {
+                let at = fields.offset();
+                let Some(f) = fields.next() else { break };
                 let (n, value) = f?;
                 let slot = match n {
                     URL => &mut edits.url,
                     METHOD => &mut edits.method,
                     BODY => &mut edits.body,
                     RAW_BODY => &mut edits.raw_body,
-                    SET_HEADERS | DELETE_HEADERS | ADD_PARAMS | DELETE_PARAMS => {
+                    _ if LISTS.contains(&n) => {
                         if !matches!(value, Value::Len(_)) {
                             return Err(malformed());
                         }
+                        let first = !edits.has(n);
+                        let span = &mut edits.spans[n as usize];
+                        if first {
+                            span.0 = at;
+                        }
+                        span.1 = fields.offset();
                         edits.lists |= 1 << n;
-                        continue;
-                    }
-                    RETURN_OVERRIDES => {
-                        if !matches!(value, Value::Len(_)) {
-                            return Err(malformed());
-                        }
-                        edits.has_return_overrides = true;
                         continue;
                     }
                     _ => continue,
@@ -133,30 +176,54 @@ impl<'a> RequestEdits<'a> {
         self.lists & (1 << field) != 0
     }
 
+    /// The occurrences of `field`, one of [`LISTS`].
+    fn occurrences(&self, field: u32) -> Occurrences<'a> {
+        let empty = Fields::new(&[], REQUEST_MAPS);
+        if !self.has(field) {
+            return Occurrences {
+                field,
+                top: None,
+                current: empty,
+            };
+        }
+        match self.only_request {
+            Some(part) => {
+                let (start, end) = self.spans[field as usize];
+                Occurrences {
+                    field,
+                    top: None,
+                    current: Fields::new(&part[start..end], REQUEST_MAPS),
+                }
+            }
+            None => Occurrences {
+                field,
+                top: Some(Fields::new(self.answer, OBJECT_MAPS)),
+                current: empty,
+            },
+        }
+    }
+
     /// The entries of map field `field` of the request (set_headers, add_params), in wire order.
     pub(crate) fn entries(
         &self,
         field: u32,
     ) -> impl Iterator<Item = Result<(&'a [u8], &'a [u8]), Malformed>> + 'a {
-        // Nothing to walk when the first pass saw no entry.
-        let answer = if self.has(field) { self.answer } else { &[] };
-        inner(parts(answer, REQUEST), REQUEST_MAPS, field).map(string_entry)
+        self.occurrences(field).map(string_entry)
     }
 
     /// The elements of repeated string field `field` (delete_headers, delete_params), in wire order.
     pub(crate) fn strings(&self, field: u32) -> impl Iterator<Item = &'a [u8]> + 'a {
-        let answer = if self.has(field) { self.answer } else { &[] };
-        inner(parts(answer, REQUEST), REQUEST_MAPS, field)
+        self.occurrences(field)
     }
 
     /// The merged `return_overrides`, or `None` when the answer has none. Decodes that small message
     /// only.
     pub fn return_overrides(&self) -> Result<Option<ReturnOverrides>, Malformed> {
-        if !self.has_return_overrides {
+        if !self.has(RETURN_OVERRIDES) {
             return Ok(None);
         }
         let mut merged = ReturnOverrides::default();
-        for part in inner(parts(self.answer, REQUEST), REQUEST_MAPS, RETURN_OVERRIDES) {
+        for part in self.occurrences(RETURN_OVERRIDES) {
             merged.merge(part).map_err(|_| malformed())?;
         }
         Ok(Some(merged))
@@ -237,4 +304,86 @@ pub fn response(answer: &[u8]) -> Result<ResponseObject, Malformed> {
         merged.merge(part?).map_err(|_| malformed())?;
     }
     Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coprocess_proto::{MiniRequestObject, Object};
+
+    fn answer_with(request: MiniRequestObject) -> Vec<u8> {
+        Object {
+            request: Some(request),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    fn edit(header: &str, value: &str, deleted: &str, code: i32) -> MiniRequestObject {
+        MiniRequestObject {
+            set_headers: [(header.to_owned(), value.to_owned())].into(),
+            delete_headers: vec![deleted.to_owned()],
+            url: "/u".into(),
+            return_overrides: Some(ReturnOverrides {
+                response_code: code,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn read_back(answer: &[u8]) -> (RequestEdits<'_>, Vec<(String, String)>, Vec<String>, i32) {
+        let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+        let edits = RequestEdits::read(answer).unwrap();
+        let set = edits
+            .entries(SET_HEADERS)
+            .map(|e| e.map(|(k, v)| (text(k), text(v))).unwrap())
+            .collect();
+        let deleted = edits.strings(DELETE_HEADERS).map(text).collect();
+        let code = edits.return_overrides().unwrap().unwrap().response_code;
+        (edits, set, deleted, code)
+    }
+
+    #[test]
+    fn a_single_request_is_read_again_from_where_its_lists_are() {
+        let answer = answer_with(edit("X-A", "1", "X-Gone", 418));
+        let (edits, set, deleted, code) = read_back(&answer);
+        assert!(edits.only_request.is_some(), "the shortcut is taken");
+        assert_eq!(set, [("X-A".to_owned(), "1".to_owned())]);
+        assert_eq!(deleted, ["X-Gone"]);
+        assert_eq!(code, 418);
+        assert_eq!(edits.url, Some(&b"/u"[..]));
+        assert_eq!(edits.strings(DELETE_PARAMS).count(), 0);
+        assert!(!edits.has(ADD_PARAMS));
+    }
+
+    #[test]
+    fn several_requests_are_read_again_by_walking_the_answer() {
+        let mut answer = answer_with(edit("X-A", "1", "X-Gone", 418));
+        answer.extend(answer_with(edit("X-B", "2", "X-Also", 0)));
+        // A top-level field between the parts, as an appended patch may leave.
+        answer.extend(
+            Object {
+                hook_name: "h".into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        );
+        let (edits, set, deleted, code) = read_back(&answer);
+        assert!(edits.only_request.is_none(), "the fallback is taken");
+        assert_eq!(
+            set,
+            [
+                ("X-A".to_owned(), "1".to_owned()),
+                ("X-B".to_owned(), "2".to_owned())
+            ]
+        );
+        assert_eq!(deleted, ["X-Gone", "X-Also"]);
+        // Merged as a decode merges: the later occurrence's 0 is proto3's default, so 418 stays.
+        let decoded = Object::decode(answer.as_slice()).unwrap();
+        assert_eq!(
+            code,
+            decoded.request.unwrap().return_overrides.unwrap().response_code
+        );
+    }
 }

@@ -82,20 +82,25 @@ fn lossy(bytes: &[u8]) -> Cow<'_, str> {
 /// The first value of each header under its canonical name (a `map<string, string>` field),
 /// skipping `host` (the caller writes Host itself).
 fn put_first_values(buf: &mut Vec<u8>, field: u32, headers: &HeaderMap, skip_host: bool) {
-    for name in headers.keys() {
+    // `iter` yields a name's values one after the other, its first value first: one pass, no
+    // lookup per name.
+    let mut previous: Option<&http::HeaderName> = None;
+    for (name, value) in headers {
+        if previous == Some(name) {
+            continue;
+        }
+        previous = Some(name);
         if skip_host && name == http::header::HOST {
             continue;
         }
-        if let Some(value) = headers.get(name) {
-            let n = name.as_str().as_bytes();
-            put_string_entry_with(
-                buf,
-                field,
-                n.len(),
-                |b| put_canonical(b, n),
-                lossy(value.as_bytes()).as_bytes(),
-            );
-        }
+        let n = name.as_str().as_bytes();
+        put_string_entry_with(
+            buf,
+            field,
+            n.len(),
+            |b| put_canonical(b, n),
+            lossy(value.as_bytes()).as_bytes(),
+        );
     }
 }
 
@@ -244,4 +249,44 @@ pub fn encode_object(
         put_response(buf, response, ctx.body_text);
     }
     sent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coprocess_proto::{Message, Object};
+    use http::{HeaderValue, Method};
+
+    #[test]
+    fn each_header_goes_once_with_its_first_value_and_host_as_the_client_asked() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-multi", HeaderValue::from_static("first"));
+        headers.append("accept", HeaderValue::from_static("a"));
+        headers.append("x-multi", HeaderValue::from_static("second"));
+        headers.append("host", HeaderValue::from_static("ignored"));
+        let request = HookRequest {
+            method: Method::GET,
+            url: "/".into(),
+            headers,
+            body: bytes::Bytes::new(),
+            host: "asked".into(),
+            request_uri: "/".into(),
+        };
+        let mut buf = Vec::new();
+        encode_object(
+            &mut buf,
+            HookType::Pre,
+            &request,
+            None,
+            &ObjectContext::default(),
+        );
+        // One entry per name on the wire (a decode keeps the last of repeated keys).
+        let entries = buf.windows(7).filter(|w| w == b"X-Multi").count();
+        assert_eq!(entries, 1);
+        let sent = Object::decode(buf.as_slice()).unwrap().request.unwrap();
+        assert_eq!(sent.headers.len(), 3, "{:?}", sent.headers);
+        assert_eq!(sent.headers["X-Multi"], "first");
+        assert_eq!(sent.headers["Accept"], "a");
+        assert_eq!(sent.headers["Host"], "asked");
+    }
 }
