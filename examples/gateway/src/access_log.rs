@@ -44,10 +44,20 @@ pub struct Entry {
     pub plugins: Duration,
 }
 
+/// A duration in milliseconds with 3 decimals (`1.234ms`), rounded to the microsecond: written with
+/// integer formatting, several times cheaper than a float's `{:.3}` (every request's line has two).
+struct Millis(Duration);
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let micros = self.0.as_nanos().saturating_add(500) / 1000;
+        write!(f, "{}.{:03}ms", micros / 1000, micros % 1000)
+    }
+}
+
 impl fmt::Display for Entry {
     /// `GET /classic/pet 200 1.234ms plugins=0.456ms`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
         write!(f, "{} ", self.method)?;
         // A path is the client's text: control characters would forge log lines.
         for (i, piece) in self.path.split(char::is_control).enumerate() {
@@ -58,10 +68,10 @@ impl fmt::Display for Entry {
         }
         write!(
             f,
-            " {} {:.3}ms plugins={:.3}ms",
+            " {} {} plugins={}",
             self.status,
-            ms(self.total),
-            ms(self.plugins)
+            Millis(self.total),
+            Millis(self.plugins)
         )
     }
 }
@@ -232,6 +242,17 @@ mod tests {
             forged.to_string(),
             "GET /a?b??c 404 0.000ms plugins=0.000ms"
         );
+    }
+
+    #[test]
+    fn times_are_milliseconds_rounded_to_the_microsecond() {
+        let ms = |nanos: u64| Millis(Duration::from_nanos(nanos)).to_string();
+        assert_eq!(ms(0), "0.000ms");
+        assert_eq!(ms(499), "0.000ms");
+        assert_eq!(ms(500), "0.001ms");
+        assert_eq!(ms(1_234_567), "1.235ms");
+        assert_eq!(ms(999_999_600), "1000.000ms");
+        assert_eq!(ms(12_345_678_901), "12345.679ms");
     }
 
     #[test]

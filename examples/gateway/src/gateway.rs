@@ -317,7 +317,11 @@ impl Gateway {
                         .map_or("/", |p| p.as_str())
                         .into();
                     async move {
-                        let served = gw.handle(req);
+                        // Boxed: the request's future is large (every phase's and the proxy's
+                        // state), and hyper and the log's wrappers move their futures by value
+                        // before they first run (memcpy of the whole state each time); a box
+                        // moves as a pointer.
+                        let served = Box::pin(gw.handle(req));
                         Ok::<_, Infallible>(gw.log.logged(method, path, served).await)
                     }
                 });
@@ -548,21 +552,11 @@ impl Gateway {
         if api.target_url.is_empty() {
             return Err("the API has no target URL".into());
         }
-        let mut path = working.url;
-        if api.strip_listen_path {
-            let lp = api.listen_path.trim_end_matches('/');
-            if let Some(rest) = path.strip_prefix(lp) {
-                path = if rest.starts_with('/') {
-                    rest.to_owned()
-                } else {
-                    format!("/{rest}")
-                };
-            }
-        }
-        let target = api.target_url.trim_end_matches('/');
-        let uri: hyper::Uri = format!("{target}{path}")
-            .parse()
-            .map_err(|e| format!("bad upstream URL {target}{path}: {e}"))?;
+        let url = upstream_url(api, &working.url);
+        let uri = hyper::Uri::try_from(url).map_err(|e| {
+            let url = upstream_url(api, &working.url);
+            format!("bad upstream URL {url}: {e}")
+        })?;
         let mut headers = working.headers;
         headers.retain_hop_by_hop();
         headers.remove(HOST);
@@ -593,6 +587,29 @@ impl Gateway {
             body,
         })
     }
+}
+
+/// The upstream URL of a request whose path and query are `url`: the API's target, then the path
+/// (less the listen path when the API strips it). Written into one String, which the `Uri` keeps
+/// without a copy.
+fn upstream_url(api: &Api, url: &str) -> String {
+    let mut path = url;
+    let mut slash = "";
+    if api.strip_listen_path {
+        let lp = api.listen_path.trim_end_matches('/');
+        if let Some(rest) = path.strip_prefix(lp) {
+            path = rest;
+            if !rest.starts_with('/') {
+                slash = "/";
+            }
+        }
+    }
+    let target = api.target_url.trim_end_matches('/');
+    let mut out = String::with_capacity(target.len() + slash.len() + path.len());
+    out.push_str(target);
+    out.push_str(slash);
+    out.push_str(path);
+    out
 }
 
 trait RetainHopByHop {
@@ -678,4 +695,42 @@ pub fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
         HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(listen_path: &str, target_url: &str, strip_listen_path: bool) -> Api {
+        Api {
+            api_id: "a".into(),
+            org_id: "o".into(),
+            listen_path: listen_path.into(),
+            strip_listen_path,
+            target_url: target_url.into(),
+            pre: Vec::new(),
+            post_key_auth: Vec::new(),
+            post: Vec::new(),
+            response: Vec::new(),
+            auth_check: None,
+            driver: None,
+        }
+    }
+
+    #[test]
+    fn the_upstream_url_strips_the_listen_path_when_asked() {
+        let stripping = api("/pets/", "http://up:8080/", true);
+        assert_eq!(upstream_url(&stripping, "/pets/x?a=1"), "http://up:8080/x?a=1");
+        assert_eq!(upstream_url(&stripping, "/pets/"), "http://up:8080/");
+        // What follows the listen path always starts a path.
+        assert_eq!(upstream_url(&stripping, "/pets?a=1"), "http://up:8080/?a=1");
+        assert_eq!(upstream_url(&stripping, "/petsx"), "http://up:8080/x");
+        // A URL a hook moved out of the listen path goes as it is.
+        assert_eq!(upstream_url(&stripping, "/other/y"), "http://up:8080/other/y");
+        let keeping = api("/pets/", "http://up:8080/base", false);
+        assert_eq!(
+            upstream_url(&keeping, "/pets/x"),
+            "http://up:8080/base/pets/x"
+        );
+    }
 }
