@@ -1,8 +1,7 @@
 //! The host crate against the real bridge: `libcoprocess_bridge.so` opened with dlopen, the example
 //! Rust driver loaded into it, Objects written by the encoder and answers applied by the reader.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
@@ -12,12 +11,8 @@ use coprocess_host::{
 use coprocess_proto::HookType;
 use http::{HeaderMap, HeaderValue, Method};
 
-/// `target/<profile>`, from the test executable's path (`target/<profile>/deps/<exe>`).
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    deps.parent().unwrap().to_path_buf()
-}
+#[path = "../../tests/common/mod.rs"]
+mod common;
 
 /// The log lines the bridge sent to the sink: (level, message).
 static LOGS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
@@ -27,22 +22,14 @@ static LOGS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
 fn bridge() -> Bridge {
     static BRIDGE: OnceLock<Bridge> = OnceLock::new();
     *BRIDGE.get_or_init(|| {
-        let dir = target_dir();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
+        common::cargo_build(&[
             "--quiet",
             "-p",
             "coprocess-bridge",
             "-p",
             "coprocess-rust-driver-example",
-        ])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        assert!(cmd.status().unwrap().success(), "cargo build failed");
+        ]);
+        let dir = common::target_dir();
         let bridge = Bridge::open(&dir.join("libcoprocess_bridge.so")).expect("dlopen");
         bridge.set_log_sink(Some(Box::new(|level: &str, message: &str| {
             LOGS.lock()

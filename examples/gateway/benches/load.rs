@@ -6,7 +6,15 @@
 //! LOAD_SCENARIOS (comma-separated names to run; `no_plugin`, the baseline, always runs),
 //! LOAD_PERF_EVENTS (comma-separated `perf` events, e.g. `context-switches,syscalls:sys_enter_futex`:
 //! one `perf stat -p <gateway pid>` per scenario counts during that scenario's rounds only, and the
-//! counts are reported per request).
+//! counts are reported per request), LOAD_GATEWAY_BASELINE (the path of another build of the gateway
+//! binary, e.g. main's copied aside before a change: it serves the same scenarios from a second
+//! process, its rounds interleaved with this build's, and each scenario is compared across the two).
+//!
+//! Every line also gives the gateway's CPU time per request (user and system, from /proc), which
+//! moves much less with other processes' load than req/s. The load generator and the echo upstream
+//! run in this process, on the same cores as the gateway; every other pass of rounds runs the
+//! scenarios in reverse order. For counts per request that do not move with load at all
+//! (instructions, allocations), see `per_request.py` next to this file.
 //!
 //! Every scenario is a row of [`SCENARIOS`]: GET `/<name>/x` on the gateway, served by the row's API
 //! definition, proxied to the same echo upstream. To add one, add a row (and, for a new driver, an
@@ -53,6 +61,17 @@ const SCENARIOS: &[Scenario] = &[
         api: Some(
             r#"{"api_id": "none", "org_id": "o",
                 "proxy": {"listen_path": "{listen}", "target_url": "{upstream}", "strip_listen_path": true}}"#,
+        ),
+    },
+    // The API names the example driver but configures no hook: the gateway dispatches nothing, as
+    // for no_plugin. An A/A check: its difference from no_plugin is the measurement's own noise
+    // and bias (the same code in another round), and a loaded but unused plugin's cost.
+    Scenario {
+        name: "driver_unused",
+        api: Some(
+            r#"{"api_id": "unused", "org_id": "o",
+                "proxy": {"listen_path": "{listen}", "target_url": "{upstream}", "strip_listen_path": true},
+                "custom_middleware": {"driver": "native"}}"#,
         ),
     },
     // One Pre hook (the example driver's header patch) dispatched inline on the async worker (the
@@ -172,18 +191,7 @@ fn python_drivers() -> Vec<serde_json::Value> {
         eprintln!("SKIPPED: python_* scenarios: python3 with the protobuf package not installed");
         return Vec::new();
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = std::process::Command::new(cargo);
-    build
-        .args(["build", "-p", "coprocess-python-driver"])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-    if support::target_dir().ends_with("release") {
-        build.arg("--release");
-    }
-    assert!(
-        build.status().unwrap().success(),
-        "building the Python driver"
-    );
+    support::common::cargo_build(&["-p", "coprocess-python-driver"]);
     // One bundle root per driver: bundle module names are shared by the driver copies of a process.
     let driver = |name: &str, path: std::path::PathBuf| {
         let root = support::target_dir().join("load-bench-python").join(name);
@@ -356,6 +364,26 @@ impl PerfStat {
     }
 }
 
+/// One scenario on one gateway, or on the echo upstream alone.
+struct Target {
+    /// The scenario's name, with " [base]" on the LOAD_GATEWAY_BASELINE gateway.
+    label: String,
+    through_gateway: bool,
+    addr: String,
+    path: String,
+    /// The gateway process serving it.
+    pid: Option<u32>,
+    /// The target it is compared with: its gateway's no_plugin.
+    baseline: usize,
+}
+
+/// The 1, 5 and 15 minute load averages, from /proc ("?" where there is none).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
 /// What one scenario's rounds measured.
 #[derive(Clone, Default)]
 struct Tally {
@@ -365,6 +393,8 @@ struct Tally {
     gateway_cpu: [f64; 2],
     /// LOAD_PERF_EVENTS counts of the gateway over the scenario's rounds.
     perf: Vec<(String, f64)>,
+    /// CPU seconds of this process (the load generator and the echo upstream) over the rounds.
+    bench_cpu: f64,
 }
 
 impl Tally {
@@ -402,10 +432,11 @@ fn report(name: &str, mut t: Tally, baseline: &Tally, through_gateway: bool) {
         format!("{:63}", "")
     };
     println!(
-        "{name:<14} {:>8} req {:>7.0} req/s ({:>+6.1}% vs {BASELINE})   {cpu}   p50 {:>6} µs   p99 {:>6} µs",
+        "{name:<22} {:>8} req {:>7.0} req/s ({:>+6.1}% vs {BASELINE})   {cpu}   load+echo {:>5.1} µs/req   p50 {:>6} µs   p99 {:>6} µs",
         all.len(),
         t.rate(),
         (t.rate() / baseline.rate() - 1.0) * 100.0,
+        t.bench_cpu * 1e6 / all.len() as f64,
         pct(0.50),
         pct(0.99)
     );
@@ -416,7 +447,7 @@ fn report(name: &str, mut t: Tally, baseline: &Tally, through_gateway: bool) {
             .filter(|(_, n)| *n > 0.0)
             .map(|(event, n)| format!("{event} {:.3}", n / all.len() as f64))
             .collect();
-        println!("{:14} gateway per request: {}", "", counts.join(", "));
+        println!("{:22} gateway per request: {}", "", counts.join(", "));
     }
 }
 
@@ -459,53 +490,92 @@ fn main() {
         .filter_map(|s| s.api.map(|api| api.replace("{listen}", &listen(s))))
         .collect();
     let apis: Vec<&str> = apis.iter().map(String::as_str).collect();
-    let gateway = support::gateway_with_drivers(&apis, drivers(python));
-    // (name, address, path) of each scenario.
-    let targets: Vec<(&str, String, String)> = scenarios
-        .iter()
-        .map(|s| match s.api {
-            Some(_) => (s.name, gateway.addr.clone(), format!("{}x", listen(s))),
-            None => (s.name, upstream.to_string(), "/x".to_owned()),
-        })
-        .collect();
+    let drivers = drivers(python);
+    let mut gateways = vec![("", support::gateway_with_drivers(&apis, drivers.clone()))];
+    if let Some(binary) = std::env::var_os("LOAD_GATEWAY_BASELINE") {
+        let binary = std::path::PathBuf::from(binary);
+        let gateway = support::gateway_binary(&binary, &apis, drivers, serde_json::json!({}));
+        gateways.push((" [base]", gateway));
+    }
+    let mut targets: Vec<Target> = Vec::new();
+    for s in scenarios.iter().filter(|s| s.api.is_none()) {
+        targets.push(Target {
+            label: s.name.to_owned(),
+            through_gateway: false,
+            addr: upstream.to_string(),
+            path: "/x".to_owned(),
+            pid: None,
+            baseline: 0,
+        });
+    }
+    for (suffix, gateway) in &gateways {
+        let baseline = targets.len() + scenarios.iter().filter(|s| s.api.is_some()).position(|s| s.name == BASELINE).unwrap();
+        for s in scenarios.iter().filter(|s| s.api.is_some()) {
+            targets.push(Target {
+                label: format!("{}{suffix}", s.name),
+                through_gateway: true,
+                addr: gateway.addr.clone(),
+                path: format!("{}x", listen(s)),
+                pid: Some(gateway.pid()),
+                baseline,
+            });
+        }
+    }
+    // The upstream alone is compared with this build's no_plugin.
+    let baseline = targets.iter().position(|b| b.label == BASELINE).unwrap();
+    for t in targets.iter_mut().filter(|t| !t.through_gateway) {
+        t.baseline = baseline;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
     println!(
-        "load: {connections} connections, {seconds} s per scenario (interleaved 1 s rounds), loopback, GET with an empty body"
+        "load: {connections} connections, {seconds} s per scenario (interleaved 1 s rounds), loopback, GET with an empty body; load average {}",
+        load_average()
     );
-    let gateway_pid = gateway.pid();
     let perf_events = std::env::var("LOAD_PERF_EVENTS")
         .ok()
         .filter(|e| !e.is_empty());
     // One perf per scenario, counting only during that scenario's rounds.
-    let mut perf: Vec<PerfStat> = match &perf_events {
-        Some(events) => (0..targets.len())
-            .map(|i| {
-                let dir = support::target_dir().join(format!("load-bench-perf/{i}"));
-                PerfStat::start(gateway_pid, events, &dir)
-            })
-            .collect(),
-        None => Vec::new(),
-    };
+    let mut perf: Vec<Option<PerfStat>> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let (events, pid) = (perf_events.as_ref()?, t.pid?);
+            let dir = support::target_dir().join(format!("load-bench-perf/{i}"));
+            Some(PerfStat::start(pid, events, &dir))
+        })
+        .collect();
+    let bench_pid = std::process::id();
     rt.block_on(async {
         let mut results: Vec<Tally> = vec![Tally::default(); targets.len()];
-        for (_, a, p) in &targets {
+        for t in &targets {
             // Warm-up: fills the auth cache, opens upstream connections.
-            round(a, p, 1, 0.3).await;
+            round(&t.addr, &t.path, 1, 0.3).await;
         }
         // Scenarios run interleaved, one second at a time, so that load from other processes on
-        // the machine spreads over all of them instead of skewing one.
-        for _ in 0..seconds {
-            for (i, (_, a, p)) in targets.iter().enumerate() {
-                let cpu_before = cpu_seconds(gateway_pid);
-                let (lat, secs) = match perf.get_mut(i) {
-                    Some(perf) => perf.counting(round(a, p, connections, 1.0)).await,
-                    None => round(a, p, connections, 1.0).await,
+        // the machine spreads over all of them instead of skewing one; every other pass runs them
+        // in reverse, so no scenario always follows the same one.
+        for pass in 0..seconds {
+            let mut order: Vec<usize> = (0..targets.len()).collect();
+            if pass % 2 == 1 {
+                order.reverse();
+            }
+            for i in order {
+                let t = &targets[i];
+                let cpu_before = t.pid.and_then(cpu_seconds);
+                let bench_before = cpu_seconds(bench_pid);
+                let (lat, secs) = match &mut perf[i] {
+                    Some(perf) => {
+                        perf.counting(round(&t.addr, &t.path, connections, 1.0))
+                            .await
+                    }
+                    None => round(&t.addr, &t.path, connections, 1.0).await,
                 };
-                let cpu_after = cpu_seconds(gateway_pid);
+                let cpu_after = t.pid.and_then(cpu_seconds);
+                let bench_after = cpu_seconds(bench_pid);
                 let tally = &mut results[i];
                 tally.latencies.extend(lat);
                 tally.elapsed += secs;
@@ -513,15 +583,34 @@ fn main() {
                     tally.gateway_cpu[0] += a[0] - b[0];
                     tally.gateway_cpu[1] += a[1] - b[1];
                 }
+                if let (Some(b), Some(a)) = (bench_before, bench_after) {
+                    tally.bench_cpu += a[0] + a[1] - b[0] - b[1];
+                }
             }
         }
         for (tally, perf) in results.iter_mut().zip(perf) {
-            tally.perf = perf.stop();
+            if let Some(perf) = perf {
+                tally.perf = perf.stop();
+            }
         }
-        let at = targets.iter().position(|t| t.0 == BASELINE).unwrap();
-        let baseline = results[at].clone();
-        for (s, t) in scenarios.iter().zip(results) {
-            report(s.name, t, &baseline, s.api.is_some());
+        for (t, tally) in targets.iter().zip(&results) {
+            report(&t.label, tally.clone(), &results[t.baseline], t.through_gateway);
         }
+        if gateways.len() > 1 {
+            println!("this build vs LOAD_GATEWAY_BASELINE's, scenario by scenario:");
+            for (t, tally) in targets.iter().zip(&results) {
+                let Some(base) = targets.iter().position(|b| b.label == format!("{} [base]", t.label)) else {
+                    continue;
+                };
+                let base = &results[base];
+                println!(
+                    "{:<22} req/s {:>+6.1}%   gateway CPU/req {:>+6.1}%",
+                    t.label,
+                    (tally.rate() / base.rate() - 1.0) * 100.0,
+                    (tally.cpu_per_request() / base.cpu_per_request() - 1.0) * 100.0
+                );
+            }
+        }
+        println!("load average at the end {}", load_average());
     });
 }

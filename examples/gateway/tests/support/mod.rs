@@ -1,6 +1,7 @@
 //! Shared by the end-to-end tests and the load bench: builds the bridge and the example driver next
 //! to the gateway binary, starts the echo upstream in-process, and runs the gateway binary as a child
-//! process with generated API definition files. Every wait is bounded.
+//! process with generated API definition files. Every wait is bounded. Builds go through the root
+//! crate's test helpers (`tests/common`), included here as [`common`].
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -12,49 +13,25 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 pub const TIMEOUT: Duration = Duration::from_secs(20);
-/// A cold debug build of the bridge and the example driver on a busy 2-core machine.
-const BUILD_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
-/// Builds the bridge and the example driver into the gateway binary's target directory (once).
+#[path = "../../../../tests/common/mod.rs"]
+pub mod common;
+
+/// The profile's target directory (where the gateway binary is), after building the bridge and the
+/// example driver into it (once).
 pub fn target_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let exe = PathBuf::from(env!("CARGO_BIN_EXE_coprocess-gateway"));
-        let dir = exe.parent().expect("the binary's directory").to_path_buf();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
         // Not --quiet: a cold build takes minutes on a small machine, or waits for another cargo's
         // lock on the target directory; its own progress lines say which, instead of a silent test.
-        cmd.args([
-            "build",
+        eprintln!("building the bridge and the example driver");
+        common::cargo_build(&[
             "-p",
             "coprocess-bridge",
             "-p",
             "coprocess-rust-driver-example",
-        ])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        eprintln!("building the bridge and the example driver (at most {BUILD_TIMEOUT:?})");
-        let mut build = cmd.spawn().expect("running cargo build");
-        let started = std::time::Instant::now();
-        let status = loop {
-            if let Some(status) = build.try_wait().expect("waiting for cargo build") {
-                break status;
-            }
-            if started.elapsed() > BUILD_TIMEOUT {
-                let _ = build.kill();
-                let _ = build.wait();
-                panic!("building the bridge and the example driver took over {BUILD_TIMEOUT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        assert!(
-            status.success(),
-            "building the bridge and the example driver failed"
-        );
-        dir
+        ]);
+        common::target_dir()
     })
 }
 
@@ -141,6 +118,22 @@ pub fn gateway_with_config(
     drivers: serde_json::Value,
     extra: serde_json::Value,
 ) -> Gateway {
+    gateway_binary(
+        Path::new(env!("CARGO_BIN_EXE_coprocess-gateway")),
+        apis,
+        drivers,
+        extra,
+    )
+}
+
+/// Starts the gateway executable `binary` (this build's, or another build of it, e.g. one copied
+/// aside to compare with) as [`gateway_with_config`] does.
+pub fn gateway_binary(
+    binary: &Path,
+    apis: &[&str],
+    drivers: serde_json::Value,
+    extra: serde_json::Value,
+) -> Gateway {
     let target = target_dir();
     let dir = tempfile::tempdir().unwrap();
     let apps = dir.path().join("apps");
@@ -160,7 +153,7 @@ pub fn gateway_with_config(
     }
     let config_path = dir.path().join("gateway.json");
     std::fs::write(&config_path, config.to_string()).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coprocess-gateway"))
+    let mut child = Command::new(binary)
         .arg(&config_path)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
