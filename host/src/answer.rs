@@ -50,15 +50,18 @@ fn parts(object: &[u8], field: u32) -> impl Iterator<Item = Result<&[u8], Malfor
     })
 }
 
-/// The occurrences of one length-delimited `request` field in an answer, in wire order: from a span
-/// of the answer's only `request` part (the usual answer), or, when the answer has several, walking
-/// the answer's top level part by part. As a decode would, a part that is not length-delimited is
-/// passed over, and a walk ends at broken framing.
+/// The occurrences of one length-delimited `request` field in an answer, in wire order: from the
+/// occurrences [`RequestEdits::read`] kept (the usual answer), or, when it kept none because there
+/// were too many, walking the answer's `request` parts again. As a decode would, a part that is not
+/// length-delimited is passed over, and a walk ends at broken framing.
 struct Occurrences<'a> {
     field: u32,
-    /// The answer's top level, still to walk for `request` parts (`None`: the span only).
+    /// What `read` kept, and how far this iterator is in it.
+    kept: Kept<'a>,
+    next_kept: usize,
+    /// The answer's top level, still to walk for `request` parts (`None`: only what was kept).
     top: Option<Fields<'a>>,
-    /// The part (or span) being walked.
+    /// The part being walked.
     current: Fields<'a>,
 }
 
@@ -66,6 +69,13 @@ impl<'a> Iterator for Occurrences<'a> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<&'a [u8]> {
+        while self.next_kept < self.kept.len.min(KEPT) {
+            let (n, bytes) = self.kept.found[self.next_kept];
+            self.next_kept += 1;
+            if n == self.field {
+                return Some(bytes);
+            }
+        }
         loop {
             for f in self.current.by_ref() {
                 if let Ok((n, Value::Len(bytes))) = f {
@@ -85,6 +95,36 @@ impl<'a> Iterator for Occurrences<'a> {
     }
 }
 
+/// Occurrences of [`LISTS`] fields an answer may have for them to be kept by the first walk: an
+/// answer of the bridge has a few (its request as sent, then the hooks' appended edits).
+const KEPT: usize = 16;
+
+/// The occurrences of [`LISTS`] fields in an answer, in wire order, as (field, contents); `len`
+/// greater than [`KEPT`] means there were more and none is kept.
+#[derive(Debug, Clone, Copy)]
+struct Kept<'a> {
+    found: [(u32, &'a [u8]); KEPT],
+    len: usize,
+}
+
+impl<'a> Kept<'a> {
+    const NONE: Kept<'static> = Kept {
+        found: [(0, &[]); KEPT],
+        len: 0,
+    };
+
+    fn push(&mut self, field: u32, bytes: &'a [u8]) {
+        if let Some(slot) = self.found.get_mut(self.len) {
+            *slot = (field, bytes);
+        }
+        self.len += 1;
+    }
+
+    fn complete(&self) -> bool {
+        self.len <= KEPT
+    }
+}
+
 /// Request fields whose occurrences [`RequestEdits`] locates for a second reading: the map and
 /// repeated fields it applies, and return_overrides.
 const LISTS: [u32; 5] = [
@@ -96,9 +136,9 @@ const LISTS: [u32; 5] = [
 ];
 
 /// The request edits in a hook's answer (its merged `request` fields). [`RequestEdits::read`] walks
-/// the request once, keeps the singular fields and notes where the map and repeated fields (and
-/// return_overrides) are; those are read again only when the answer has them, and from where they
-/// are when the answer has a single `request`.
+/// the request once, keeps the singular fields and the occurrences of the map and repeated fields
+/// (and return_overrides), up to [`KEPT`] of them; with more, those are read by walking the answer
+/// again.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestEdits<'a> {
     answer: &'a [u8],
@@ -110,11 +150,8 @@ pub struct RequestEdits<'a> {
     pub raw_body: Option<&'a [u8]>,
     /// Which of [`LISTS`] the answer has (bit = field number).
     lists: u32,
-    /// The answer's only `request` occurrence (`None` when it has several).
-    only_request: Option<&'a [u8]>,
-    /// For each field of [`LISTS`] (by number), where its occurrences lie in `only_request`: from
-    /// the first one's key to the last one's end.
-    spans: [(usize, usize); RETURN_OVERRIDES as usize + 1],
+    /// Their occurrences, so that reading them needs no second walk.
+    kept: Kept<'a>,
 }
 
 impl<'a> RequestEdits<'a> {
@@ -128,19 +165,11 @@ impl<'a> RequestEdits<'a> {
             body: None,
             raw_body: None,
             lists: 0,
-            only_request: None,
-            spans: [(0, 0); RETURN_OVERRIDES as usize + 1],
+            kept: Kept::NONE,
         };
-        let mut requests = 0;
         for part in parts(answer, REQUEST) {
-            let part = part?;
-            requests += 1;
             edits.present = true;
-            edits.only_request = (requests == 1).then_some(part);
-            let mut fields = Fields::new(part, REQUEST_MAPS);
-            loop {
-                let at = fields.offset();
-                let Some(f) = fields.next() else { break };
+            for f in Fields::new(part?, REQUEST_MAPS) {
                 let (n, value) = f?;
                 let slot = match n {
                     URL => &mut edits.url,
@@ -148,15 +177,10 @@ impl<'a> RequestEdits<'a> {
                     BODY => &mut edits.body,
                     RAW_BODY => &mut edits.raw_body,
                     _ if LISTS.contains(&n) => {
-                        if !matches!(value, Value::Len(_)) {
+                        let Value::Len(bytes) = value else {
                             return Err(malformed());
-                        }
-                        let first = !edits.has(n);
-                        let span = &mut edits.spans[n as usize];
-                        if first {
-                            span.0 = at;
-                        }
-                        span.1 = fields.offset();
+                        };
+                        edits.kept.push(n, bytes);
                         edits.lists |= 1 << n;
                         continue;
                     }
@@ -178,29 +202,21 @@ impl<'a> RequestEdits<'a> {
 
     /// The occurrences of `field`, one of [`LISTS`].
     fn occurrences(&self, field: u32) -> Occurrences<'a> {
-        let empty = Fields::new(&[], REQUEST_MAPS);
+        let mut occurrences = Occurrences {
+            field,
+            kept: Kept::NONE,
+            next_kept: 0,
+            top: None,
+            current: Fields::new(&[], REQUEST_MAPS),
+        };
         if !self.has(field) {
-            return Occurrences {
-                field,
-                top: None,
-                current: empty,
-            };
+            // Nothing to read.
+        } else if self.kept.complete() {
+            occurrences.kept = self.kept;
+        } else {
+            occurrences.top = Some(Fields::new(self.answer, OBJECT_MAPS));
         }
-        match self.only_request {
-            Some(part) => {
-                let (start, end) = self.spans[field as usize];
-                Occurrences {
-                    field,
-                    top: None,
-                    current: Fields::new(&part[start..end], REQUEST_MAPS),
-                }
-            }
-            None => Occurrences {
-                field,
-                top: Some(Fields::new(self.answer, OBJECT_MAPS)),
-                current: empty,
-            },
-        }
+        occurrences
     }
 
     /// The entries of map field `field` of the request (set_headers, add_params), in wire order.
@@ -345,22 +361,9 @@ mod tests {
     }
 
     #[test]
-    fn a_single_request_is_read_again_from_where_its_lists_are() {
-        let answer = answer_with(edit("X-A", "1", "X-Gone", 418));
-        let (edits, set, deleted, code) = read_back(&answer);
-        assert!(edits.only_request.is_some(), "the shortcut is taken");
-        assert_eq!(set, [("X-A".to_owned(), "1".to_owned())]);
-        assert_eq!(deleted, ["X-Gone"]);
-        assert_eq!(code, 418);
-        assert_eq!(edits.url, Some(&b"/u"[..]));
-        assert_eq!(edits.strings(DELETE_PARAMS).count(), 0);
-        assert!(!edits.has(ADD_PARAMS));
-    }
-
-    #[test]
-    fn several_requests_are_read_again_by_walking_the_answer() {
-        let mut answer = answer_with(edit("X-A", "1", "X-Gone", 418));
-        answer.extend(answer_with(edit("X-B", "2", "X-Also", 0)));
+    fn lists_are_read_from_what_the_first_walk_kept() {
+        // The request as sent, then an appended edit, as the bridge answers.
+        let mut answer = answer_with(edit("X-A", "1", "X-Gone", -1));
         // A top-level field between the parts, as an appended patch may leave.
         answer.extend(
             Object {
@@ -369,8 +372,9 @@ mod tests {
             }
             .encode_to_vec(),
         );
+        answer.extend(answer_with(edit("X-B", "2", "X-Also", 418)));
         let (edits, set, deleted, code) = read_back(&answer);
-        assert!(edits.only_request.is_none(), "the fallback is taken");
+        assert!(edits.kept.complete(), "the shortcut is taken");
         assert_eq!(
             set,
             [
@@ -379,11 +383,28 @@ mod tests {
             ]
         );
         assert_eq!(deleted, ["X-Gone", "X-Also"]);
+        assert_eq!(code, 418);
+        assert_eq!(edits.url, Some(&b"/u"[..]));
+        assert_eq!(edits.strings(DELETE_PARAMS).count(), 0);
+        assert!(!edits.has(ADD_PARAMS));
+    }
+
+    #[test]
+    fn an_answer_with_more_occurrences_than_kept_is_walked_again() {
+        let mut many = edit("X-A", "1", "X-Gone", 418);
+        many.set_headers = (0..KEPT).map(|i| (format!("X-{i}"), i.to_string())).collect();
+        let mut answer = answer_with(many);
+        answer.extend(answer_with(edit("X-B", "2", "X-Also", 0)));
+        let (edits, set, deleted, code) = read_back(&answer);
+        assert!(!edits.kept.complete(), "the fallback is taken");
+        let decoded = Object::decode(answer.as_slice()).unwrap().request.unwrap();
+        assert_eq!(set.len(), KEPT + 1);
+        assert_eq!(set.last().unwrap(), &("X-B".to_owned(), "2".to_owned()));
+        let set: std::collections::HashMap<String, String> = set.into_iter().collect();
+        assert_eq!(set, decoded.set_headers);
+        assert_eq!(deleted, decoded.delete_headers);
         // Merged as a decode merges: the later occurrence's 0 is proto3's default, so 418 stays.
-        let decoded = Object::decode(answer.as_slice()).unwrap();
-        assert_eq!(
-            code,
-            decoded.request.unwrap().return_overrides.unwrap().response_code
-        );
+        assert_eq!(code, 418);
+        assert_eq!(code, decoded.return_overrides.unwrap().response_code);
     }
 }

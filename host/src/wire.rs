@@ -179,11 +179,6 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// Where the next field starts (in the walked message).
-    pub(crate) fn offset(&self) -> usize {
-        self.pos
-    }
-
     fn varint(&mut self) -> Option<u64> {
         let mut v: u64 = 0;
         for i in 0..10 {
