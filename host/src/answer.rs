@@ -392,7 +392,9 @@ mod tests {
     #[test]
     fn an_answer_with_more_occurrences_than_kept_is_walked_again() {
         let mut many = edit("X-A", "1", "X-Gone", 418);
-        many.set_headers = (0..KEPT).map(|i| (format!("X-{i}"), i.to_string())).collect();
+        many.set_headers = (0..KEPT)
+            .map(|i| (format!("X-{i}"), i.to_string()))
+            .collect();
         let mut answer = answer_with(many);
         answer.extend(answer_with(edit("X-B", "2", "X-Also", 0)));
         let (edits, set, deleted, code) = read_back(&answer);

@@ -509,7 +509,12 @@ fn main() {
         });
     }
     for (suffix, gateway) in &gateways {
-        let baseline = targets.len() + scenarios.iter().filter(|s| s.api.is_some()).position(|s| s.name == BASELINE).unwrap();
+        let baseline = targets.len()
+            + scenarios
+                .iter()
+                .filter(|s| s.api.is_some())
+                .position(|s| s.name == BASELINE)
+                .unwrap();
         for s in scenarios.iter().filter(|s| s.api.is_some()) {
             targets.push(Target {
                 label: format!("{}{suffix}", s.name),
@@ -594,12 +599,20 @@ fn main() {
             }
         }
         for (t, tally) in targets.iter().zip(&results) {
-            report(&t.label, tally.clone(), &results[t.baseline], t.through_gateway);
+            report(
+                &t.label,
+                tally.clone(),
+                &results[t.baseline],
+                t.through_gateway,
+            );
         }
         if gateways.len() > 1 {
             println!("this build vs LOAD_GATEWAY_BASELINE's, scenario by scenario:");
             for (t, tally) in targets.iter().zip(&results) {
-                let Some(base) = targets.iter().position(|b| b.label == format!("{} [base]", t.label)) else {
+                let Some(base) = targets
+                    .iter()
+                    .position(|b| b.label == format!("{} [base]", t.label))
+                else {
                     continue;
                 };
                 let base = &results[base];

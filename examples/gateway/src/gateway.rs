@@ -720,13 +720,19 @@ mod tests {
     #[test]
     fn the_upstream_url_strips_the_listen_path_when_asked() {
         let stripping = api("/pets/", "http://up:8080/", true);
-        assert_eq!(upstream_url(&stripping, "/pets/x?a=1"), "http://up:8080/x?a=1");
+        assert_eq!(
+            upstream_url(&stripping, "/pets/x?a=1"),
+            "http://up:8080/x?a=1"
+        );
         assert_eq!(upstream_url(&stripping, "/pets/"), "http://up:8080/");
         // What follows the listen path always starts a path.
         assert_eq!(upstream_url(&stripping, "/pets?a=1"), "http://up:8080/?a=1");
         assert_eq!(upstream_url(&stripping, "/petsx"), "http://up:8080/x");
         // A URL a hook moved out of the listen path goes as it is.
-        assert_eq!(upstream_url(&stripping, "/other/y"), "http://up:8080/other/y");
+        assert_eq!(
+            upstream_url(&stripping, "/other/y"),
+            "http://up:8080/other/y"
+        );
         let keeping = api("/pets/", "http://up:8080/base", false);
         assert_eq!(
             upstream_url(&keeping, "/pets/x"),
