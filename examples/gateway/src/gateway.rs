@@ -32,6 +32,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::access_log::{self, AccessLog};
+use crate::object_buffer;
 
 /// Largest request or upstream body read.
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -377,7 +378,20 @@ impl Gateway {
         // What CustomKeyCheck hands on: the session and the Object's metadata, kept encoded.
         let mut auth = Auth::default();
         let mut authenticated = false;
-        let mut object = Vec::new();
+        let hooked = [
+            route.pre,
+            route.auth,
+            route.post_key_auth,
+            route.post,
+            route.response,
+        ]
+        .iter()
+        .any(|phase| phase.any);
+        let mut object = if hooked {
+            object_buffer::take()
+        } else {
+            Vec::new()
+        };
 
         for phase in [route.pre, route.auth, route.post_key_auth, route.post] {
             if !phase.any {
@@ -431,6 +445,10 @@ impl Gateway {
 
         // Response hooks are shown the request too; otherwise it moves into the upstream request.
         let kept = route.response.any.then(|| working.clone());
+        if kept.is_none() {
+            // For the next request on this thread while this one waits for its upstream.
+            object_buffer::give_back(std::mem::take(&mut object));
+        }
         let mut upstream = match self.proxy(api, working).await {
             Ok(r) => r,
             Err(why) => {
@@ -468,6 +486,7 @@ impl Gateway {
                 (Ok(sent), Ok(got)) => upstream.apply(&sent, &got),
                 (Err(e), _) | (_, Err(e)) => return middleware_error(&e.to_string()),
             }
+            object_buffer::give_back(object);
         }
         respond(upstream)
     }

@@ -5,3 +5,4 @@
 pub mod access_log;
 pub mod echo;
 pub mod gateway;
+pub mod object_buffer;
