@@ -39,6 +39,7 @@ mod error;
 mod export;
 mod host;
 mod patch;
+mod scan;
 #[rustfmt::skip]
 pub mod sys;
 
@@ -54,16 +55,34 @@ pub mod __private {
 }
 
 /// One call of a hook: the serialized Object as the bridge handed it over (already checked to be
-/// well-formed), with cheap readers that do not decode it.
+/// well-formed), with cheap readers that do not decode it. The hook type and name are read once, when
+/// the call is made: a driver asks for them several times per call.
 #[derive(Debug, Clone, Copy)]
 pub struct Call<'a> {
     bytes: &'a [u8],
+    hook_type: HookType,
+    hook_name: &'a str,
 }
 
 impl<'a> Call<'a> {
     /// Wraps serialized Object bytes (the export glue does this; tests of driver logic may too).
     pub fn new(bytes: &'a [u8]) -> Self {
-        Call { bytes }
+        let (hook_type, hook_name) = scan::hook_type_and_name(bytes).unwrap_or_else(|| {
+            use coprocess_proto::wire;
+            (
+                wire::hook_type(bytes),
+                wire::hook_name(bytes).map(str::as_bytes),
+            )
+        });
+        Call {
+            bytes,
+            hook_type: hook_type
+                .and_then(|v| HookType::try_from(v).ok())
+                .unwrap_or(HookType::Unknown),
+            hook_name: hook_name
+                .and_then(|n| std::str::from_utf8(n).ok())
+                .unwrap_or(""),
+        }
     }
 
     /// The serialized Object.
@@ -71,16 +90,14 @@ impl<'a> Call<'a> {
         self.bytes
     }
 
-    /// The hook type, read without decoding (Unknown when absent or out of range).
+    /// The hook type (Unknown when absent or out of range).
     pub fn hook_type(&self) -> HookType {
-        coprocess_proto::wire::hook_type(self.bytes)
-            .and_then(|v| HookType::try_from(v).ok())
-            .unwrap_or(HookType::Unknown)
+        self.hook_type
     }
 
-    /// The hook name ("" when absent), read without decoding.
+    /// The hook name ("" when absent or not UTF-8).
     pub fn hook_name(&self) -> &'a str {
-        coprocess_proto::wire::hook_name(self.bytes).unwrap_or("")
+        self.hook_name
     }
 
     /// `spec[key]` (e.g. "APIID", "OrgID", "config_data"), read without decoding.

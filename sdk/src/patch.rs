@@ -11,7 +11,9 @@
 //! (`delete_header`, `delete_param`).
 
 use coprocess_proto::prost::bytes::BufMut;
-use coprocess_proto::prost::encoding::{encode_key, encode_varint, WireType};
+use coprocess_proto::prost::encoding::{
+    encode_key, encode_varint, encoded_len_varint, key_len, WireType,
+};
 use coprocess_proto::{Message, MiniRequestObject, ResponseObject, SessionState};
 
 use coprocess_proto::fields::object::{
@@ -41,35 +43,59 @@ pub struct ObjectPatch {
     bytes: Vec<u8>,
 }
 
-/// A length-delimited field's payload under construction (a few bytes; built on the stack of calls).
-struct Fields(Vec<u8>);
-
-impl Fields {
-    fn new() -> Self {
-        Fields(Vec::with_capacity(32))
-    }
-
-    fn bytes(mut self, tag: u32, value: &[u8]) -> Self {
-        encode_key(tag, WireType::LengthDelimited, &mut self.0);
-        encode_varint(value.len() as u64, &mut self.0);
-        self.0.put_slice(value);
-        self
-    }
-
-    fn str(self, tag: u32, value: &str) -> Self {
-        self.bytes(tag, value.as_bytes())
-    }
-
-    fn varint(mut self, tag: u32, value: u64) -> Self {
-        encode_key(tag, WireType::Varint, &mut self.0);
-        encode_varint(value, &mut self.0);
-        self
-    }
-
+/// A field record to encode: its length is known before it is written, so a record is written once,
+/// straight into the patch (no buffer per nested message).
+enum Part<'a> {
+    Bytes(u32, &'a [u8]),
+    Varint(u32, u64),
     /// A map<string, string> entry.
-    fn entry(self, tag: u32, key: &str, value: &str) -> Self {
-        let entry = Fields::new().str(1, key).str(2, value);
-        self.bytes(tag, &entry.0)
+    Entry(u32, &'a [u8], &'a [u8]),
+    Message(u32, &'a [Part<'a>]),
+}
+
+impl Part<'_> {
+    fn payload_len(&self) -> usize {
+        match self {
+            Part::Bytes(_, value) => value.len(),
+            Part::Varint(..) => 0,
+            Part::Entry(_, key, value) => {
+                Part::Bytes(1, key).encoded_len() + Part::Bytes(2, value).encoded_len()
+            }
+            Part::Message(_, parts) => parts.iter().map(Part::encoded_len).sum(),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        match self {
+            Part::Varint(tag, value) => key_len(*tag) + encoded_len_varint(*value),
+            Part::Bytes(tag, _) | Part::Entry(tag, ..) | Part::Message(tag, _) => {
+                let len = self.payload_len();
+                key_len(*tag) + encoded_len_varint(len as u64) + len
+            }
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Part::Varint(tag, value) => {
+                encode_key(*tag, WireType::Varint, out);
+                encode_varint(*value, out);
+                return;
+            }
+            Part::Bytes(tag, _) | Part::Entry(tag, ..) | Part::Message(tag, _) => {
+                encode_key(*tag, WireType::LengthDelimited, out);
+                encode_varint(self.payload_len() as u64, out);
+            }
+        }
+        match self {
+            Part::Bytes(_, value) => out.put_slice(value),
+            Part::Entry(_, key, value) => {
+                Part::Bytes(1, key).write(out);
+                Part::Bytes(2, value).write(out);
+            }
+            Part::Message(_, parts) => parts.iter().for_each(|p| p.write(out)),
+            Part::Varint(..) => {}
+        }
     }
 }
 
@@ -87,146 +113,170 @@ impl ObjectPatch {
         self.bytes.is_empty()
     }
 
-    fn top(mut self, tag: u32, payload: &[u8]) -> Self {
-        encode_key(tag, WireType::LengthDelimited, &mut self.bytes);
-        encode_varint(payload.len() as u64, &mut self.bytes);
-        self.bytes.reserve(payload.len());
-        self.bytes.put_slice(payload);
+    fn push(mut self, record: Part<'_>) -> Self {
+        self.bytes.reserve(record.encoded_len());
+        record.write(&mut self.bytes);
         self
     }
 
-    fn request_fields(self, f: Fields) -> Self {
-        self.top(OBJECT_REQUEST, &f.0)
+    fn request_fields(self, fields: &[Part<'_>]) -> Self {
+        self.push(Part::Message(OBJECT_REQUEST, fields))
     }
 
-    fn overrides(self, f: Fields) -> Self {
-        let inner = Fields::new().bytes(REQUEST_RETURN_OVERRIDES, &f.0);
-        self.request_fields(inner)
+    fn overrides(self, fields: &[Part<'_>]) -> Self {
+        self.request_fields(&[Part::Message(REQUEST_RETURN_OVERRIDES, fields)])
     }
 
-    fn response_fields(self, f: Fields) -> Self {
-        self.top(OBJECT_RESPONSE, &f.0)
+    fn response_fields(self, fields: &[Part<'_>]) -> Self {
+        self.push(Part::Message(OBJECT_RESPONSE, fields))
+    }
+
+    /// A whole message as one top-level record, encoded in place.
+    fn message(mut self, tag: u32, message: &impl Message) -> Self {
+        let len = message.encoded_len();
+        self.bytes
+            .reserve(key_len(tag) + encoded_len_varint(len as u64) + len);
+        encode_key(tag, WireType::LengthDelimited, &mut self.bytes);
+        encode_varint(len as u64, &mut self.bytes);
+        message.encode_raw(&mut self.bytes);
+        self
     }
 
     /// `request.set_headers[name] = value`: the gateway adds or replaces the header upstream.
     pub fn set_header(self, name: &str, value: &str) -> Self {
-        self.request_fields(Fields::new().entry(REQUEST_SET_HEADERS, name, value))
+        self.request_fields(&[Part::Entry(
+            REQUEST_SET_HEADERS,
+            name.as_bytes(),
+            value.as_bytes(),
+        )])
     }
 
     /// Appends `name` to `request.delete_headers`.
     pub fn delete_header(self, name: &str) -> Self {
-        self.request_fields(Fields::new().str(REQUEST_DELETE_HEADERS, name))
+        self.request_fields(&[Part::Bytes(REQUEST_DELETE_HEADERS, name.as_bytes())])
     }
 
     /// `request.add_params[name] = value`.
     pub fn add_param(self, name: &str, value: &str) -> Self {
-        self.request_fields(Fields::new().entry(REQUEST_ADD_PARAMS, name, value))
+        self.request_fields(&[Part::Entry(
+            REQUEST_ADD_PARAMS,
+            name.as_bytes(),
+            value.as_bytes(),
+        )])
     }
 
     /// Appends `name` to `request.delete_params`.
     pub fn delete_param(self, name: &str) -> Self {
-        self.request_fields(Fields::new().str(REQUEST_DELETE_PARAMS, name))
+        self.request_fields(&[Part::Bytes(REQUEST_DELETE_PARAMS, name.as_bytes())])
     }
 
     /// Replaces `request.url` (the gateway rewrites the upstream URL).
     pub fn set_url(self, url: &str) -> Self {
-        self.request_fields(Fields::new().str(REQUEST_URL, url))
+        self.request_fields(&[Part::Bytes(REQUEST_URL, url.as_bytes())])
     }
 
     /// Replaces `request.method`.
     pub fn set_method(self, method: &str) -> Self {
-        self.request_fields(Fields::new().str(REQUEST_METHOD, method))
+        self.request_fields(&[Part::Bytes(REQUEST_METHOD, method.as_bytes())])
     }
 
     /// Replaces the request body: `raw_body`, which is what Tyk's gateway sends upstream (its
     /// `ObjectPostProcess` reads nothing else), and `body` with the same text, so that the two never
     /// disagree (a later hook, or code reading `body`, sees the new text too).
     pub fn set_body(self, body: &str) -> Self {
-        self.request_fields(
-            Fields::new()
-                .bytes(REQUEST_RAW_BODY, body.as_bytes())
-                .str(REQUEST_BODY, body),
-        )
+        self.request_fields(&[
+            Part::Bytes(REQUEST_RAW_BODY, body.as_bytes()),
+            Part::Bytes(REQUEST_BODY, body.as_bytes()),
+        ])
     }
 
     /// Replaces `request.raw_body` (the body Tyk's gateway sends upstream), leaving the `body` text as
     /// it was: for bodies that are not text. Prefer [`ObjectPatch::set_body`] for text.
     pub fn set_raw_body(self, body: &[u8]) -> Self {
-        self.request_fields(Fields::new().bytes(REQUEST_RAW_BODY, body))
+        self.request_fields(&[Part::Bytes(REQUEST_RAW_BODY, body)])
     }
 
     /// Answers the client directly: `return_overrides.response_code = code`, `response_body = body`.
     /// The gateway stops the chain and does not call the upstream.
     pub fn return_override(self, code: i32, body: &str) -> Self {
         // int32 is encoded as a sign-extended 64-bit varint (a negative code takes 10 bytes).
-        self.overrides(
-            Fields::new()
-                .varint(OVERRIDES_RESPONSE_CODE, code as i64 as u64)
-                .str(OVERRIDES_RESPONSE_BODY, body),
-        )
+        self.overrides(&[
+            Part::Varint(OVERRIDES_RESPONSE_CODE, code as i64 as u64),
+            Part::Bytes(OVERRIDES_RESPONSE_BODY, body.as_bytes()),
+        ])
     }
 
     /// `return_overrides.response_error`: with a code >= 400 and no `override_error`, Tyk treats the
     /// answer as an error carrying this text.
     pub fn return_error(self, code: i32, error: &str) -> Self {
-        self.overrides(
-            Fields::new()
-                .varint(OVERRIDES_RESPONSE_CODE, code as i64 as u64)
-                .str(OVERRIDES_RESPONSE_ERROR, error),
-        )
+        self.overrides(&[
+            Part::Varint(OVERRIDES_RESPONSE_CODE, code as i64 as u64),
+            Part::Bytes(OVERRIDES_RESPONSE_ERROR, error.as_bytes()),
+        ])
     }
 
     /// `return_overrides.headers[name] = value`.
     pub fn return_header(self, name: &str, value: &str) -> Self {
-        self.overrides(Fields::new().entry(OVERRIDES_HEADERS, name, value))
+        self.overrides(&[Part::Entry(
+            OVERRIDES_HEADERS,
+            name.as_bytes(),
+            value.as_bytes(),
+        )])
     }
 
     /// `return_overrides.override_error = on`.
     pub fn override_error(self, on: bool) -> Self {
-        self.overrides(Fields::new().varint(OVERRIDES_OVERRIDE_ERROR, on as u64))
+        self.overrides(&[Part::Varint(OVERRIDES_OVERRIDE_ERROR, on as u64)])
     }
 
     /// Top-level `metadata[key] = value`.
     pub fn metadata(self, key: &str, value: &str) -> Self {
-        let entry = Fields::new().str(1, key).str(2, value);
-        self.top(OBJECT_METADATA, &entry.0)
+        self.push(Part::Entry(
+            OBJECT_METADATA,
+            key.as_bytes(),
+            value.as_bytes(),
+        ))
     }
 
     /// Merges `session` into the Object's session: its non-default scalars replace the input's, its map
     /// entries are added or replaced per key, its repeated fields are appended. Typical for a
     /// CustomKeyCheck hook: `rate`, `per`, `metadata`, `id_extractor_deadline`.
     pub fn session(self, session: &SessionState) -> Self {
-        self.top(OBJECT_SESSION, &session.encode_to_vec())
+        self.message(OBJECT_SESSION, session)
     }
 
     /// Merges `request` into the Object's request, as `session` does.
     pub fn request(self, request: &MiniRequestObject) -> Self {
-        self.top(OBJECT_REQUEST, &request.encode_to_vec())
+        self.message(OBJECT_REQUEST, request)
     }
 
     /// Merges `response` into the Object's response (Response hooks), as `session` does.
     pub fn response(self, response: &ResponseObject) -> Self {
-        self.top(OBJECT_RESPONSE, &response.encode_to_vec())
+        self.message(OBJECT_RESPONSE, response)
     }
 
     /// `response.status_code = code` (Response hooks).
     pub fn response_status(self, code: i32) -> Self {
-        self.response_fields(Fields::new().varint(RESPONSE_STATUS_CODE, code as i64 as u64))
+        self.response_fields(&[Part::Varint(RESPONSE_STATUS_CODE, code as i64 as u64)])
     }
 
     /// `response.headers[name] = value` (Response hooks).
     pub fn response_header(self, name: &str, value: &str) -> Self {
-        self.response_fields(Fields::new().entry(RESPONSE_HEADERS, name, value))
+        self.response_fields(&[Part::Entry(
+            RESPONSE_HEADERS,
+            name.as_bytes(),
+            value.as_bytes(),
+        )])
     }
 
     /// Replaces `response.raw_body`, and `response.body` with the same text (or "" when `body` is not
     /// UTF-8, so the two never disagree). Response hooks.
     pub fn response_body(self, body: &[u8]) -> Self {
         let text = std::str::from_utf8(body).unwrap_or("");
-        let f = Fields::new()
-            .bytes(RESPONSE_RAW_BODY, body)
-            .str(RESPONSE_BODY, text);
-        self.response_fields(f)
+        self.response_fields(&[
+            Part::Bytes(RESPONSE_RAW_BODY, body),
+            Part::Bytes(RESPONSE_BODY, text.as_bytes()),
+        ])
     }
 
     /// The size of `input ‖ patch`.
