@@ -36,7 +36,7 @@ pub fn dispatch(rt: &Runtime, driver: Option<&str>, input: &[u8]) -> Result<Mall
     })?;
     if driver.is_none() && !rt.apis.is_empty() {
         if let Some(api) = routing.api_id().and_then(|id| rt.apis.get(id)) {
-            return crate::chain::dispatch_api(rt, &api, input);
+            return crate::chain::dispatch_api(rt, &api, input, routing.hook_type());
         }
     }
     // A borrowed snapshot entry: no lock, no reference count touched.

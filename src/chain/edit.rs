@@ -125,6 +125,30 @@ pub(crate) fn string_entry(entry: &[u8]) -> (&[u8], &[u8]) {
     (key, value)
 }
 
+/// What a chain reads from the top level of the host's Object, in one walk.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TopLevel<'a> {
+    /// `hook_name` as a decode gives it ("" when absent).
+    pub hook_name: &'a str,
+    /// Whether the Object carries a `session` ([`has_session`]).
+    pub has_session: bool,
+}
+
+/// Reads [`TopLevel`]: one walk where `wire::hook_name` and [`has_session`] take one each.
+pub fn top_level(buf: &[u8]) -> TopLevel<'_> {
+    let mut hook_name: &[u8] = &[];
+    let mut has_session = false;
+    each(buf, |r| match r.tag {
+        OBJECT_HOOK_NAME if r.wire_type == 2 => hook_name = &buf[r.payload..r.end],
+        OBJECT_SESSION => has_session = true,
+        _ => {}
+    });
+    TopLevel {
+        hook_name: std::str::from_utf8(hook_name).unwrap_or(""),
+        has_session,
+    }
+}
+
 /// Whether the Object carries a `session`.
 pub fn has_session(buf: &[u8]) -> bool {
     let mut found = false;
@@ -288,6 +312,29 @@ mod tests {
     }
 
     /// The canonical entry shape is read directly; every other shape gives what a decode gives.
+    #[test]
+    fn top_level_reads_as_the_separate_readers() {
+        let mut o = typical();
+        let mut buf = o.encode_to_vec();
+        fn expect(buf: &[u8]) -> TopLevel<'_> {
+            TopLevel {
+                hook_name: coprocess_proto::wire::hook_name(buf).unwrap_or(""),
+                has_session: has_session(buf),
+            }
+        }
+        assert_eq!(top_level(&buf), expect(&buf));
+        assert!(top_level(&buf).has_session);
+        push_hook_name(&mut buf, "Later");
+        assert_eq!(top_level(&buf).hook_name, "Later");
+        assert_eq!(top_level(&buf), expect(&buf));
+        o.session = None;
+        o.hook_name.clear();
+        let buf = o.encode_to_vec();
+        assert_eq!(top_level(&buf), expect(&buf));
+        assert_eq!(top_level(&buf).hook_name, "");
+        assert!(!top_level(&buf).has_session);
+    }
+
     #[test]
     fn string_entry_shortcut_agrees_with_a_decode() {
         let mut long = b"\x0a\x01k\x12\x80\x01".to_vec();

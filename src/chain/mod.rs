@@ -53,19 +53,26 @@ fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-/// Runs `input` (an already validated Object whose `spec["APIID"]` names `api`) through the API.
-pub fn dispatch_api(rt: &Runtime, api: &ApiDefinition, input: &[u8]) -> Result<MallocBuf> {
+/// Runs `input` (an already validated Object whose `spec["APIID"]` names `api` and whose
+/// `hook_type` is `hook_type`, as the dispatch's check read them) through the API.
+pub fn dispatch_api(
+    rt: &Runtime,
+    api: &ApiDefinition,
+    input: &[u8],
+    hook_type: i32,
+) -> Result<MallocBuf> {
     // Borrowed from the registry's snapshot (no lock, no shared counter written); it keeps the
     // driver loaded until the chain is done.
     let driver = rt.registry.lookup(api.driver.as_deref())?;
-    let hook_type = coprocess_proto::wire::hook_type(input).unwrap_or(0);
+    let top = edit::top_level(input);
     let run = Run {
         rt,
         api,
         driver,
         hook_type,
+        top,
     };
-    let named = coprocess_proto::wire::hook_name(input).is_some_and(|n| !n.is_empty());
+    let named = !run.top.hook_name.is_empty();
     if hook_type == HookType::CustomKeyCheck as i32 {
         // Named or not (Tyk's gateway names it), auth runs behind the ID extractor.
         return run.auth(input, named);
@@ -82,6 +89,8 @@ struct Run<'a> {
     api: &'a ApiDefinition,
     driver: DriverRef,
     hook_type: i32,
+    /// The host's Object's top level (every method is given that Object as `input`).
+    top: edit::TopLevel<'a>,
 }
 
 impl Run<'_> {
@@ -89,11 +98,11 @@ impl Run<'_> {
         self.hook_type == HookType::CustomKeyCheck as i32
     }
 
-    /// The input of one hook: without a session for Pre and CustomKeyCheck, with the API's config
-    /// data, with `hook_name` set when `hook` is given.
-    fn prepare<'b>(&self, current: &'b [u8], hook: Option<&HookDef>) -> Cow<'b, [u8]> {
+    /// The input of one hook (from the host's `input`): without a session for Pre and
+    /// CustomKeyCheck, with the API's config data, with `hook_name` set when `hook` is given.
+    fn prepare<'b>(&self, input: &'b [u8], hook: Option<&HookDef>) -> Cow<'b, [u8]> {
         let mut fields = Vec::new();
-        let head = self.prepare_parts(current, hook, &mut fields);
+        let head = self.prepare_parts(input, hook, &mut fields);
         if fields.is_empty() {
             return head;
         }
@@ -103,18 +112,18 @@ impl Run<'_> {
     }
 
     /// [`Self::prepare`] in two parts, so that a caller can copy them once into its answer: the head
-    /// (`current`, without its session when the hook gets none) and the fields appended to `tail`.
+    /// (`input`, without its session when the hook gets none) and the fields appended to `tail`.
     fn prepare_parts<'b>(
         &self,
-        current: &'b [u8],
+        input: &'b [u8],
         hook: Option<&HookDef>,
         tail: &mut Vec<u8>,
     ) -> Cow<'b, [u8]> {
         let sessionless = self.hook_type == HookType::Pre as i32 || self.is_auth();
-        let head = if sessionless && edit::has_session(current) {
-            Cow::Owned(edit::without_session(current))
+        let head = if sessionless && self.top.has_session {
+            Cow::Owned(edit::without_session(input))
         } else {
-            Cow::Borrowed(current)
+            Cow::Borrowed(input)
         };
         if let Some(config) = &self.api.config_data {
             if coprocess_proto::wire::spec_value(&head, "config_data") != Some(config.as_str()) {
@@ -163,14 +172,14 @@ impl Run<'_> {
 
     /// Calls the driver with the prepared input of one hook (its body as the hook's definition wants
     /// it); a failure becomes Tyk's answer (or stays an error for hosts that asked for plain errors).
-    fn one(&self, current: &[u8], hook: Option<&HookDef>) -> Result<MallocBuf> {
+    fn one(&self, input: &[u8], hook: Option<&HookDef>) -> Result<MallocBuf> {
         let def = hook.or_else(|| {
-            let name = coprocess_proto::wire::hook_name(current)?;
+            let name = self.top.hook_name;
             self.api.hooks(self.hook_type).find(|h| h.name == name)
         });
-        let prepared = self.prepare(current, None);
+        let prepared = self.prepare(input, None);
         let input = match def {
-            Some(def) => Cow::Owned(self.first_input(current, &prepared, def)),
+            Some(def) => Cow::Owned(self.first_input(input, &prepared, def)),
             None => prepared,
         };
         let label = hook.map_or(crate::metrics::hook_type_label(self.hook_type), |h| &h.name);

@@ -41,7 +41,7 @@ impl SeriesKey {
     }
 
     fn is(&self, api: &str, hook: &str, driver: &str) -> bool {
-        *self.driver == *driver && *self.hook == *hook && *self.api == *api
+        *self.hook == *hook && *self.api == *api && *self.driver == *driver
     }
 }
 
@@ -86,18 +86,46 @@ impl Entry {
     }
 }
 
+/// How many recently used entries a thread checks before it hashes the labels.
+const RECENT: usize = 4;
+
 /// The calling thread's cells. Entries are only added while the thread lives, so an index into
 /// `entries` (a [`Slot`]) names the same cell until the thread ends.
-#[derive(Default)]
 struct Local {
     entries: Vec<Entry>,
     /// Indexes into `entries`, by a hash of (set, api, hook, driver).
     by_hash: HashMap<u64, Vec<usize>, BuildHasherDefault<PassThrough>>,
-    /// The entry found last: a thread that runs the same hook again skips the hash.
-    last: usize,
+    /// The entries found last, newest first (`usize::MAX`: none): a thread that runs the same few
+    /// hooks again, such as the hooks of a chain one after another, skips the hash.
+    recent: [usize; RECENT],
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Local {
+            entries: Vec::new(),
+            by_hash: HashMap::default(),
+            recent: [usize::MAX; RECENT],
+        }
+    }
 }
 
 impl Local {
+    /// An entry of `recent` with these labels.
+    fn find_recent(&self, id: u64, api: &str, hook: &str, driver: &str) -> Option<usize> {
+        self.recent.iter().copied().find(|&i| {
+            self.entries
+                .get(i)
+                .is_some_and(|e| e.set.id == id && e.labels.is(api, hook, driver))
+        })
+    }
+
+    /// Makes entry `i` the newest of `recent`.
+    fn note_recent(&mut self, i: usize) {
+        self.recent.rotate_right(1);
+        self.recent[0] = i;
+    }
+
     fn find(&self, id: u64, api: &str, hook: &str, driver: &str, hash: u64) -> Option<usize> {
         self.by_hash.get(&hash).and_then(|indexes| {
             indexes.iter().copied().find(|&i| {
@@ -179,16 +207,14 @@ impl SeriesSet {
                     index,
                     _this_thread: PhantomData,
                 };
-                if let Some(e) = local.entries.get(local.last) {
-                    if e.set.id == self.id && e.labels.is(api, hook, driver) {
-                        return (f(&e.cell), Some(slot(local.last)));
-                    }
+                if let Some(i) = local.find_recent(self.id, api, hook, driver) {
+                    return (f(&local.entries[i].cell), Some(slot(i)));
                 }
                 let mut h = FxHasher::default();
                 (self.id, api, hook, driver).hash(&mut h);
                 let hash = h.finish();
                 if let Some(i) = local.find(self.id, api, hook, driver, hash) {
-                    local.last = i;
+                    local.note_recent(i);
                     return (f(&local.entries[i].cell), Some(slot(i)));
                 }
                 let labels = SeriesKey::new(api, hook, driver);
@@ -204,7 +230,7 @@ impl SeriesSet {
                     let i = local.entries.len();
                     local.entries.push(entry);
                     local.by_hash.entry(hash).or_default().push(i);
-                    local.last = i;
+                    local.note_recent(i);
                     (r, Some(slot(i)))
                 } else {
                     // Not kept: the cell goes back to the registry's retired totals at once.
@@ -310,6 +336,33 @@ mod tests {
         assert_eq!(snap.len(), 1);
         assert_eq!(snap[0].1.calls(), 4001);
         assert_eq!(snap[0].1.failures[6], 1);
+    }
+
+    /// The recent entries shortcut: the last few series a thread used are found without hashing,
+    /// older ones through the hashed lookup, and both reach the same cells.
+    #[test]
+    fn recent_series_are_found_with_or_without_the_shortcut() {
+        let set = Arc::new(SeriesSet::default());
+        let hooks: Vec<String> = (0..RECENT + 2).map(|i| format!("hook-{i}")).collect();
+        let recent = |hook: &str| {
+            LOCAL.with(|l| {
+                l.borrow()
+                    .find_recent(set.id, "recent-api", hook, "d")
+                    .is_some()
+            })
+        };
+        for _ in 0..3 {
+            for hook in &hooks {
+                set.with_cell("recent-api", hook, "d", |c| c.record_call(1, None));
+            }
+        }
+        assert!(!recent(&hooks[0]), "too old for the shortcut: hashed");
+        assert!(hooks[2..].iter().all(|h| recent(h)), "the shortcut");
+        set.with_cell("recent-api", &hooks[0], "d", |c| c.record_call(1, None));
+        set.with_cell("recent-api", &hooks[5], "d", |c| c.record_call(1, None));
+        assert!(recent(&hooks[0]), "found by hash, now recent");
+        let calls: Vec<u64> = set.snapshot().iter().map(|(_, t)| t.calls()).collect();
+        assert_eq!(calls, [4, 3, 3, 3, 3, 4]);
     }
 
     #[test]
