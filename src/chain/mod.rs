@@ -34,7 +34,7 @@ use crate::api::{ApiDefinition, HookDef};
 use crate::dispatch::call_driver_patch;
 use crate::driver::registry::DriverRef;
 use crate::error::{Error, Result, COPROCESS_ERR_DRIVER_BAD_OUTPUT, COPROCESS_ERR_DRIVER_FAILED};
-use crate::id_extractor::{cache, push_session_id};
+use crate::id_extractor::cache;
 use crate::logging::Level;
 use crate::message::MallocBuf;
 use crate::runtime::Runtime;
@@ -366,12 +366,9 @@ impl Run<'_> {
         hash_key_function: Option<&str>,
         s: &mut AuthScratch,
     ) -> Result<MallocBuf> {
-        s.key.clear();
-        s.key.push_str(cache::KEY_PREFIX);
-        let org_id = &self.api.org_id;
-        push_session_id(&mut s.key, org_id, value, hash_key_function, &mut s.json);
+        let key = s.key.of(&self.api.org_id, value, hash_key_function);
         let now = now_unix();
-        let hit = cache::lookup_key(&*self.rt.store(), &s.key, now, &mut s.session);
+        let hit = cache::lookup_key(&*self.rt.store(), key, now, &mut s.session);
         let label = hook.map_or(crate::metrics::hook_type_label(self.hook_type), |h| &h.name);
         crate::metrics::global().record_auth_cache(
             &self.api.api_id,
@@ -383,7 +380,7 @@ impl Run<'_> {
             // The answer is the prepared input with the session appended: copied once.
             s.tail.clear();
             let head = self.prepare_parts(input, hook, &mut s.tail);
-            edit::push_session(&mut s.tail, &s.session);
+            edit::push_session(&mut s.tail, s.session.session());
             return Ok(MallocBuf::concat(&head, &s.tail));
         }
         let out = self.session_or_forbidden(self.one(input, hook)?);
@@ -392,7 +389,7 @@ impl Run<'_> {
             if let Some(mut session) = edit::session_bytes(out.as_slice()) {
                 // Kept as Tyk keeps it: with the Object's metadata (its "token" among them).
                 session.extend(edit::metadata_as_session_fields(out.as_slice()));
-                cache::save_key(&*self.rt.store(), &s.key, &session, now);
+                cache::save_key(&*self.rt.store(), key, &session, now);
             }
         }
         Ok(out)
@@ -403,13 +400,13 @@ impl Run<'_> {
 /// for plain errors).
 struct Stop(Result<MallocBuf>);
 
-/// Buffers the auth path reuses on each thread: the store key, scratch for the session id, the cached
-/// session and the fields appended to the answer. With them a cache hit allocates only its answer.
+/// Buffers the auth path reuses on each thread: the store key (made once per credential), the cached
+/// session (decoded once per entry) and the fields appended to the answer. With them a cache hit
+/// allocates only its answer.
 #[derive(Default)]
 struct AuthScratch {
-    key: String,
-    json: String,
-    session: Vec<u8>,
+    key: cache::StoreKey,
+    session: cache::Decoded,
     tail: Vec<u8>,
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use coprocess_proto::{Message, SessionState};
 
+use super::push_session_id;
 use crate::store::{Namespace, Store};
 
 /// What a store key starts with; the session id follows.
@@ -24,24 +25,89 @@ pub fn key(session_id: &str) -> String {
 
 const NS: Namespace = Namespace::AuthCache;
 
+/// The store key of an extracted value, kept by a caller that reuses it: the same credential met
+/// again (same org, hash function and value) is not hashed again. Holds the last value it was
+/// given (a credential) until the next one replaces it.
+#[derive(Default)]
+pub struct StoreKey {
+    org_id: String,
+    hash_key_function: Option<String>,
+    value: String,
+    key: String,
+    /// Scratch for [`push_session_id`].
+    json: String,
+}
+
+impl StoreKey {
+    /// `KEY_PREFIX` + the session id of `value` ([`crate::id_extractor::session_id`]).
+    pub fn of(&mut self, org_id: &str, value: &str, hash_key_function: Option<&str>) -> &str {
+        let same = !self.key.is_empty()
+            && self.value == value
+            && self.org_id == org_id
+            && self.hash_key_function.as_deref() == hash_key_function;
+        if !same {
+            self.key.clear();
+            self.key.push_str(KEY_PREFIX);
+            push_session_id(
+                &mut self.key,
+                org_id,
+                value,
+                hash_key_function,
+                &mut self.json,
+            );
+            for (kept, new) in [(&mut self.org_id, org_id), (&mut self.value, value)] {
+                kept.clear();
+                kept.push_str(new);
+            }
+            self.hash_key_function = hash_key_function.map(str::to_owned);
+        }
+        &self.key
+    }
+}
+
 /// The cached session (serialized) for `session_id`, if one is stored and its deadline is after `now`.
 pub fn lookup(store: &dyn Store, session_id: &str, now: i64) -> Option<Vec<u8>> {
-    let mut session = Vec::new();
-    lookup_key(store, &key(session_id), now, &mut session).then_some(session)
+    let mut decoded = Decoded::default();
+    lookup_key(store, &key(session_id), now, &mut decoded).then(|| decoded.session)
 }
 
-/// As [`lookup`], by store key, into `session` (cleared first): true on a hit. With a store that
-/// lends its values (the embedded one) and a reused buffer, a hit allocates nothing.
-pub fn lookup_key(store: &dyn Store, key: &str, now: i64, session: &mut Vec<u8>) -> bool {
-    session.clear();
+/// A caller's buffer for the session a hit decodes, which also remembers the entry it was decoded
+/// from: a thread that meets the same entry again (the same credential, again and again) checks its
+/// deadline and skips the base64 decode.
+#[derive(Default)]
+pub struct Decoded {
+    /// The base64 text `session` was decoded from ("" when `session` holds nothing valid).
+    encoded: String,
+    session: Vec<u8>,
+}
+
+impl Decoded {
+    /// The session of the last hit (empty after a miss).
+    pub fn session(&self) -> &[u8] {
+        &self.session
+    }
+
+    fn clear(&mut self) {
+        self.encoded.clear();
+        self.session.clear();
+    }
+}
+
+/// As [`lookup`], by store key, into `decoded`: true on a hit. With a store that lends its values
+/// (the embedded one) and a reused buffer, a hit allocates nothing.
+pub fn lookup_key(store: &dyn Store, key: &str, now: i64, decoded: &mut Decoded) -> bool {
     let mut hit = false;
     // A store that fails (Redis down) is a cache miss: the plugin decides.
-    let read = store.read(NS, key, &mut |text| hit = decode_entry(text, now, session));
-    read.is_ok() && hit
+    let read = store.read(NS, key, &mut |text| hit = decode_entry(text, now, decoded));
+    if !(read.is_ok() && hit) {
+        decoded.clear();
+        return false;
+    }
+    true
 }
 
-/// Decodes `<deadline>:<base64 session>` into `session` when the deadline is after `now`.
-fn decode_entry(text: &str, now: i64, session: &mut Vec<u8>) -> bool {
+/// Decodes `<deadline>:<base64 session>` into `decoded` when the deadline is after `now`.
+fn decode_entry(text: &str, now: i64, decoded: &mut Decoded) -> bool {
     // The deadline is a few digits: a byte scan finds the colon sooner than a `str` pattern search.
     let Some(colon) = text.bytes().position(|b| b == b':') else {
         return false;
@@ -50,13 +116,17 @@ fn decode_entry(text: &str, now: i64, session: &mut Vec<u8>) -> bool {
     if deadline.parse::<i64>().map_or(true, |d| d <= now) {
         return false;
     }
+    if !encoded.is_empty() && decoded.encoded == encoded {
+        return true; // decoded already
+    }
+    decoded.clear();
     if base64::engine::general_purpose::STANDARD
-        .decode_vec(encoded, session)
+        .decode_vec(encoded, &mut decoded.session)
         .is_err()
     {
-        session.clear();
-        return false;
+        return false; // cleared by the caller
     }
+    decoded.encoded.push_str(encoded);
     true
 }
 
@@ -154,21 +224,85 @@ mod tests {
         let copying = Copying(MemoryStore::default());
         for store in [&lending as &dyn Store, &copying] {
             assert!(save(store, "sid", &session.encode_to_vec(), 900));
-            let mut buf = Vec::with_capacity(256);
-            let at = buf.as_ptr();
+            let mut buf = Decoded::default();
+            buf.session.reserve(256);
+            let at = buf.session.as_ptr();
             let k = key("sid");
             assert!(lookup_key(store, &k, 900, &mut buf));
-            assert_eq!(SessionState::decode(buf.as_slice()).unwrap(), session);
-            assert_eq!(buf.as_ptr(), at, "decoded in place");
+            assert_eq!(SessionState::decode(buf.session()).unwrap(), session);
+            assert_eq!(buf.session.as_ptr(), at, "decoded in place");
             assert!(lookup_key(store, &k, 900, &mut buf), "again");
-            assert_eq!(SessionState::decode(buf.as_slice()).unwrap(), session);
+            assert_eq!(SessionState::decode(buf.session()).unwrap(), session);
             assert!(!lookup_key(store, &k, 1_000, &mut buf), "expired");
-            assert!(buf.is_empty());
+            assert!(buf.session().is_empty());
             assert!(!lookup_key(store, &key("other"), 0, &mut buf));
             store.set(NS, &k, "5000:%%%", None).unwrap();
             assert!(!lookup_key(store, &k, 0, &mut buf), "garbage is a miss");
-            assert!(buf.is_empty());
+            assert!(buf.session().is_empty());
         }
+    }
+
+    /// The same entry met again is not decoded again (the shortcut); a changed entry is (the
+    /// fallback), and an expired one is a miss even though it was decoded before.
+    #[test]
+    fn an_entry_met_again_is_not_decoded_again() {
+        let store = MemoryStore::default();
+        let first = SessionState {
+            rate: 1.0,
+            id_extractor_deadline: 1_000,
+            ..Default::default()
+        };
+        let second = SessionState {
+            rate: 2.0,
+            ..first.clone()
+        };
+        let k = key("sid");
+        let mut buf = Decoded::default();
+        assert!(save(&store, "sid", &first.encode_to_vec(), 900));
+        assert!(lookup_key(&store, &k, 900, &mut buf));
+        let remembered = buf.encoded.clone();
+        // Poison the decoded bytes: only a skipped decode leaves them as they are.
+        buf.session.push(0xFF);
+        assert!(lookup_key(&store, &k, 900, &mut buf), "the shortcut");
+        assert_eq!(buf.session().last(), Some(&0xFF));
+        assert_eq!(buf.encoded, remembered);
+        buf.session.pop();
+        assert_eq!(SessionState::decode(buf.session()).unwrap(), first);
+        assert!(save(&store, "sid", &second.encode_to_vec(), 900));
+        assert!(lookup_key(&store, &k, 900, &mut buf), "a changed entry");
+        assert_eq!(SessionState::decode(buf.session()).unwrap(), second);
+        assert!(!lookup_key(&store, &k, 1_000, &mut buf), "expired");
+        assert!(buf.session().is_empty());
+        assert!(lookup_key(&store, &k, 900, &mut buf), "decoded again");
+        assert_eq!(SessionState::decode(buf.session()).unwrap(), second);
+    }
+
+    /// A value met again keeps its key (the shortcut: no MD5); any change of org, hash function
+    /// or value makes the key again (the fallback). Both give `key(session_id(..))`.
+    #[test]
+    fn store_keys_are_made_once_per_credential() {
+        let mut keys = StoreKey::default();
+        let cases = [
+            ("org", "tok", None),
+            ("org", "tok", None),
+            ("org", "tok2", None),
+            ("org2", "tok2", None),
+            ("org2", "tok2", Some("murmur64")),
+            ("org2", "tok2", Some("murmur64")),
+            ("org2", "tok2", None),
+        ];
+        for (org, value, hash) in cases {
+            let made = keys.of(org, value, hash).to_owned();
+            assert_eq!(
+                made,
+                key(&crate::id_extractor::session_id(org, value, hash))
+            );
+        }
+        keys.of("org", "tok", None);
+        // Only a remembered value skips the hash: a poisoned key shows it was reused.
+        keys.key.push('!');
+        assert!(keys.of("org", "tok", None).ends_with('!'), "the shortcut");
+        assert!(!keys.of("org", "tok3", None).ends_with('!'), "made again");
     }
 
     #[test]
