@@ -43,7 +43,39 @@ pub(crate) struct Record {
 
 /// Reads the record at `pos` and moves past it. Groups are skipped whole (prost accepts them as
 /// unknown fields).
+///
+/// The records every encoder writes for the fields the chain reads (a one-byte key; a length of one
+/// byte, or a one-byte varint) are read inline; any other goes through [`record_general`].
+#[inline(always)]
 pub(super) fn record(buf: &[u8], pos: &mut usize) -> Option<Record> {
+    let start = *pos;
+    if let (Some(&key), Some(&b0)) = (buf.get(start), buf.get(start + 1)) {
+        if (8..0x80).contains(&key) && b0 < 0x80 {
+            let (tag, wire_type) = (u32::from(key >> 3), key & 7);
+            let after = start + 2;
+            let (payload, end) = match wire_type {
+                0 => (start + 1, after),
+                2 => (after, after + usize::from(b0)),
+                _ => return record_general(buf, pos),
+            };
+            if end > buf.len() {
+                return None;
+            }
+            *pos = end;
+            return Some(Record {
+                tag,
+                wire_type,
+                start,
+                payload,
+                end,
+            });
+        }
+    }
+    record_general(buf, pos)
+}
+
+/// [`record`] for any record.
+fn record_general(buf: &[u8], pos: &mut usize) -> Option<Record> {
     let start = *pos;
     let key = varint(buf, pos)?;
     let tag = u32::try_from(key >> 3).ok()?;
@@ -70,7 +102,7 @@ pub(super) fn record(buf: &[u8], pos: &mut usize) -> Option<Record> {
             });
         }
         3 => loop {
-            let inner = record(buf, pos)?;
+            let inner = record_general(buf, pos)?;
             if inner.wire_type == 4 && inner.tag == tag {
                 break;
             }
@@ -105,6 +137,7 @@ pub(crate) fn each(buf: &[u8], mut f: impl FnMut(&Record)) -> bool {
 
 /// A `map<string, string>` entry's key and value (the last of each wins; absent is empty). The
 /// shape every encoder writes (key, then value, one-byte lengths, nothing else) is read directly.
+#[inline]
 pub(crate) fn string_entry(entry: &[u8]) -> (&[u8], &[u8]) {
     if let [0x0A, key_len, rest @ ..] = entry {
         let key_len = usize::from(*key_len);
@@ -510,9 +543,52 @@ mod tests {
         assert_eq!(after.session, Some(SessionState::default()));
     }
 
+    /// `record`'s inline reading of short records agrees with the general one on any bytes: same
+    /// records, same positions, same refusals.
+    fn records_agree(buf: &[u8]) {
+        let (mut fast, mut general) = (0, 0);
+        while fast < buf.len() {
+            let a = record(buf, &mut fast);
+            let b = record_general(buf, &mut general);
+            let fields = |r: &Record| (r.tag, r.wire_type, r.start, r.payload, r.end);
+            assert_eq!(a.as_ref().map(fields), b.as_ref().map(fields), "{buf:?}");
+            if a.is_none() {
+                return;
+            }
+            assert_eq!(fast, general);
+        }
+    }
+
+    #[test]
+    fn short_records_are_read_as_the_general_reader_reads_them() {
+        // Shortcut: one-byte keys with a one-byte length or varint; fallback: longer lengths and
+        // varints, other wire types, long keys, groups, truncation.
+        let typical = typical().encode_to_vec();
+        records_agree(&typical);
+        for bytes in [
+            &b"\x12\x03abc\x08\x05"[..],
+            b"\x12\x80\x01",
+            b"\x08\x96\x01",
+            b"\x09\x01\x02\x03\x04\x05\x06\x07\x08\x0d\x01\x02\x03\x04",
+            b"\x82\x01\x01z",
+            b"\x1b\x08\x01\x1c",
+            b"\x12\x05ab",
+            b"\x12",
+            b"\x00\x01",
+            b"\x07\x01",
+        ] {
+            records_agree(bytes);
+        }
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
         /// Mutated typical Objects: whatever the wire check accepts, the edits keep acceptable.
+        #[test]
+        fn short_records_agree_on_any_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..48)) {
+            records_agree(&bytes);
+        }
+
         #[test]
         fn edits_keep_accepted_objects_valid(
             flips in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), 0u8..=255), 1..4),

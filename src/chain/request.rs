@@ -279,7 +279,8 @@ impl<'i> Live<'i> {
     /// Reads the request of the host's (validated) input.
     pub fn read(input: &'i [u8]) -> Live<'i> {
         let mut live = Live {
-            headers: Vec::new(),
+            // Room for a typical request's headers and kept fields: no regrowth while reading.
+            headers: Vec::with_capacity(16),
             params: Vec::new(),
             url: Cow::Borrowed(&[]),
             method: Cow::Borrowed(&[]),
@@ -287,7 +288,7 @@ impl<'i> Live<'i> {
             raw_utf8: None,
             sent_body: &[],
             sent_raw_body: &[],
-            kept: Vec::new(),
+            kept: Vec::with_capacity(4),
             pinned_host: false,
             net_headers: Vec::new(),
             net_params: Vec::new(),
