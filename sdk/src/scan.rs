@@ -11,7 +11,20 @@ pub(crate) fn hook_type_and_name(bytes: &[u8]) -> Option<(Option<i32>, Option<&[
     let mut buf = bytes;
     let mut hook_type = None;
     let mut hook_name = None;
-    while !buf.is_empty() {
+    while let [key, rest @ ..] = buf {
+        // Most records have a one-byte key and a one-byte length: read inline.
+        if let ([len, payload @ ..], true) = (rest, (8..0x80).contains(key) && *key & 7 == 2) {
+            if *len < 0x80 {
+                let (value, after) = payload.split_at_checked(usize::from(*len))?;
+                match u32::from(*key >> 3) {
+                    HOOK_NAME => hook_name = Some(value),
+                    HOOK_TYPE => return None,
+                    _ => {}
+                }
+                buf = after;
+                continue;
+            }
+        }
         let (tag, wire_type) = decode_key(&mut buf).ok()?;
         let wanted = tag == HOOK_TYPE || tag == HOOK_NAME;
         match wire_type {

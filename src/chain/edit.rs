@@ -137,7 +137,7 @@ pub(crate) fn each(buf: &[u8], mut f: impl FnMut(&Record)) -> bool {
 
 /// A `map<string, string>` entry's key and value (the last of each wins; absent is empty). The
 /// shape every encoder writes (key, then value, one-byte lengths, nothing else) is read directly.
-#[inline]
+#[inline(always)]
 pub(crate) fn string_entry(entry: &[u8]) -> (&[u8], &[u8]) {
     if let [0x0A, key_len, rest @ ..] = entry {
         let key_len = usize::from(*key_len);
