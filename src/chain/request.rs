@@ -261,6 +261,9 @@ pub struct Live<'i> {
     next: Next,
     /// The host's Object without `request` and `hook_name` (built on the first rebuild).
     base: Option<Vec<u8>>,
+    /// The host's input, and whether its headers and params were read (see [`Live::read_for_one`]).
+    input: &'i [u8],
+    entries: bool,
     /// The last answer applied was a patch of its input that set no request field but header sets
     /// under their canonical names, `return_overrides`, `method` and fields the gateway keeps: the
     /// net answer may then be that output with the chain's edits appended (see [`Live::answer`]).
@@ -278,6 +281,17 @@ pub enum NetAnswer {
 impl<'i> Live<'i> {
     /// Reads the request of the host's (validated) input.
     pub fn read(input: &'i [u8]) -> Live<'i> {
+        Self::read_with(input, true)
+    }
+
+    /// What a chain of one hook needs of the request: enough for [`Live::first_input`] and
+    /// [`Live::check_answer`], without the headers and params that only applying an answer for a
+    /// next hook (or a net answer) needs.
+    pub fn read_for_one(input: &'i [u8]) -> Live<'i> {
+        Self::read_with(input, false)
+    }
+
+    fn read_with(input: &'i [u8], entries: bool) -> Live<'i> {
         let mut live = Live {
             // Room for a typical request's headers and kept fields: no regrowth while reading.
             headers: Vec::with_capacity(16),
@@ -300,6 +314,8 @@ impl<'i> Live<'i> {
             next: Next::Extend,
             base: None,
             extends_output: false,
+            input,
+            entries,
         };
         let mut overrides_only_code = true;
         each_request_field(input, |request, f| {
@@ -313,6 +329,7 @@ impl<'i> Live<'i> {
             }
             let v = &request[f.payload..f.end];
             match f.tag {
+                HEADERS | PARAMS if !entries => {}
                 HEADERS | PARAMS => {
                     let (key, value) = string_entry(v);
                     let list = if f.tag == HEADERS {
@@ -376,6 +393,10 @@ impl<'i> Live<'i> {
             self.sent_body.is_empty()
         };
         let raw_ok = self.sent_raw_body == &*self.raw_body;
+        if !(body_ok && raw_ok) && !self.entries {
+            // The view is built afresh, headers and params included: read them after all.
+            *self = Live::read(self.input);
+        }
         if body_ok && raw_ok {
             self.body_text = text;
             let mut out = Vec::with_capacity(prepared.len() + APPEND_ROOM);
@@ -391,6 +412,37 @@ impl<'i> Live<'i> {
     /// response_code (merged as a decode would), or why the answer cannot be applied.
     pub fn apply(&mut self, input: &[u8], output: &[u8]) -> Result<Option<i32>, String> {
         self.apply_known(input, output, None)
+    }
+
+    /// Whether the gateway would apply the answer `output` of the hook given `input` (`patch` as for
+    /// [`Live::apply_known`]), without applying it: what the last hook of a chain of one needs, as
+    /// its answer is the chain's. The same verdict as `apply_known`.
+    pub fn check_answer(
+        &self,
+        input: &[u8],
+        output: &[u8],
+        patch: Option<bool>,
+    ) -> Result<(), String> {
+        let tail = patch.unwrap_or_else(|| output.starts_with(input));
+        let part = if tail { &output[input.len()..] } else { output };
+        let url = read_answer(part).url;
+        self.check_url(if tail { url } else { Some(url.unwrap_or(&[])) })
+            .map(drop)
+    }
+
+    /// The answer's url (`None`: unchanged) when it changes the request's: refused when Go's
+    /// `url.ParseRequestURI` would refuse it.
+    fn check_url<'a>(&self, url: Option<&'a [u8]>) -> Result<Option<&'a [u8]>, String> {
+        let url = url.filter(|u| *u != &*self.url);
+        if let Some(u) = url {
+            if !valid_request_uri(u) {
+                return Err(format!(
+                    "the hook answered a url Tyk's gateway refuses: {:?}",
+                    String::from_utf8_lossy(u)
+                ));
+            }
+        }
+        Ok(url)
     }
 
     /// [`Live::apply`] given whether `output` starts with `input` (`patch`), when the caller has
@@ -444,15 +496,7 @@ impl<'i> Live<'i> {
                 self.set_header(key, value);
             });
         }
-        let url = or_empty(a.url).filter(|u| *u != &*self.url);
-        if let Some(u) = url {
-            if !valid_request_uri(u) {
-                return Err(format!(
-                    "the hook answered a url Tyk's gateway refuses: {:?}",
-                    String::from_utf8_lossy(u)
-                ));
-            }
-        }
+        let url = self.check_url(or_empty(a.url))?;
         if url.is_some() || a.has(DELETE_PARAMS) || a.has(ADD_PARAMS) {
             let mut deletes = Vec::new();
             each_of(part, DELETE_PARAMS, |name| deletes.push(name));
@@ -891,6 +935,56 @@ mod tests {
 
     fn req(o: &Object) -> &MiniRequestObject {
         o.request.as_ref().unwrap()
+    }
+
+    /// A chain of one hook reads less of the request (the shortcut) yet gives its hook the same
+    /// Object, reading headers and params after all when the view is built afresh (the fallback),
+    /// and refuses exactly the answers `apply_known` refuses.
+    #[test]
+    fn a_chain_of_one_gives_the_same_object_and_verdicts() {
+        let mut text_only = tyk_object();
+        text_only.request.as_mut().unwrap().raw_body.clear();
+        let mut no_body = tyk_object();
+        let r = no_body.request.as_mut().unwrap();
+        (r.body, r.raw_body) = (String::new(), Vec::new());
+        for object in [tyk_object(), text_only, no_body] {
+            let bytes = object.encode_to_vec();
+            for raw_body_only in [false, true] {
+                let def = hook("one", raw_body_only);
+                let mut full = Live::read(&bytes);
+                let mut light = Live::read_for_one(&bytes);
+                let input = full.first_input(&bytes, &def);
+                assert_eq!(light.first_input(&bytes, &def), input);
+                let rebuilt = light.entries;
+                assert_eq!(
+                    rebuilt,
+                    Object::decode(input.as_slice()).unwrap() != {
+                        let mut o = Object::decode(bytes.as_slice()).unwrap();
+                        o.hook_name = "one".into();
+                        o
+                    }
+                );
+                let mut whole = Object::decode(input.as_slice()).unwrap();
+                whole.request.as_mut().unwrap().url = "relative".into();
+                let answers = [
+                    [input.as_slice(), &patch_bytes(|r| r.url = "/ok?x=1".into())].concat(),
+                    [
+                        input.as_slice(),
+                        &patch_bytes(|r| r.url = "relative".into()),
+                    ]
+                    .concat(),
+                    [input.as_slice(), &patch_bytes(|r| r.method = "PUT".into())].concat(),
+                    whole.encode_to_vec(),
+                ];
+                for out in answers {
+                    let patch = Some(out.starts_with(&input));
+                    let verdict = light.check_answer(&input, &out, patch);
+                    let applied = Live::read(&bytes).apply_known(&input, &out, patch);
+                    assert_eq!(verdict.is_err(), applied.is_err());
+                    assert_eq!(verdict.err(), applied.err());
+                }
+            }
+        }
     }
 
     #[test]
