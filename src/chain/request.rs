@@ -393,19 +393,18 @@ impl<'i> Live<'i> {
             self.sent_body.is_empty()
         };
         let raw_ok = self.sent_raw_body == &*self.raw_body;
-        if !(body_ok && raw_ok) && !self.entries {
-            // The view is built afresh, headers and params included: read them after all.
-            *self = Live::read(self.input);
-        }
         if body_ok && raw_ok {
             self.body_text = text;
             let mut out = Vec::with_capacity(prepared.len() + APPEND_ROOM);
             out.extend_from_slice(prepared);
             push_hook_name(&mut out, &hook.name);
-            out
-        } else {
-            self.build(prepared, hook)
+            return out;
         }
+        if !self.entries {
+            // The view is built afresh, headers and params included: read them after all.
+            *self = Live::read(self.input);
+        }
+        self.build(prepared, hook)
     }
 
     /// Applies the answer of the hook that was given `input` and answered `output`. Returns its

@@ -68,7 +68,8 @@ impl StoreKey {
 /// The cached session (serialized) for `session_id`, if one is stored and its deadline is after `now`.
 pub fn lookup(store: &dyn Store, session_id: &str, now: i64) -> Option<Vec<u8>> {
     let mut decoded = Decoded::default();
-    lookup_key(store, &key(session_id), now, &mut decoded).then(|| decoded.session)
+    let hit = lookup_key(store, &key(session_id), now, &mut decoded);
+    hit.then_some(decoded.session)
 }
 
 /// A caller's buffer for the session a hit decodes, which also remembers the entry it was decoded
