@@ -43,60 +43,57 @@ pub struct ObjectPatch {
     bytes: Vec<u8>,
 }
 
-/// A field record to encode: its length is known before it is written, so a record is written once,
-/// straight into the patch (no buffer per nested message).
-enum Part<'a> {
+/// A field inside a patch record; its length is known before it is written, so a record is written
+/// once, straight into the patch (no buffer per nested message).
+enum Leaf<'a> {
     Bytes(u32, &'a [u8]),
     Varint(u32, u64),
     /// A map<string, string> entry.
     Entry(u32, &'a [u8], &'a [u8]),
-    Message(u32, &'a [Part<'a>]),
 }
 
-impl Part<'_> {
-    fn payload_len(&self) -> usize {
-        match self {
-            Part::Bytes(_, value) => value.len(),
-            Part::Varint(..) => 0,
-            Part::Entry(_, key, value) => {
-                Part::Bytes(1, key).encoded_len() + Part::Bytes(2, value).encoded_len()
-            }
-            Part::Message(_, parts) => parts.iter().map(Part::encoded_len).sum(),
-        }
-    }
+/// The encoded size of a length-delimited field with a payload of `len` bytes.
+#[inline]
+fn field_len(tag: u32, len: usize) -> usize {
+    key_len(tag) + encoded_len_varint(len as u64) + len
+}
 
+fn put_bytes(out: &mut Vec<u8>, tag: u32, value: &[u8]) {
+    encode_key(tag, WireType::LengthDelimited, out);
+    encode_varint(value.len() as u64, out);
+    out.put_slice(value);
+}
+
+impl Leaf<'_> {
+    #[inline]
     fn encoded_len(&self) -> usize {
-        match self {
-            Part::Varint(tag, value) => key_len(*tag) + encoded_len_varint(*value),
-            Part::Bytes(tag, _) | Part::Entry(tag, ..) | Part::Message(tag, _) => {
-                let len = self.payload_len();
-                key_len(*tag) + encoded_len_varint(len as u64) + len
-            }
+        match *self {
+            Leaf::Bytes(tag, value) => field_len(tag, value.len()),
+            Leaf::Varint(tag, value) => key_len(tag) + encoded_len_varint(value),
+            Leaf::Entry(tag, key, value) => field_len(tag, entry_len(key, value)),
         }
     }
 
+    #[inline]
     fn write(&self, out: &mut Vec<u8>) {
-        match self {
-            Part::Varint(tag, value) => {
-                encode_key(*tag, WireType::Varint, out);
-                encode_varint(*value, out);
-                return;
+        match *self {
+            Leaf::Bytes(tag, value) => put_bytes(out, tag, value),
+            Leaf::Varint(tag, value) => {
+                encode_key(tag, WireType::Varint, out);
+                encode_varint(value, out);
             }
-            Part::Bytes(tag, _) | Part::Entry(tag, ..) | Part::Message(tag, _) => {
-                encode_key(*tag, WireType::LengthDelimited, out);
-                encode_varint(self.payload_len() as u64, out);
+            Leaf::Entry(tag, key, value) => {
+                encode_key(tag, WireType::LengthDelimited, out);
+                encode_varint(entry_len(key, value) as u64, out);
+                put_bytes(out, 1, key);
+                put_bytes(out, 2, value);
             }
-        }
-        match self {
-            Part::Bytes(_, value) => out.put_slice(value),
-            Part::Entry(_, key, value) => {
-                Part::Bytes(1, key).write(out);
-                Part::Bytes(2, value).write(out);
-            }
-            Part::Message(_, parts) => parts.iter().for_each(|p| p.write(out)),
-            Part::Varint(..) => {}
         }
     }
+}
+
+fn entry_len(key: &[u8], value: &[u8]) -> usize {
+    field_len(1, key.len()) + field_len(2, value.len())
 }
 
 impl ObjectPatch {
@@ -113,22 +110,36 @@ impl ObjectPatch {
         self.bytes.is_empty()
     }
 
-    fn push(mut self, record: Part<'_>) -> Self {
-        self.bytes.reserve(record.encoded_len());
-        record.write(&mut self.bytes);
+    /// Appends one top-level record: `leaves` inside the messages `path` names, outermost first
+    /// (at most two: `request.return_overrides`); with no path, each leaf is a top-level field.
+    fn record(mut self, path: &[u32], leaves: &[Leaf<'_>]) -> Self {
+        let mut payload_lens = [0usize; 2];
+        let mut len: usize = leaves.iter().map(Leaf::encoded_len).sum();
+        for (level, &tag) in path.iter().enumerate().rev() {
+            payload_lens[level] = len;
+            len = field_len(tag, len);
+        }
+        self.bytes.reserve(len);
+        for (&tag, &payload_len) in path.iter().zip(&payload_lens) {
+            encode_key(tag, WireType::LengthDelimited, &mut self.bytes);
+            encode_varint(payload_len as u64, &mut self.bytes);
+        }
+        for leaf in leaves {
+            leaf.write(&mut self.bytes);
+        }
         self
     }
 
-    fn request_fields(self, fields: &[Part<'_>]) -> Self {
-        self.push(Part::Message(OBJECT_REQUEST, fields))
+    fn request_fields(self, fields: &[Leaf<'_>]) -> Self {
+        self.record(&[OBJECT_REQUEST], fields)
     }
 
-    fn overrides(self, fields: &[Part<'_>]) -> Self {
-        self.request_fields(&[Part::Message(REQUEST_RETURN_OVERRIDES, fields)])
+    fn overrides(self, fields: &[Leaf<'_>]) -> Self {
+        self.record(&[OBJECT_REQUEST, REQUEST_RETURN_OVERRIDES], fields)
     }
 
-    fn response_fields(self, fields: &[Part<'_>]) -> Self {
-        self.push(Part::Message(OBJECT_RESPONSE, fields))
+    fn response_fields(self, fields: &[Leaf<'_>]) -> Self {
+        self.record(&[OBJECT_RESPONSE], fields)
     }
 
     /// A whole message as one top-level record, encoded in place.
@@ -144,7 +155,7 @@ impl ObjectPatch {
 
     /// `request.set_headers[name] = value`: the gateway adds or replaces the header upstream.
     pub fn set_header(self, name: &str, value: &str) -> Self {
-        self.request_fields(&[Part::Entry(
+        self.request_fields(&[Leaf::Entry(
             REQUEST_SET_HEADERS,
             name.as_bytes(),
             value.as_bytes(),
@@ -153,12 +164,12 @@ impl ObjectPatch {
 
     /// Appends `name` to `request.delete_headers`.
     pub fn delete_header(self, name: &str) -> Self {
-        self.request_fields(&[Part::Bytes(REQUEST_DELETE_HEADERS, name.as_bytes())])
+        self.request_fields(&[Leaf::Bytes(REQUEST_DELETE_HEADERS, name.as_bytes())])
     }
 
     /// `request.add_params[name] = value`.
     pub fn add_param(self, name: &str, value: &str) -> Self {
-        self.request_fields(&[Part::Entry(
+        self.request_fields(&[Leaf::Entry(
             REQUEST_ADD_PARAMS,
             name.as_bytes(),
             value.as_bytes(),
@@ -167,17 +178,17 @@ impl ObjectPatch {
 
     /// Appends `name` to `request.delete_params`.
     pub fn delete_param(self, name: &str) -> Self {
-        self.request_fields(&[Part::Bytes(REQUEST_DELETE_PARAMS, name.as_bytes())])
+        self.request_fields(&[Leaf::Bytes(REQUEST_DELETE_PARAMS, name.as_bytes())])
     }
 
     /// Replaces `request.url` (the gateway rewrites the upstream URL).
     pub fn set_url(self, url: &str) -> Self {
-        self.request_fields(&[Part::Bytes(REQUEST_URL, url.as_bytes())])
+        self.request_fields(&[Leaf::Bytes(REQUEST_URL, url.as_bytes())])
     }
 
     /// Replaces `request.method`.
     pub fn set_method(self, method: &str) -> Self {
-        self.request_fields(&[Part::Bytes(REQUEST_METHOD, method.as_bytes())])
+        self.request_fields(&[Leaf::Bytes(REQUEST_METHOD, method.as_bytes())])
     }
 
     /// Replaces the request body: `raw_body`, which is what Tyk's gateway sends upstream (its
@@ -185,15 +196,15 @@ impl ObjectPatch {
     /// disagree (a later hook, or code reading `body`, sees the new text too).
     pub fn set_body(self, body: &str) -> Self {
         self.request_fields(&[
-            Part::Bytes(REQUEST_RAW_BODY, body.as_bytes()),
-            Part::Bytes(REQUEST_BODY, body.as_bytes()),
+            Leaf::Bytes(REQUEST_RAW_BODY, body.as_bytes()),
+            Leaf::Bytes(REQUEST_BODY, body.as_bytes()),
         ])
     }
 
     /// Replaces `request.raw_body` (the body Tyk's gateway sends upstream), leaving the `body` text as
     /// it was: for bodies that are not text. Prefer [`ObjectPatch::set_body`] for text.
     pub fn set_raw_body(self, body: &[u8]) -> Self {
-        self.request_fields(&[Part::Bytes(REQUEST_RAW_BODY, body)])
+        self.request_fields(&[Leaf::Bytes(REQUEST_RAW_BODY, body)])
     }
 
     /// Answers the client directly: `return_overrides.response_code = code`, `response_body = body`.
@@ -201,8 +212,8 @@ impl ObjectPatch {
     pub fn return_override(self, code: i32, body: &str) -> Self {
         // int32 is encoded as a sign-extended 64-bit varint (a negative code takes 10 bytes).
         self.overrides(&[
-            Part::Varint(OVERRIDES_RESPONSE_CODE, code as i64 as u64),
-            Part::Bytes(OVERRIDES_RESPONSE_BODY, body.as_bytes()),
+            Leaf::Varint(OVERRIDES_RESPONSE_CODE, code as i64 as u64),
+            Leaf::Bytes(OVERRIDES_RESPONSE_BODY, body.as_bytes()),
         ])
     }
 
@@ -210,14 +221,14 @@ impl ObjectPatch {
     /// answer as an error carrying this text.
     pub fn return_error(self, code: i32, error: &str) -> Self {
         self.overrides(&[
-            Part::Varint(OVERRIDES_RESPONSE_CODE, code as i64 as u64),
-            Part::Bytes(OVERRIDES_RESPONSE_ERROR, error.as_bytes()),
+            Leaf::Varint(OVERRIDES_RESPONSE_CODE, code as i64 as u64),
+            Leaf::Bytes(OVERRIDES_RESPONSE_ERROR, error.as_bytes()),
         ])
     }
 
     /// `return_overrides.headers[name] = value`.
     pub fn return_header(self, name: &str, value: &str) -> Self {
-        self.overrides(&[Part::Entry(
+        self.overrides(&[Leaf::Entry(
             OVERRIDES_HEADERS,
             name.as_bytes(),
             value.as_bytes(),
@@ -226,16 +237,19 @@ impl ObjectPatch {
 
     /// `return_overrides.override_error = on`.
     pub fn override_error(self, on: bool) -> Self {
-        self.overrides(&[Part::Varint(OVERRIDES_OVERRIDE_ERROR, on as u64)])
+        self.overrides(&[Leaf::Varint(OVERRIDES_OVERRIDE_ERROR, on as u64)])
     }
 
     /// Top-level `metadata[key] = value`.
     pub fn metadata(self, key: &str, value: &str) -> Self {
-        self.push(Part::Entry(
-            OBJECT_METADATA,
-            key.as_bytes(),
-            value.as_bytes(),
-        ))
+        self.record(
+            &[],
+            &[Leaf::Entry(
+                OBJECT_METADATA,
+                key.as_bytes(),
+                value.as_bytes(),
+            )],
+        )
     }
 
     /// Merges `session` into the Object's session: its non-default scalars replace the input's, its map
@@ -257,12 +271,12 @@ impl ObjectPatch {
 
     /// `response.status_code = code` (Response hooks).
     pub fn response_status(self, code: i32) -> Self {
-        self.response_fields(&[Part::Varint(RESPONSE_STATUS_CODE, code as i64 as u64)])
+        self.response_fields(&[Leaf::Varint(RESPONSE_STATUS_CODE, code as i64 as u64)])
     }
 
     /// `response.headers[name] = value` (Response hooks).
     pub fn response_header(self, name: &str, value: &str) -> Self {
-        self.response_fields(&[Part::Entry(
+        self.response_fields(&[Leaf::Entry(
             RESPONSE_HEADERS,
             name.as_bytes(),
             value.as_bytes(),
@@ -274,8 +288,8 @@ impl ObjectPatch {
     pub fn response_body(self, body: &[u8]) -> Self {
         let text = std::str::from_utf8(body).unwrap_or("");
         self.response_fields(&[
-            Part::Bytes(RESPONSE_RAW_BODY, body),
-            Part::Bytes(RESPONSE_BODY, text.as_bytes()),
+            Leaf::Bytes(RESPONSE_RAW_BODY, body),
+            Leaf::Bytes(RESPONSE_BODY, text.as_bytes()),
         ])
     }
 
