@@ -39,25 +39,39 @@ fn is_token_byte(b: u8) -> bool {
     TOKEN[usize::from(b)]
 }
 
+/// Byte classes for the canonical-form check: a token byte, and which case a letter is in.
+const IS_TOKEN: u8 = 1;
+const LOWER: u8 = 2;
+const UPPER: u8 = 4;
+const CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = if TOKEN[b] { IS_TOKEN } else { 0 }
+            | if c.is_ascii_lowercase() { LOWER } else { 0 }
+            | if c.is_ascii_uppercase() { UPPER } else { 0 };
+        b += 1;
+    }
+    table
+};
+
 /// `textproto.CanonicalMIMEHeaderKey`: the first letter and every letter after a `-` upper case, the
 /// rest lower case; a name with any byte outside the token set is left as it is. A name already in
 /// that form (the common case) is checked in one pass and borrowed.
 pub fn canonical_header(name: &[u8]) -> Cow<'_, [u8]> {
-    let mut upper = true;
+    // The case a letter must not be in here: lower at the start and after '-', upper elsewhere.
+    let mut wrong_case = LOWER;
     let mut first_change = None;
     for (i, &b) in name.iter().enumerate() {
-        if !is_token_byte(b) {
+        let class = CLASS[usize::from(b)];
+        if class & IS_TOKEN == 0 {
             return Cow::Borrowed(name);
         }
-        let c = if upper {
-            b.to_ascii_uppercase()
-        } else {
-            b.to_ascii_lowercase()
-        };
-        if c != b && first_change.is_none() {
+        if class & wrong_case != 0 && first_change.is_none() {
             first_change = Some(i);
         }
-        upper = c == b'-';
+        wrong_case = if b == b'-' { LOWER } else { UPPER };
     }
     let Some(from) = first_change else {
         return Cow::Borrowed(name);
@@ -80,10 +94,9 @@ pub fn canonical_header(name: &[u8]) -> Cow<'_, [u8]> {
 pub fn same_header(a: &[u8], b: &[u8]) -> bool {
     // Canonicalisation depends only on positions, so equal canonical forms = equal up to case; two
     // spellings that differ only in case are both token names or both not (then only equal bytes
-    // match). The case-blind compare goes first: it fails fast for different names.
-    a.len() == b.len()
-        && a.eq_ignore_ascii_case(b)
-        && (a == b || a.iter().all(|&c| is_token_byte(c)))
+    // match). Equal bytes (the usual case: both spelt canonically) settle it with one compare.
+    a == b
+        || (a.len() == b.len() && a.eq_ignore_ascii_case(b) && a.iter().all(|&c| is_token_byte(c)))
 }
 
 /// `url.Values`: each key's values in order; keys ordered as `Values.Encode` writes them.
