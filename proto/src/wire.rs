@@ -30,6 +30,9 @@
 
 use core::fmt;
 
+mod ascii;
+mod fast;
+
 /// prost's `RECURSION_LIMIT` (prost 0.14, not built with `no-recursion-limit`).
 const RECURSION_LIMIT: u32 = 100;
 
@@ -109,32 +112,37 @@ enum Step {
 /// Builds a schema's one-byte-key table (see [`Step`]).
 const fn steps(fields: &[Field]) -> [Step; 128] {
     let mut steps = [Step::General; 128];
-    let mut key = 8; // field number 0 stays General
+    let mut key = 0;
     while key < 128 {
-        let tag = key >> 3;
-        let wire_type = (key & 7) as u8;
-        steps[key] = if tag > fields.len() {
-            match wire_type {
-                VARINT => Step::Varint,
-                I64 => Step::Fixed64,
-                LEN => Step::SkipLen,
-                I32 => Step::Fixed32,
-                _ => Step::General,
-            }
-        } else {
-            match (&fields[tag - 1].kind, wire_type) {
-                (Kind::Varint, VARINT) => Step::Varint,
-                (Kind::Double | Kind::RepeatedDouble, I64) => Step::Fixed64,
-                (Kind::Str, LEN) => Step::Str,
-                (Kind::Bytes, LEN) => Step::SkipLen,
-                (Kind::Msg(_) | Kind::Map(_), LEN) => Step::Nested,
-                (Kind::StrMap, LEN) => Step::StrMap,
-                _ => Step::General,
-            }
-        };
+        steps[key] = step_of(fields, key >> 3, (key & 7) as u8);
         key += 1;
     }
     steps
+}
+
+/// The [`Step`] for field number `tag` with `wire_type` in a message of `fields`.
+const fn step_of(fields: &[Field], tag: usize, wire_type: u8) -> Step {
+    if tag == 0 {
+        return Step::General;
+    }
+    if tag > fields.len() {
+        return match wire_type {
+            VARINT => Step::Varint,
+            I64 => Step::Fixed64,
+            LEN => Step::SkipLen,
+            I32 => Step::Fixed32,
+            _ => Step::General,
+        };
+    }
+    match (&fields[tag - 1].kind, wire_type) {
+        (Kind::Varint, VARINT) => Step::Varint,
+        (Kind::Double | Kind::RepeatedDouble, I64) => Step::Fixed64,
+        (Kind::Str, LEN) => Step::Str,
+        (Kind::Bytes, LEN) => Step::SkipLen,
+        (Kind::Msg(_) | Kind::Map(_), LEN) => Step::Nested,
+        (Kind::StrMap, LEN) => Step::StrMap,
+        _ => Step::General,
+    }
 }
 
 macro_rules! schema {
@@ -483,7 +491,8 @@ fn varint_slow(data: &[u8], start: usize) -> Res<(u64, usize)> {
 }
 
 /// Advances past a varint whose value is not needed: a varint of at most 8 bytes is found with
-/// one 8-byte load; anything else goes through [`varint`].
+/// one 8-byte load, a longer one by [`skip_long_varint`]; near the end of the message it goes
+/// through [`varint`].
 #[inline(always)]
 fn skip_varint(data: &[u8], pos: &mut usize) -> Res<()> {
     let p = *pos;
@@ -493,8 +502,23 @@ fn skip_varint(data: &[u8], pos: &mut usize) -> Res<()> {
             *pos = p + (stops.trailing_zeros() / 8) as usize + 1;
             return Ok(());
         }
+        *pos = skip_long_varint(data, p)?;
+        return Ok(());
     }
     varint(data, pos).map(drop)
+}
+
+/// The end of a varint at `start` whose first 8 bytes all continue it (a negative `int32`, sign
+/// extended to ten bytes, is the common case): [`varint_slow`]'s rules on the last two bytes.
+#[inline(never)]
+fn skip_long_varint(data: &[u8], start: usize) -> Res<usize> {
+    match (data.get(start + 8), data.get(start + 9)) {
+        (Some(&b8), _) if b8 < 0x80 => Ok(start + 9),
+        // The 10th byte may only contribute bit 63.
+        (Some(_), Some(&b9)) if b9 < 0x02 => Ok(start + 10),
+        (Some(_), Some(_)) => Err(fault(WireErrorKind::InvalidVarint, start)),
+        _ => varint_slow(data, start).map(|(_, end)| end),
+    }
 }
 
 #[inline(always)]
@@ -564,79 +588,22 @@ fn expect_wire_type(expected: u8, actual: u8, at: usize) -> Res<()> {
     Ok(())
 }
 
-const HI_BITS: u64 = 0x8080_8080_8080_8080;
-
-/// `KEEP_LOW[k]` keeps the first `k` bytes of a little-endian 8-byte load, `KEEP_HIGH[k]` the last `k`.
-const KEEP_LOW: [u64; 9] = {
-    let mut t = [u64::MAX; 9];
-    let mut k = 0;
-    while k < 8 {
-        t[k] = (1u64 << (8 * k)) - 1;
-        k += 1;
-    }
-    t
-};
-const KEEP_HIGH: [u64; 9] = {
-    let mut t = [0u64; 9];
-    let mut k = 0;
-    while k <= 8 {
-        t[k] = !KEEP_LOW[8 - k];
-        k += 1;
-    }
-    t
-};
-
-/// Strings longer than this go to simdutf8; shorter ones are checked for ASCII with 8-byte loads.
-const SIMD_MIN: usize = 64;
-
 /// Checks that `data[start..end]` is UTF-8; on failure returns the absolute offset of the first
-/// invalid byte. Most header and body text is ASCII: short strings are tested for that with two
-/// masked loads, and only text with a high bit set is validated byte by byte.
+/// invalid byte. Most header and body text is ASCII ([`ascii`]); only text with a high bit set is
+/// validated in full. Long text (bodies) goes straight to simdutf8, whose AVX2 loop is faster there.
 #[inline(always)]
 fn check_utf8(data: &[u8], start: usize, end: usize) -> Result<(), usize> {
-    let n = end - start;
-    let ascii = if n <= 16 {
-        ascii_short(data, start, end)
-    } else if n < SIMD_MIN {
-        ascii_medium(&data[start..end])
+    const SIMDUTF8_MIN: usize = 512;
+    let valid = if end - start < SIMDUTF8_MIN {
+        ascii::is_ascii(data, start, end)
     } else {
         simdutf8::basic::from_utf8(&data[start..end]).is_ok()
     };
-    if ascii {
+    if valid {
         Ok(())
     } else {
         check_utf8_slow(&data[start..end]).map_err(|i| start + i)
     }
-}
-
-/// Whether `data[start..end]`, at most 16 bytes, is ASCII. `data` starts at the buffer's start, so
-/// the 16 bytes ending at `end` are readable whenever `end >= 16` (everywhere but the very start of
-/// the buffer); the masks keep only the string's own bytes.
-#[inline(always)]
-fn ascii_short(data: &[u8], start: usize, end: usize) -> bool {
-    let n = end - start;
-    debug_assert!(n <= 16);
-    if end >= 16 {
-        let lo = load64le(data, end - 16) & KEEP_HIGH[n.saturating_sub(8)];
-        let hi = load64le(data, end - 8) & KEEP_HIGH[n.min(8)];
-        (lo | hi) & HI_BITS == 0
-    } else {
-        data[start..end].iter().all(|&b| b < 0x80)
-    }
-}
-
-/// Whether `b` (more than 16 bytes) is ASCII: 16 bytes per step, the last step overlapping.
-#[inline(always)]
-fn ascii_medium(b: &[u8]) -> bool {
-    let n = b.len();
-    debug_assert!(n > 16);
-    let mut acc = load64le(b, n - 16) | load64le(b, n - 8);
-    let mut i = 0;
-    while i + 16 < n {
-        acc |= load64le(b, i) | load64le(b, i + 8);
-        i += 16;
-    }
-    acc & HI_BITS == 0
 }
 
 /// Full validation of text that is not all ASCII.
@@ -675,14 +642,7 @@ fn canonical_entry(entry: &[u8]) -> Option<usize> {
 #[inline(always)]
 fn ascii_string_entry(data: &[u8], start: usize, end: usize) -> bool {
     let entry = &data[start..end];
-    if canonical_entry(entry).is_none() {
-        return false;
-    }
-    if entry.len() <= 16 {
-        ascii_short(data, start, end)
-    } else {
-        ascii_medium(entry)
-    }
+    canonical_entry(entry).is_some() && ascii::is_ascii(data, start, end)
 }
 
 /// Skips an unknown field like `prost::encoding::skip_field`, including its recursion budget
@@ -993,6 +953,9 @@ impl<'a> Routing<'a> {
 /// [`validate_object`], also returning the [`Routing`] values of an accepted `Object`: one walk
 /// where checking and then reading them took three.
 pub fn check_object(buf: &[u8]) -> Result<Routing<'_>, WireError> {
+    if let Some(routing) = fast::object(buf) {
+        return Ok(routing);
+    }
     walk_object(buf).map_err(|first| explain(buf, first))
 }
 
