@@ -1300,6 +1300,30 @@ mod tests {
         assert!(agree(&[0xF8, 0xFF, 0xFF, 0xFF, 0x0F, 0x00]));
     }
 
+    /// `skip_varint`'s shortcuts (one load for up to 8 bytes, then the 9th and 10th bytes) end where
+    /// a decode ends, and fail where it fails, for every length, last byte and message end.
+    #[test]
+    fn skipping_a_varint_ends_where_decoding_it_does() {
+        for len in 1..=12usize {
+            for last in [0x00, 0x01, 0x02, 0x7F] {
+                let mut b = vec![0x80u8; len - 1];
+                b.push(last);
+                b.extend_from_slice(&[0x55; 4]);
+                for cut in [len - 1, len, b.len()] {
+                    let data = &b[..cut];
+                    let (mut skipped, mut decoded) = (0, 0);
+                    let s = skip_varint(data, &mut skipped).map(|()| skipped);
+                    let d = varint(data, &mut decoded).map(|_| decoded);
+                    assert_eq!(
+                        s.map_err(|f| (f.kind, f.offset)),
+                        d.map_err(|f| (f.kind, f.offset)),
+                        "length {len}, last byte {last:#x}, message of {cut} bytes"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn key_rules() {
         assert!(!agree(&[0x00, 0x00])); // field 0

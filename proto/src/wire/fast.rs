@@ -17,10 +17,6 @@ use super::{
     STRING_MAP,
 };
 
-/// The deepest chain of known messages and map entries below `Object` (session → access_rights
-/// entry → AccessDefinition → AccessSpec), plus one for an unknown field inside the last.
-pub(super) const MAX_SCHEMA_DEPTH: u32 = 5;
-
 /// Nested spans up to this long are tried as all-ASCII ([`plain`]); longer ones rarely are, and
 /// checking them would cost more than it saves.
 const PLAIN_MAX: usize = 256;
@@ -195,4 +191,145 @@ fn skip_plain_len(data: &[u8], at: usize) -> Option<usize> {
 #[inline(always)]
 fn fixed(data: &[u8], pos: usize, width: usize) -> Option<usize> {
     (data.len() - pos >= width).then_some(pos + width)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{validate_object, walk_object, Kind, RECURSION_LIMIT};
+    use super::*;
+    use crate::{Message, Object};
+
+    /// The first pass never accepts what the exact walk rejects, and reads the same routing values.
+    #[track_caller]
+    fn consistent(buf: &[u8]) -> Option<Routing<'_>> {
+        let fast = object(buf);
+        let exact = walk_object(buf).ok();
+        if fast.is_some() {
+            assert_eq!(fast, exact, "first pass and exact walk differ on {buf:02x?}");
+        }
+        assert_eq!(
+            exact.is_some(),
+            Object::decode(buf).is_ok(),
+            "exact walk and prost differ on {buf:02x?}"
+        );
+        fast
+    }
+
+    fn ld(out: &mut Vec<u8>, key: u8, payload: &[u8]) {
+        out.push(key);
+        out.push(payload.len() as u8);
+        out.extend_from_slice(payload);
+    }
+
+    /// The deepest chain of messages and map entries: Object → session → access_rights entry →
+    /// AccessDefinition → AccessSpec.
+    const MAX_SCHEMA_DEPTH: u32 = 5;
+
+    /// The first pass checks no recursion budget: the schema (which has no cycles) must nest far
+    /// inside it.
+    #[test]
+    fn the_schema_nests_far_inside_the_recursion_budget() {
+        fn depth(schema: &Schema) -> u32 {
+            let below = schema.fields.iter().map(|f| match f.kind {
+                Kind::Msg(s) | Kind::Map(s) => depth(s),
+                Kind::StrMap => depth(&STRING_MAP),
+                _ => 0,
+            });
+            1 + below.max().unwrap_or(0)
+        }
+        assert_eq!(depth(&OBJECT), MAX_SCHEMA_DEPTH);
+        assert!(MAX_SCHEMA_DEPTH + 1 < RECURSION_LIMIT);
+    }
+
+    #[test]
+    #[cfg(feature = "fixtures")]
+    fn fixtures_take_the_first_pass() {
+        for o in [
+            crate::fixtures::small_object(),
+            crate::fixtures::typical_object(),
+            crate::fixtures::large_object(),
+            crate::fixtures::fully_populated_object(),
+        ] {
+            let b = o.encode_to_vec();
+            let r = consistent(&b).expect("the first pass settles the fixture");
+            assert_eq!(r.hook_type(), o.hook_type);
+        }
+    }
+
+    /// Shortcut shapes: canonical ASCII entries, all-ASCII nested messages ([`plain`]), two-byte keys,
+    /// packed doubles, ten-byte varints.
+    #[test]
+    fn common_shapes_take_the_first_pass() {
+        let mut b = vec![0x08, 0x01];
+        ld(&mut b, 0x32, b"\x0a\x05APIID\x12\x03api");
+        // request { headers { Host: h }, return_overrides { response_code: -1 } }
+        let mut req = Vec::new();
+        ld(&mut req, 0x0a, b"\x0a\x04Host\x12\x01h");
+        let mut ro = vec![0x08];
+        ro.extend_from_slice(&[0xFF; 9]);
+        ro.push(0x01);
+        ld(&mut req, 0x52, &ro);
+        ld(&mut b, 0x1a, &req);
+        // session { access_rights { k: { api_name: n, allowed_urls { url: u } } }, metadata (key 23),
+        // monitor { trigger_limits: packed [0.0] } }
+        let mut def = Vec::new();
+        ld(&mut def, 0x0a, b"n");
+        ld(&mut def, 0x22, b"\x0a\x01u");
+        let mut entry = Vec::new();
+        ld(&mut entry, 0x0a, b"k");
+        ld(&mut entry, 0x12, &def);
+        let mut sess = Vec::new();
+        ld(&mut sess, 0x52, &entry);
+        sess.extend_from_slice(&[0xBA, 0x01, 0x06]); // metadata, two-byte key
+        sess.extend_from_slice(b"\x0a\x01m\x12\x01v");
+        sess.extend_from_slice(&[0xAA, 0x01, 0x0A, 0x0A, 0x08]); // monitor { packed, 8 bytes }
+        sess.extend_from_slice(&[0; 8]);
+        ld(&mut b, 0x22, &sess);
+        let r = consistent(&b).expect("first pass");
+        assert_eq!((r.hook_type(), r.api_id()), (1, Some("api")));
+    }
+
+    /// Shapes the first pass leaves to the exact walk, valid or not.
+    #[test]
+    fn other_shapes_fall_back() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"\x88\x00\x05", true),                      // hook_type under a two-byte key
+            (b"\x4b\x4c", true),                          // an unknown group
+            (b"\x32\x08\x0a\x01\xff\x12\x01v\x18\x01", false), // invalid UTF-8 in an entry
+            (b"\x32\x06\x0a\x01\xff\x12\x01v", false),    // the same in the canonical shape
+            (b"\x12\x02\xc3\x28", false),                 // a string that is not UTF-8
+            (b"\x22\x03\xb8\x01\x00", false),             // session.metadata as a varint
+            (b"\x1a\x02\x0a\x05", false),                 // an entry past its message
+            (b"\x08\x80\x80\x80\x80\x80\x80\x80\x80\x80\x02", false), // varint overflow
+        ];
+        for &(buf, valid) in cases {
+            assert_eq!(object(buf), None, "{buf:02x?}");
+            assert_eq!(consistent(buf), None);
+            assert_eq!(validate_object(buf).is_ok(), valid, "{buf:02x?}");
+        }
+        // Valid, though not canonical: both passes accept it.
+        let b = b"\x32\x0a\x12\x01v\x0a\x05APIID";
+        assert_eq!(consistent(b).and_then(|r| r.api_id()), Some("v"));
+    }
+
+    /// Every prefix of an Object and every byte of it replaced: wherever the first pass answers, the
+    /// exact walk agrees.
+    #[test]
+    #[cfg(feature = "fixtures")]
+    fn truncations_and_byte_changes_agree_with_the_exact_walk() {
+        let b = crate::fixtures::typical_object().encode_to_vec();
+        let mut answered = 0;
+        for n in 0..=b.len() {
+            answered += usize::from(consistent(&b[..n]).is_some());
+        }
+        assert!(answered > 0 && answered < b.len());
+        let small = crate::fixtures::small_object().encode_to_vec();
+        for i in 0..small.len() {
+            for x in [0x00, 0x02, 0x7F, 0x80, 0xFF] {
+                let mut m = small.clone();
+                m[i] = x;
+                consistent(&m);
+            }
+        }
+    }
 }
