@@ -73,6 +73,7 @@ fn field(data: &[u8], at: usize, schema: &'static Schema) -> Option<usize> {
             check_utf8(data, pos, end).ok()?;
             Some(end)
         }
+        Step::StrMap if b < 0x80 => string_entries(data, pos, b),
         Step::StrMap => {
             let end = len_delimited(data, &mut pos).ok()?;
             string_entry(data, pos, end)?;
@@ -91,6 +92,21 @@ fn field(data: &[u8], at: usize, schema: &'static Schema) -> Option<usize> {
         Step::Fixed64 => fixed(data, pos, 8),
         Step::Fixed32 => fixed(data, pos, 4),
         Step::General => packed_doubles(data, pos, schema, tag, b),
+    }
+}
+
+/// Consecutive entries of one `map<string, string>` field whose key is the one byte `key` (as an
+/// encoder writes a map), from `pos` just past the first key: the position after the last. Spares
+/// each entry after the first the trip through the step table.
+#[inline(always)]
+fn string_entries(data: &[u8], mut pos: usize, key: u8) -> Option<usize> {
+    loop {
+        let end = len_delimited(data, &mut pos).ok()?;
+        string_entry(data, pos, end)?;
+        if data.get(end) != Some(&key) {
+            return Some(end);
+        }
+        pos = end + 1;
     }
 }
 
@@ -125,7 +141,7 @@ fn packed_doubles(
 }
 
 /// A key of exactly two bytes at `at`: its step, field number and the position after it.
-#[cold]
+#[inline(always)]
 fn two_byte_key(data: &[u8], at: usize, schema: &'static Schema) -> Option<(Step, usize, usize)> {
     let (b0, b1) = (data[at], *data.get(at + 1)?);
     if b1 >= 0x80 {
@@ -163,7 +179,9 @@ fn plain(data: &[u8], mut pos: usize, schema: &'static Schema) -> Option<()> {
             Step::Str | Step::SkipLen => skip_plain_len(data, pos)?,
             Step::StrMap => {
                 let end = skip_plain_len(data, pos)?;
-                plain(&data[..end], pos + 2, &STRING_MAP)?;
+                if canonical_entry(&data[pos + 2..end]).is_none() {
+                    plain(&data[..end], pos + 2, &STRING_MAP)?;
+                }
                 end
             }
             Step::Nested => {
