@@ -1,7 +1,8 @@
 //! Whether a span of the buffer is ASCII: most header and body text is, and then it is valid UTF-8
 //! without a byte-by-byte check. The span's last 16 bytes are tested first with one load ending where
 //! the span ends (for spans of up to 16 bytes it reaches back before their start and ignores what it
-//! finds there), then the rest from the start, 64 bytes at a time and then 16.
+//! finds there), then the rest from the start, 64 bytes at a time and the last (up to) 64 with three
+//! more loads of 16.
 
 /// Whether `data[start..end]` is ASCII. `data` must begin at the start of the whole buffer, so that
 /// the 16 bytes before `end` are readable whenever `end >= 16`; near the start of the buffer the
@@ -17,21 +18,20 @@ pub(super) fn is_ascii(data: &[u8], start: usize, end: usize) -> bool {
     if n <= 16 {
         return last >> (16 - n) == 0;
     }
-    if last != 0 {
-        return false;
-    }
     let mut i = start;
-    while i + 64 < end {
+    while end - i > 64 {
         if any_high_bit_64(data, i) {
             return false;
         }
         i += 64;
     }
-    let mut acc = 0;
-    while i + 16 < end {
-        acc |= high_bits(data, i);
-        i += 16;
-    }
+    // At most 64 bytes left: three chunks from `i` and the last 16 bytes cover them, a chunk that
+    // would reach past the end being moved back onto the last 16 (no loop, no branch).
+    let last_start = end - 16;
+    let acc = last
+        | high_bits(data, i.min(last_start))
+        | high_bits(data, (i + 16).min(last_start))
+        | high_bits(data, (i + 32).min(last_start));
     acc == 0
 }
 
