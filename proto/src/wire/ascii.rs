@@ -51,7 +51,10 @@ fn any_high_bit_of(block: &[u8; 64]) -> bool {
     // the x86_64 baseline.
     let mask = unsafe {
         let a = _mm_or_si128(_mm_loadu_si128(p.cast()), _mm_loadu_si128(p.add(16).cast()));
-        let b = _mm_or_si128(_mm_loadu_si128(p.add(32).cast()), _mm_loadu_si128(p.add(48).cast()));
+        let b = _mm_or_si128(
+            _mm_loadu_si128(p.add(32).cast()),
+            _mm_loadu_si128(p.add(48).cast()),
+        );
         _mm_movemask_epi8(_mm_or_si128(a, b))
     };
     mask != 0
@@ -129,7 +132,11 @@ mod tests {
                 x ^= x >> 7;
                 x ^= x << 17;
                 // Sparse high bits in some rounds, dense in others.
-                *b = if round % 3 == 0 { (x as u8) & 0x7F } else { x as u8 };
+                *b = if round % 3 == 0 {
+                    (x as u8) & 0x7F
+                } else {
+                    x as u8
+                };
             }
             if round % 5 == 0 {
                 chunk[round % 16] |= 0x80;
@@ -155,7 +162,13 @@ mod tests {
         for len in 0..150usize {
             for start in 0..40usize {
                 let end = start + len;
-                for bad in [None, Some(start.wrapping_sub(1)), Some(start), Some(end.wrapping_sub(1)), Some(end)] {
+                for bad in [
+                    None,
+                    Some(start.wrapping_sub(1)),
+                    Some(start),
+                    Some(end.wrapping_sub(1)),
+                    Some(end),
+                ] {
                     let mut buf = vec![b'a'; end + 20];
                     if let Some(i) = bad.filter(|&i| i < buf.len()) {
                         buf[i] = 0xC3;

@@ -12,9 +12,8 @@
 //!   varint is one byte and every string is ASCII, so only the structure is left to check.
 
 use super::{
-    api_id_value, ascii::is_ascii, canonical_entry, check_utf8, len_delimited, skip_varint, step_of,
-    varint, Kind, Routing, Schema, Step, HOOK_TYPE_KEY, LEN, OBJECT, SPEC_KEY,
-    STRING_MAP,
+    api_id_value, ascii::is_ascii, canonical_entry, check_utf8, len_delimited, skip_varint,
+    step_of, varint, Kind, Routing, Schema, Step, HOOK_TYPE_KEY, LEN, OBJECT, SPEC_KEY, STRING_MAP,
 };
 
 /// Nested spans up to this long are tried as all-ASCII ([`plain`]); longer ones rarely are, and
@@ -137,7 +136,7 @@ fn packed_doubles(
         return None;
     }
     let end = len_delimited(data, &mut pos).ok()?;
-    ((end - pos) % 8 == 0).then_some(end)
+    (end - pos).is_multiple_of(8).then_some(end)
 }
 
 /// A key of exactly two bytes at `at`: its step, field number and the position after it.
@@ -164,7 +163,10 @@ fn sub_schema(schema: &'static Schema, tag: usize) -> &'static Schema {
 /// A message or map entry in `data[start..end]`.
 #[inline(always)]
 fn nested(data: &[u8], start: usize, end: usize, schema: &'static Schema) -> Option<()> {
-    if end - start <= PLAIN_MAX && is_ascii(data, start, end) && plain(&data[..end], start, schema).is_some() {
+    if end - start <= PLAIN_MAX
+        && is_ascii(data, start, end)
+        && plain(&data[..end], start, schema).is_some()
+    {
         return Some(());
     }
     message(&data[..end], start, schema)
@@ -186,7 +188,11 @@ fn plain(data: &[u8], mut pos: usize, schema: &'static Schema) -> Option<()> {
             }
             Step::Nested => {
                 let end = skip_plain_len(data, pos)?;
-                plain(&data[..end], pos + 2, sub_schema(schema, usize::from(b >> 3)))?;
+                plain(
+                    &data[..end],
+                    pos + 2,
+                    sub_schema(schema, usize::from(b >> 3)),
+                )?;
                 end
             }
             Step::Varint => fixed(data, pos + 1, 1)?,
@@ -223,7 +229,10 @@ mod tests {
         let fast = object(buf);
         let exact = walk_object(buf).ok();
         if fast.is_some() {
-            assert_eq!(fast, exact, "first pass and exact walk differ on {buf:02x?}");
+            assert_eq!(
+                fast, exact,
+                "first pass and exact walk differ on {buf:02x?}"
+            );
         }
         assert_eq!(
             exact.is_some(),
@@ -256,7 +265,7 @@ mod tests {
             1 + below.max().unwrap_or(0)
         }
         assert_eq!(depth(&OBJECT), MAX_SCHEMA_DEPTH);
-        assert!(MAX_SCHEMA_DEPTH + 1 < RECURSION_LIMIT);
+        const _: () = assert!(MAX_SCHEMA_DEPTH + 1 < RECURSION_LIMIT);
     }
 
     #[test]
@@ -311,13 +320,13 @@ mod tests {
     #[test]
     fn other_shapes_fall_back() {
         let cases: &[(&[u8], bool)] = &[
-            (b"\x88\x00\x05", true),                      // hook_type under a two-byte key
-            (b"\x4b\x4c", true),                          // an unknown group
+            (b"\x88\x00\x05", true), // hook_type under a two-byte key
+            (b"\x4b\x4c", true),     // an unknown group
             (b"\x32\x08\x0a\x01\xff\x12\x01v\x18\x01", false), // invalid UTF-8 in an entry
-            (b"\x32\x06\x0a\x01\xff\x12\x01v", false),    // the same in the canonical shape
-            (b"\x12\x02\xc3\x28", false),                 // a string that is not UTF-8
-            (b"\x22\x03\xb8\x01\x00", false),             // session.metadata as a varint
-            (b"\x1a\x02\x0a\x05", false),                 // an entry past its message
+            (b"\x32\x06\x0a\x01\xff\x12\x01v", false), // the same in the canonical shape
+            (b"\x12\x02\xc3\x28", false), // a string that is not UTF-8
+            (b"\x22\x03\xb8\x01\x00", false), // session.metadata as a varint
+            (b"\x1a\x02\x0a\x05", false), // an entry past its message
             (b"\x08\x80\x80\x80\x80\x80\x80\x80\x80\x80\x02", false), // varint overflow
         ];
         for &(buf, valid) in cases {
