@@ -21,7 +21,8 @@ use super::{
 const PLAIN_MAX: usize = 256;
 
 /// [`super::walk_object`]'s verdict and routing values for the shapes this pass knows; `None` for
-/// everything else, valid or not.
+/// everything else, valid or not. Every [`Routing`] value `walk_object` reads must be read here too
+/// (the tests compare the two whole `Routing`s on every shape).
 pub(super) fn object(buf: &[u8]) -> Option<Routing<'_>> {
     let mut routing = Routing::default();
     let mut pos = 0;
