@@ -41,8 +41,31 @@ impl SeriesKey {
     }
 
     fn is(&self, api: &str, hook: &str, driver: &str) -> bool {
-        *self.hook == *hook && *self.api == *api && *self.driver == *driver
+        same_label(&self.hook, hook)
+            && same_label(&self.api, api)
+            && same_label(&self.driver, driver)
     }
+}
+
+/// `a == b` for the short labels compared on every metered call, without a call into libc's
+/// `memcmp`: perf put ≈ 100 ns of a dispatch on three such calls (glibc's vector `memcmp` on a
+/// path otherwise run with SSE code), far more than the bytes compared.
+#[inline]
+fn same_label(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i + 8 <= a.len() {
+        let word = |s: &[u8]| u64::from_ne_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+        if word(a) != word(b) {
+            return false;
+        }
+        i += 8;
+    }
+    // The tail, a byte at a time; `black_box` keeps the compiler from turning it back into `memcmp`.
+    (i..a.len()).all(|j| std::hint::black_box(a[j]) == b[j])
 }
 
 #[derive(Default)]
@@ -336,6 +359,34 @@ mod tests {
         assert_eq!(snap.len(), 1);
         assert_eq!(snap[0].1.calls(), 4001);
         assert_eq!(snap[0].1.failures[6], 1);
+    }
+
+    #[test]
+    fn labels_compare_as_strings_do() {
+        let labels = [
+            "",
+            "a",
+            "Pre",
+            "Pre2",
+            "12345678",
+            "123456789",
+            "MyPreMiddleware",
+            "é",
+        ];
+        for a in labels {
+            for b in labels {
+                assert_eq!(same_label(a, b), a == b, "{a:?} vs {b:?}");
+            }
+            let mut changed = a.as_bytes().to_vec();
+            for at in 0..changed.len() {
+                changed[at] ^= 1;
+                assert!(!same_label(
+                    a,
+                    std::str::from_utf8(&changed).unwrap_or("\u{0}")
+                ));
+                changed[at] ^= 1;
+            }
+        }
     }
 
     /// The recent entries shortcut: the last few series a thread used are found without hashing,
