@@ -145,8 +145,7 @@ impl ObjectPatch {
     /// A whole message as one top-level record, encoded in place.
     fn message(mut self, tag: u32, message: &impl Message) -> Self {
         let len = message.encoded_len();
-        self.bytes
-            .reserve(key_len(tag) + encoded_len_varint(len as u64) + len);
+        self.bytes.reserve(field_len(tag, len));
         encode_key(tag, WireType::LengthDelimited, &mut self.bytes);
         encode_varint(len as u64, &mut self.bytes);
         message.encode_raw(&mut self.bytes);

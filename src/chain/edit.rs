@@ -344,7 +344,7 @@ mod tests {
         o
     }
 
-    /// The canonical entry shape is read directly; every other shape gives what a decode gives.
+    /// `top_level`'s one walk reads what `wire::hook_name` and `has_session` read.
     #[test]
     fn top_level_reads_as_the_separate_readers() {
         let mut o = typical();
@@ -368,6 +368,7 @@ mod tests {
         assert!(!top_level(&buf).has_session);
     }
 
+    /// The canonical entry shape is read directly; every other shape gives what a decode gives.
     #[test]
     fn string_entry_shortcut_agrees_with_a_decode() {
         let mut long = b"\x0a\x01k\x12\x80\x01".to_vec();
@@ -583,12 +584,13 @@ mod tests {
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
-        /// Mutated typical Objects: whatever the wire check accepts, the edits keep acceptable.
+        /// Any bytes: the inline reading of short records agrees with the general reader.
         #[test]
         fn short_records_agree_on_any_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..48)) {
             records_agree(&bytes);
         }
 
+        /// Mutated typical Objects: whatever the wire check accepts, the edits keep acceptable.
         #[test]
         fn edits_keep_accepted_objects_valid(
             flips in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), 0u8..=255), 1..4),

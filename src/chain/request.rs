@@ -136,6 +136,24 @@ fn each_of<'a>(object: &'a [u8], tag: u32, mut f: impl FnMut(&'a [u8])) {
     });
 }
 
+/// Whether a hook's `output` is a patch of its `input` (`patch`: as the caller compared them, when it
+/// did), and the part of it to read: a patch (the input with fields appended) is read by its tail,
+/// and what the tail does not set is as it was.
+fn answer_part<'o>(input: &[u8], output: &'o [u8], patch: Option<bool>) -> (bool, &'o [u8]) {
+    let tail = patch.unwrap_or_else(|| output.starts_with(input));
+    (tail, if tail { &output[input.len()..] } else { output })
+}
+
+/// What an answer sets a field to (`None`: unchanged). Absent from a whole Object means empty, as in
+/// a decode; absent from a tail, unchanged.
+fn field_as_set(field: Option<&[u8]>, tail: bool) -> Option<&[u8]> {
+    if tail {
+        field
+    } else {
+        Some(field.unwrap_or(&[]))
+    }
+}
+
 fn read_answer(object: &[u8]) -> Answer<'_> {
     let mut a = Answer::default();
     each_request_field(object, |request, f| {
@@ -423,10 +441,8 @@ impl<'i> Live<'i> {
         output: &[u8],
         patch: Option<bool>,
     ) -> Result<(), String> {
-        let tail = patch.unwrap_or_else(|| output.starts_with(input));
-        let part = if tail { &output[input.len()..] } else { output };
-        let url = read_answer(part).url;
-        self.check_url(if tail { url } else { Some(url.unwrap_or(&[])) })
+        let (tail, part) = answer_part(input, output, patch);
+        self.check_url(field_as_set(read_answer(part).url, tail))
             .map(drop)
     }
 
@@ -455,10 +471,7 @@ impl<'i> Live<'i> {
     ) -> Result<Option<i32>, String> {
         self.append.clear();
         self.applied += 1;
-        // A patch (the input with fields appended) is read by its tail: what the tail does not set
-        // is as it was.
-        let tail = patch.unwrap_or_else(|| output.starts_with(input));
-        let part = if tail { &output[input.len()..] } else { output };
+        let (tail, part) = answer_part(input, output, patch);
         let a = read_answer(part);
         // Whether the net answer may be this output with the chain's edits appended (see `answer`).
         self.extends_output = tail && a.present & !APPENDABLE == 0;
@@ -467,15 +480,7 @@ impl<'i> Live<'i> {
             (None, true) => self.code.or(a.overrides_present.then_some(0)),
             (None, false) => a.overrides_present.then_some(0),
         };
-        // Absent from a whole Object means empty, as in a decode; absent from a tail, unchanged.
-        fn pick(field: Option<&[u8]>, tail: bool) -> Option<&[u8]> {
-            if tail {
-                field
-            } else {
-                Some(field.unwrap_or(&[]))
-            }
-        }
-        let or_empty = |field| pick(field, tail);
+        let or_empty = |field| field_as_set(field, tail);
 
         if let Some(body) = or_empty(a.raw_body) {
             if body != &*self.raw_body {

@@ -107,6 +107,11 @@ impl Entry {
             self.labels.clone()
         }
     }
+
+    /// Whether this is the cell of the series (api, hook, driver) of the set `id`.
+    fn is(&self, id: u64, api: &str, hook: &str, driver: &str) -> bool {
+        self.set.id == id && self.labels.is(api, hook, driver)
+    }
 }
 
 /// How many recently used entries a thread checks before it hashes the labels.
@@ -139,7 +144,7 @@ impl Local {
         self.recent.iter().copied().find(|&i| {
             self.entries
                 .get(i)
-                .is_some_and(|e| e.set.id == id && e.labels.is(api, hook, driver))
+                .is_some_and(|e| e.is(id, api, hook, driver))
         })
     }
 
@@ -151,10 +156,10 @@ impl Local {
 
     fn find(&self, id: u64, api: &str, hook: &str, driver: &str, hash: u64) -> Option<usize> {
         self.by_hash.get(&hash).and_then(|indexes| {
-            indexes.iter().copied().find(|&i| {
-                let e = &self.entries[i];
-                e.set.id == id && e.labels.is(api, hook, driver)
-            })
+            indexes
+                .iter()
+                .copied()
+                .find(|&i| self.entries[i].is(id, api, hook, driver))
         })
     }
 }
