@@ -15,9 +15,9 @@
  *     and releases them with free(), or passes the same buffer on to the host. Handing back the input
  *     (`*out = *in`) is refused: a pass-through driver returns a malloc'd copy.
  *
- * Threads: the bridge calls CoProcessDriverDispatch and CoProcessDriverDispatchEvent concurrently from
- * any number of host threads, for the same instance. A driver must be thread-safe (or serialise
- * internally). CoProcessDriverInit and CoProcessDriverShutdown are never concurrent with any other call
+ * Threads: the bridge calls CoProcessDriverDispatch (or CoProcessDriverDispatchPatch) and
+ * CoProcessDriverDispatchEvent concurrently from any number of host threads, for the same instance. A
+ * driver must be thread-safe (or serialise internally). CoProcessDriverInit and CoProcessDriverShutdown are never concurrent with any other call
  * on the same instance. CoProcessDriverReload may run while dispatches are in flight.
  *
  * Loading: the bridge opens the library with dlopen(RTLD_NOW | RTLD_LOCAL): every symbol the library
@@ -108,6 +108,35 @@ int CoProcessDriverInit(const struct CoProcessHostApi *host, const char *config_
  * The bridge checks that what a successful call returned is a well-formed Object.
  */
 int CoProcessDriverDispatch(void *instance, const struct CoProcessMessage *in, struct CoProcessMessage *out);
+
+/**
+ * Returned by CoProcessDriverDispatchPatch when out holds a whole Object rather than a patch.
+ */
+#define COPROCESS_DRIVER_WHOLE_OBJECT 0x4F424A /* "OBJ" */
+
+/**
+ * Optional. Runs a hook, as CoProcessDriverDispatch does, but answers with only what changes: when a
+ * driver exports it, the bridge calls it instead of CoProcessDriverDispatch for every hook.
+ *   in:  as for CoProcessDriverDispatch.
+ *   out: zeroed by the bridge. On success (returning 0) the driver sets p_data to a malloc'd buffer of
+ *        serialized coprocess.Object fields that, appended to in, form its answer (protobuf merges
+ *        them: the last value of a scalar wins, map entries are set per key, repeated fields and
+ *        messages merge). p_data NULL with length 0 is an empty patch: the answer is in, unchanged.
+ *        out->p_data must not point into in->p_data.
+ * Returns 0 with a patch; COPROCESS_DRIVER_WHOLE_OBJECT when out holds a whole serialized Object
+ * instead, exactly as CoProcessDriverDispatch would return it (for answers a patch cannot state: a
+ * removed map entry, a cleared field); any other value is a failure, with an optional message in out
+ * as for CoProcessDriverDispatch.
+ * The bridge checks a patch as strictly as a whole answer: its fields must be well-formed Object
+ * fields (and the merged Object no larger than an int can count), or the call fails with
+ * COPROCESS_ERR_DRIVER_BAD_OUTPUT. To the host nothing changes: it gets the whole merged Object.
+ * Why: the bridge appends the patch to the input itself, where it needs the whole Object, and in a hook
+ * chain reads the changes straight from the patch; the driver no longer copies the Object into its
+ * answer, nor the bridge compares that copy with the input (about a quarter of a chained hook's cost).
+ * ABI version 1 is unchanged by it: a driver without it is called as before, and the loader resolves
+ * it when present, as it does CoProcessDriverLoadBundle.
+ */
+int CoProcessDriverDispatchPatch(void *instance, const struct CoProcessMessage *in, struct CoProcessMessage *out);
 
 /**
  * Required. Delivers a Tyk event, as JSON:

@@ -4,7 +4,7 @@ use std::ffi::CStr;
 
 use coprocess_proto::wire;
 
-use crate::driver::instance::{bad_output, DriverInstance};
+use crate::driver::instance::{bad_output, bad_patch, DriverInstance, Output};
 use crate::error::{
     Error, Result, COPROCESS_ERR_DISABLED, COPROCESS_ERR_INVALID_JSON,
     COPROCESS_ERR_INVALID_OBJECT, COPROCESS_ERR_INVALID_UTF8,
@@ -45,21 +45,77 @@ pub fn dispatch(rt: &Runtime, driver: Option<&str>, input: &[u8]) -> Result<Mall
     crate::metrics::timed("", hook, instance.name(), || call_driver(&instance, input))
 }
 
-/// Calls one driver with an already validated Object and checks what it returns.
+/// Calls one driver with an already validated Object and checks what it returns: the answer as a
+/// whole Object.
 pub(crate) fn call_driver(instance: &DriverInstance, input: &[u8]) -> Result<MallocBuf> {
-    call_driver_patch(instance, input).map(|(output, _)| output)
+    call_driver_answer(instance, input).map(|answer| answer.into_object(input))
 }
 
-/// [`call_driver`], also giving what the check found: whether the output starts with the input
-/// (`None` when it did not compare them), so that a hook chain need not compare them again.
-pub(crate) fn call_driver_patch(
-    instance: &DriverInstance,
-    input: &[u8],
-) -> Result<(MallocBuf, Option<bool>)> {
-    let output = instance.dispatch(input)?;
-    let patch =
-        check_output(input, output.as_slice()).map_err(|e| bad_output(instance.name(), e))?;
-    Ok((output, patch))
+/// A driver's answer to one hook, checked.
+#[derive(Debug)]
+pub(crate) enum DriverAnswer {
+    /// A whole Object, and whether it starts with the input (`None`: the check did not compare them).
+    Whole {
+        object: MallocBuf,
+        extends_input: Option<bool>,
+    },
+    /// Object fields that, appended to the input, form the answer (`CoProcessDriverDispatchPatch`).
+    Patch(MallocBuf),
+}
+
+impl DriverAnswer {
+    /// The answer as a whole Object: a patch is appended to a copy of `input` (the copy a driver
+    /// answering with a whole Object makes itself).
+    pub fn into_object(self, input: &[u8]) -> MallocBuf {
+        match self {
+            DriverAnswer::Whole { object, .. } => object,
+            DriverAnswer::Patch(patch) => MallocBuf::concat(input, patch.as_slice()),
+        }
+    }
+
+    /// The answer's bytes in two parts that, one after the other, are the whole Object: `input` and
+    /// the patch, or the Object and nothing.
+    pub fn parts<'a>(&'a self, input: &'a [u8]) -> [&'a [u8]; 2] {
+        match self {
+            DriverAnswer::Whole { object, .. } => [object.as_slice(), &[]],
+            DriverAnswer::Patch(patch) => [input, patch.as_slice()],
+        }
+    }
+}
+
+/// [`call_driver`] without making the answer a whole Object: a patch stays a patch, and a whole
+/// Object comes with what its check found about the input (so that a hook chain need not compare
+/// them again).
+pub(crate) fn call_driver_answer(instance: &DriverInstance, input: &[u8]) -> Result<DriverAnswer> {
+    Ok(match instance.dispatch(input)? {
+        Output::Whole(object) => {
+            let extends_input = check_output(input, object.as_slice())
+                .map_err(|e| bad_output(instance.name(), e))?;
+            DriverAnswer::Whole {
+                object,
+                extends_input,
+            }
+        }
+        Output::Patch(patch) => {
+            check_patch(input.len(), patch.as_slice())
+                .map_err(|e| bad_patch(instance.name(), e))?;
+            DriverAnswer::Patch(patch)
+        }
+    })
+}
+
+/// Checks a patch of the already-validated input (`input_len` bytes). Protobuf parses a concatenation as a merge, and a
+/// concatenation of well-formed Objects is a well-formed Object, so `input ‖ patch` is well-formed
+/// exactly when the patch is, and fits a message when an int can count its length.
+fn check_patch(input_len: usize, patch: &[u8]) -> Result<(), String> {
+    let merged = input_len.saturating_add(patch.len());
+    if i32::try_from(merged).is_err() {
+        return Err(format!(
+            "{} bytes that make the answer {merged} bytes long, more than a message can hold",
+            patch.len()
+        ));
+    }
+    wire::validate_object(patch).map_err(|e| e.to_string())
 }
 
 /// Checks a driver's output against the already-validated input. A concatenation of two well-formed
@@ -107,7 +163,7 @@ pub fn dispatch_event(rt: &Runtime, event_json: &CStr) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::check_output;
+    use super::{check_output, check_patch};
 
     #[test]
     fn output_extending_the_input_is_checked_by_its_tail() {
@@ -126,6 +182,28 @@ mod tests {
         assert!(
             check_output(input, b"\x12\x02\xc3\x28").is_err(),
             "not a prefix: full walk"
+        );
+    }
+
+    /// A patch is walked as Object fields of its own; the input is not read again.
+    #[test]
+    fn a_patch_is_checked_as_object_fields() {
+        let input = b"\x12\x03abc".len();
+        assert_eq!(check_patch(input, b""), Ok(()), "an empty patch");
+        assert_eq!(check_patch(input, b"\x12\x01z"), Ok(()));
+        assert!(check_patch(input, b"\x12\x05z").is_err(), "truncated");
+        assert!(check_patch(input, b"\xff\xff\xff\xff").is_err(), "garbage");
+        assert!(
+            check_patch(input, b"\x12\x02\xc3\x28").is_err(),
+            "not UTF-8"
+        );
+        let max = i32::MAX as usize;
+        assert_eq!(check_patch(max, b""), Ok(()), "the largest answer");
+        let e = check_patch(max, b"\x12\x01z").unwrap_err();
+        assert!(e.contains("more than a message can hold"), "{e}");
+        assert!(
+            check_patch(usize::MAX, b"\x12\x01z").is_err(),
+            "no overflow"
         );
     }
 }

@@ -91,7 +91,12 @@ impl MallocBuf {
     /// Copies `head` then `tail` into one fresh `malloc`'d buffer (an Object and the fields appended
     /// to it, with no intermediate copy).
     pub fn concat(head: &[u8], tail: &[u8]) -> MallocBuf {
-        let len = head.len() + tail.len();
+        Self::concat_all(&[head, tail])
+    }
+
+    /// Copies `parts`, one after the other, into one fresh `malloc`'d buffer.
+    pub fn concat_all(parts: &[&[u8]]) -> MallocBuf {
+        let len = parts.iter().map(|p| p.len()).sum();
         if len == 0 {
             return MallocBuf { ptr: None, len: 0 };
         }
@@ -100,11 +105,12 @@ impl MallocBuf {
         let Some(ptr) = NonNull::new(raw) else {
             std::alloc::handle_alloc_error(std::alloc::Layout::array::<u8>(len).unwrap())
         };
-        // SAFETY: `ptr` has room for `len` bytes, written by the two copies at their own offsets; it
-        // cannot overlap a live Rust slice.
-        unsafe {
-            ptr::copy_nonoverlapping(head.as_ptr(), ptr.as_ptr(), head.len());
-            ptr::copy_nonoverlapping(tail.as_ptr(), ptr.as_ptr().add(head.len()), tail.len());
+        let mut at = 0;
+        for part in parts {
+            // SAFETY: `ptr` has room for `len` bytes, the sum of the parts' lengths, so each part fits
+            // at its own offset; a fresh allocation cannot overlap a live Rust slice.
+            unsafe { ptr::copy_nonoverlapping(part.as_ptr(), ptr.as_ptr().add(at), part.len()) };
+            at += part.len();
         }
         MallocBuf {
             ptr: Some(ptr),

@@ -32,7 +32,7 @@ fn bridge_bindings() -> bindgen::Builder {
 fn sdk_bindings() -> bindgen::Builder {
     builder()
         .allowlist_type("CoProcessHostApi|CoProcessMessage")
-        .allowlist_var("COPROCESS_DRIVER_ABI_VERSION")
+        .allowlist_var("COPROCESS_DRIVER_ABI_VERSION|COPROCESS_DRIVER_WHOLE_OBJECT")
 }
 
 /// bindgen panics when libclang cannot be loaded; that becomes an Err so the test can skip loudly.

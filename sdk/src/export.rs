@@ -9,7 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use coprocess_proto::Message;
 
 use crate::host::{Host, Level};
-use crate::sys::{CoProcessHostApi, CoProcessMessage};
+use crate::sys::{CoProcessHostApi, CoProcessMessage, COPROCESS_DRIVER_WHOLE_OBJECT};
 use crate::{Call, Driver, Reply};
 
 /// Return codes of a failed call (any non-zero value means failure to the bridge).
@@ -120,6 +120,10 @@ fn fail_with(out: &mut CoProcessMessage, message: &str, code: c_int) -> c_int {
     code
 }
 
+/// What `CoProcessDriverDispatchPatch` returns when `out` holds a whole Object.
+const WHOLE_OBJECT: c_int = COPROCESS_DRIVER_WHOLE_OBJECT as c_int;
+
+/// Writes a reply as `CoProcessDriverDispatch` answers: a whole Object.
 fn write_reply(input: &[u8], reply: Reply, out: &mut CoProcessMessage) -> c_int {
     match reply {
         Reply::Unchanged => hand_over(out, input.len(), |dst| copy_parts(dst, &[input])),
@@ -137,6 +141,24 @@ fn write_reply(input: &[u8], reply: Reply, out: &mut CoProcessMessage) -> c_int 
                 object.encode(&mut dst).is_ok() && dst.is_empty()
             })
         }
+    }
+}
+
+/// Writes a reply as `CoProcessDriverDispatchPatch` answers: only what changes (nothing at all for an
+/// unchanged input, so no allocation), or a whole Object under `COPROCESS_DRIVER_WHOLE_OBJECT` for the
+/// replies a patch cannot state.
+fn write_patch(input: &[u8], reply: Reply, out: &mut CoProcessMessage) -> c_int {
+    match reply {
+        Reply::Unchanged => 0,
+        Reply::Patch(patch) if patch.is_empty() => 0,
+        Reply::Patch(patch) => {
+            let tail = patch.as_bytes();
+            hand_over(out, tail.len(), |dst| copy_parts(dst, &[tail]))
+        }
+        whole @ (Reply::Object(_) | Reply::Encoded(_)) => match write_reply(input, whole, out) {
+            0 => WHOLE_OBJECT,
+            failed => failed,
+        },
     }
 }
 
@@ -208,6 +230,31 @@ pub unsafe fn dispatch<D: Driver>(
     input: *const CoProcessMessage,
     out: *mut CoProcessMessage,
 ) -> c_int {
+    // SAFETY: forwarded as received.
+    unsafe { run_hook::<D>(instance, input, out, write_reply) }
+}
+
+/// # Safety
+/// Arguments as `CoProcessDriverDispatchPatch` receives them from the bridge.
+pub unsafe fn dispatch_patch<D: Driver>(
+    instance: *mut c_void,
+    input: *const CoProcessMessage,
+    out: *mut CoProcessMessage,
+) -> c_int {
+    // SAFETY: forwarded as received.
+    unsafe { run_hook::<D>(instance, input, out, write_patch) }
+}
+
+/// Runs the driver's hook on the input and answers through `write`.
+///
+/// # Safety
+/// Arguments as `CoProcessDriverDispatch` receives them from the bridge.
+unsafe fn run_hook<D: Driver>(
+    instance: *mut c_void,
+    input: *const CoProcessMessage,
+    out: *mut CoProcessMessage,
+    write: fn(&[u8], Reply, &mut CoProcessMessage) -> c_int,
+) -> c_int {
     // SAFETY: the bridge passes a valid, zeroed out-parameter (or NULL, refused here).
     let Some(out) = (unsafe { out.as_mut() }) else {
         return FAILED;
@@ -230,7 +277,7 @@ pub unsafe fn dispatch<D: Driver>(
     let answered = catch_unwind(AssertUnwindSafe(|| {
         me.driver
             .dispatch(&call)
-            .map(|reply| write_reply(bytes, reply, &mut *out))
+            .map(|reply| write(bytes, reply, &mut *out))
     }));
     match answered {
         Ok(Ok(code)) => code,
@@ -324,5 +371,116 @@ pub unsafe fn shutdown<D: Driver>(instance: *mut c_void) {
             Level::Error,
             &format!("driver shutdown panicked: {}", panic_text(p)),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Error, Host, ObjectPatch, Result};
+    use coprocess_proto::{HookType, Object};
+
+    /// Answers by hook name, as a driver might.
+    struct ByName;
+
+    impl Driver for ByName {
+        fn new(_host: Host, _config: &str) -> Result<Self> {
+            Ok(ByName)
+        }
+        fn dispatch(&self, call: &Call) -> Result<Reply> {
+            match call.hook_name() {
+                "patch" => Ok(ObjectPatch::new().set_header("X-A", "1").into()),
+                "empty" => Ok(ObjectPatch::new().into()),
+                "object" => {
+                    let mut o = call.decode()?;
+                    o.hook_name = "rewritten".into();
+                    Ok(o.into())
+                }
+                "encoded" => Ok(Reply::Encoded(vec![0x12, 0x01, b'e'])),
+                "fail" => Err(Error::new("no")),
+                "panic" => panic!("on purpose"),
+                _ => Ok(Reply::Unchanged),
+            }
+        }
+    }
+
+    /// Calls an entry point of a `ByName` instance; gives its code and what it put in `out`.
+    fn call(
+        entry: unsafe fn(*mut c_void, *const CoProcessMessage, *mut CoProcessMessage) -> c_int,
+        input: &[u8],
+    ) -> (c_int, Option<Vec<u8>>) {
+        let mut instance = std::ptr::null_mut();
+        // SAFETY: a NULL host gives a detached one; the config is a C string; `instance` is writable.
+        assert_eq!(
+            unsafe { init::<ByName>(std::ptr::null(), c"{}".as_ptr(), &mut instance) },
+            0
+        );
+        let msg = CoProcessMessage {
+            p_data: input.as_ptr() as *mut c_void,
+            length: input.len() as c_int,
+        };
+        let mut out = CoProcessMessage {
+            p_data: std::ptr::null_mut(),
+            length: 0,
+        };
+        // SAFETY: a live instance, an input valid for the call, a zeroed out-parameter.
+        let rc = unsafe { entry(instance, &msg, &mut out) };
+        let bytes = (!out.p_data.is_null()).then(|| {
+            // SAFETY: the entry point handed over `length` malloc'd bytes, freed here.
+            let v =
+                unsafe { std::slice::from_raw_parts(out.p_data as *const u8, out.length as usize) }
+                    .to_vec();
+            // SAFETY: as above.
+            unsafe { libc::free(out.p_data) };
+            v
+        });
+        // SAFETY: the instance `init` made, released once.
+        unsafe { shutdown::<ByName>(instance) };
+        (rc, bytes)
+    }
+
+    fn object(hook_name: &str) -> Vec<u8> {
+        Object {
+            hook_type: HookType::Pre as i32,
+            hook_name: hook_name.into(),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    /// The patch entry point answers what the whole one answers, less the input: a patch as it is,
+    /// nothing (not even an allocation) for an unchanged input, and a whole Object under its own code.
+    #[test]
+    fn the_patch_entry_point_answers_only_what_changes() {
+        for name in ["patch", "empty", "unchanged"] {
+            let input = object(name);
+            let (rc, whole) = call(dispatch::<ByName>, &input);
+            assert_eq!(rc, 0);
+            let (rc, patch) = call(dispatch_patch::<ByName>, &input);
+            assert_eq!(rc, 0, "{name}");
+            let patch = patch.unwrap_or_default();
+            assert_eq!(
+                [input.as_slice(), &patch].concat(),
+                whole.unwrap(),
+                "{name}"
+            );
+            assert_eq!(patch.is_empty(), name != "patch", "{name}");
+        }
+        for name in ["object", "encoded"] {
+            let input = object(name);
+            let (_, whole) = call(dispatch::<ByName>, &input);
+            assert_eq!(
+                call(dispatch_patch::<ByName>, &input),
+                (WHOLE_OBJECT, whole),
+                "{name}"
+            );
+        }
+        let (rc, message) = call(dispatch_patch::<ByName>, &object("fail"));
+        assert_eq!((rc, message.as_deref()), (FAILED, Some(&b"no"[..])));
+        let (rc, message) = call(dispatch_patch::<ByName>, &object("panic"));
+        assert_eq!(rc, PANICKED);
+        assert!(String::from_utf8(message.unwrap())
+            .unwrap()
+            .contains("on purpose"));
     }
 }

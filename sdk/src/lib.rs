@@ -26,7 +26,10 @@
 //! `export_driver!` emits the C symbols of `include/coprocess_driver.h`; build the crate as a `cdylib`
 //! and load it with `CoProcessLoadDriver`. A hook either answers with a [`ObjectPatch`] (bytes appended
 //! to the input, no decoding: the fast path for adding headers, return overrides, session fields) or
-//! decodes the Object with [`Call::decode`], changes it and returns it ([`Reply::Object`]).
+//! decodes the Object with [`Call::decode`], changes it and returns it ([`Reply::Object`]). The macro
+//! exports the optional `CoProcessDriverDispatchPatch` too, so a patch reaches the bridge as it is:
+//! the driver copies nothing of the input (the bridge appends the patch where it needs a whole Object)
+//! and an unchanged input costs no allocation at all.
 //!
 //! # Panics
 //! A panic in any hook is caught at the C boundary: that call fails with an error whose text says the
@@ -192,6 +195,16 @@ macro_rules! export_driver {
         ) -> ::std::ffi::c_int {
             // SAFETY: forwarded from the bridge, which follows the driver ABI.
             unsafe { $crate::__private::dispatch::<$driver>(instance, input, out) }
+        }
+
+        #[no_mangle]
+        pub unsafe extern "C" fn CoProcessDriverDispatchPatch(
+            instance: *mut ::std::ffi::c_void,
+            input: *const $crate::sys::CoProcessMessage,
+            out: *mut $crate::sys::CoProcessMessage,
+        ) -> ::std::ffi::c_int {
+            // SAFETY: forwarded from the bridge, which follows the driver ABI.
+            unsafe { $crate::__private::dispatch_patch::<$driver>(instance, input, out) }
         }
 
         #[no_mangle]

@@ -31,7 +31,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use coprocess_proto::HookType;
 
 use crate::api::{ApiDefinition, HookDef};
-use crate::dispatch::call_driver_patch;
+use crate::dispatch::{call_driver_answer, DriverAnswer};
 use crate::driver::registry::DriverRef;
 use crate::error::{Error, Result, COPROCESS_ERR_DRIVER_BAD_OUTPUT, COPROCESS_ERR_DRIVER_FAILED};
 use crate::id_extractor::cache;
@@ -141,21 +141,21 @@ impl Run<'_> {
         head
     }
 
-    /// Calls the driver with one hook's input, timed under `label`. A failure ends the run with
-    /// Tyk's answer for it (see [`Self::failed`]).
+    /// Calls the driver with one hook's input, timed under `label`: its answer as a whole Object. A
+    /// failure ends the run with Tyk's answer for it (see [`Self::failed`]).
     fn call_hook(&self, label: &str, input: &[u8]) -> std::result::Result<MallocBuf, Stop> {
-        self.call_hook_patch(label, input).map(|(out, _)| out)
+        self.call_hook_answer(label, input)
+            .map(|answer| answer.into_object(input))
     }
 
-    /// [`Self::call_hook`], also giving whether the output starts with the input (a patch), as the
-    /// output check found it (`None`: not compared).
-    fn call_hook_patch(
+    /// [`Self::call_hook`], with the answer as the driver gave it (a patch stays a patch).
+    fn call_hook_answer(
         &self,
         label: &str,
         input: &[u8],
-    ) -> std::result::Result<(MallocBuf, Option<bool>), Stop> {
+    ) -> std::result::Result<DriverAnswer, Stop> {
         crate::metrics::timed(&self.api.api_id, label, self.driver.name(), || {
-            call_driver_patch(&self.driver, input)
+            call_driver_answer(&self.driver, input)
         })
         .map_err(|e| Stop(self.failed(input, e)))
     }
@@ -258,30 +258,35 @@ impl Run<'_> {
             // One hook: its answer is the chain's, once the gateway would take it. Nothing to apply.
             let mut live = request::Live::read_for_one(input);
             let current = live.first_input(&prepared, hook);
-            let (out, patch) = self.call_hook_patch(&hook.name, &current)?;
-            live.check_answer(&current, out.as_slice(), patch)
+            let answer = self.call_hook_answer(&hook.name, &current)?;
+            live.check_changes(request::Changes::of(&current, &answer))
                 .map_err(|why| self.refused(hook, &current, why))?;
-            return Ok(Ok(out));
+            return Ok(Ok(answer.into_object(&current)));
         }
         let mut live = request::Live::read(input);
         let mut current = live.first_input(&prepared, hook);
         let mut ran = 0;
         loop {
-            let (out, patch) = self.call_hook_patch(&hook.name, &current)?;
+            let answer = self.call_hook_answer(&hook.name, &current)?;
             ran += 1;
             let code = live
-                .apply_known(&current, out.as_slice(), patch)
+                .apply_changes(request::Changes::of(&current, &answer))
                 .map_err(|why| self.refused(hook, &current, why))?;
             let next = hooks.next();
             if code.is_some_and(|c| c > 0) || next.is_none() {
                 if ran == 1 {
                     // One hook's answer is its own net effect.
-                    return Ok(Ok(out));
+                    return Ok(Ok(answer.into_object(&current)));
                 }
-                return Ok(Ok(match live.answer(out.as_slice(), hook) {
-                    request::NetAnswer::Append(tail) if tail.is_empty() => out,
-                    request::NetAnswer::Append(tail) => MallocBuf::concat(out.as_slice(), &tail),
-                    request::NetAnswer::Whole(answer) => MallocBuf::copy_from(&answer),
+                let output = answer.parts(&current);
+                return Ok(Ok(match live.answer(output, hook) {
+                    request::NetAnswer::Append(tail) if tail.is_empty() => {
+                        answer.into_object(&current)
+                    }
+                    request::NetAnswer::Append(tail) => {
+                        MallocBuf::concat_all(&[output[0], output[1], &tail])
+                    }
+                    request::NetAnswer::Whole(whole) => MallocBuf::copy_from(&whole),
                 }));
             }
             hook = next.expect("checked above");

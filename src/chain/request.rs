@@ -13,8 +13,8 @@
 //! - the host gets the chain's net effect in the same fields ([`Live::answer`]): applied as Tyk applies
 //!   one hook's answer, it leaves the request exactly as the chain left it.
 //!
-//! Nothing is decoded. When a hook's output is its input with fields appended (a patch), only the
-//! appended bytes are read. When it only sets headers or changes url, params or method, the next
+//! Nothing is decoded. When a hook answers with a patch (`CoProcessDriverDispatchPatch`), or its
+//! output is its input with fields appended, only the patch is read ([`Changes`]). When it only sets headers or changes url, params or method, the next
 //! hook's Object is the previous one with those fields appended (protobuf merges them); deletions and
 //! body changes rebuild the request message.
 
@@ -27,6 +27,7 @@ use super::go_rules::{
     canonical_header, encode_query, parse_query, same_header, split_query, valid_request_uri,
 };
 use crate::api::HookDef;
+use crate::dispatch::DriverAnswer;
 
 use coprocess_proto::fields::object::{HOOK_NAME as OBJECT_HOOK_NAME, REQUEST as OBJECT_REQUEST};
 use coprocess_proto::fields::overrides::RESPONSE_CODE as OVERRIDES_RESPONSE_CODE;
@@ -136,12 +137,40 @@ fn each_of<'a>(object: &'a [u8], tag: u32, mut f: impl FnMut(&'a [u8])) {
     });
 }
 
-/// Whether a hook's `output` is a patch of its `input` (`patch`: as the caller compared them, when it
-/// did), and the part of it to read: a patch (the input with fields appended) is read by its tail,
-/// and what the tail does not set is as it was.
-fn answer_part<'o>(input: &[u8], output: &'o [u8], patch: Option<bool>) -> (bool, &'o [u8]) {
-    let tail = patch.unwrap_or_else(|| output.starts_with(input));
-    (tail, if tail { &output[input.len()..] } else { output })
+/// What a hook's answer changes, as its bytes state it: a tail appended to the hook's input (what the
+/// tail does not set is as it was) or a whole Object (what it does not set is empty, as in a decode).
+#[derive(Clone, Copy, Debug)]
+pub struct Changes<'o> {
+    tail: bool,
+    bytes: &'o [u8],
+}
+
+impl<'o> Changes<'o> {
+    /// The changes of a driver's checked answer to the hook given `input`: a patch is read as it is,
+    /// without comparing anything with the input.
+    pub(crate) fn of(input: &[u8], answer: &'o DriverAnswer) -> Changes<'o> {
+        match answer {
+            DriverAnswer::Whole {
+                object,
+                extends_input,
+            } => Self::of_output(input, object.as_slice(), *extends_input),
+            DriverAnswer::Patch(patch) => Changes {
+                tail: true,
+                bytes: patch.as_slice(),
+            },
+        }
+    }
+
+    /// The changes of a whole `output` to the hook given `input` (`extends_input`: whether it starts
+    /// with the input, when the caller compared them already): an output that is the input with fields
+    /// appended (a patch) is read by its tail.
+    pub fn of_output(input: &[u8], output: &'o [u8], extends_input: Option<bool>) -> Changes<'o> {
+        let tail = extends_input.unwrap_or_else(|| output.starts_with(input));
+        Changes {
+            tail,
+            bytes: if tail { &output[input.len()..] } else { output },
+        }
+    }
 }
 
 /// What an answer sets a field to (`None`: unchanged). Absent from a whole Object means empty, as in
@@ -303,7 +332,7 @@ impl<'i> Live<'i> {
     }
 
     /// What a chain of one hook needs of the request: enough for [`Live::first_input`] and
-    /// [`Live::check_answer`], without the headers and params that only applying an answer for a
+    /// [`Live::check_changes`], without the headers and params that only applying an answer for a
     /// next hook (or a net answer) needs.
     pub fn read_for_one(input: &'i [u8]) -> Live<'i> {
         Self::read_with(input, false)
@@ -426,24 +455,19 @@ impl<'i> Live<'i> {
         self.build(prepared, hook)
     }
 
-    /// Applies the answer of the hook that was given `input` and answered `output`. Returns its
-    /// response_code (merged as a decode would), or why the answer cannot be applied.
+    /// Applies the answer of the hook that was given `input` and answered `output` (a whole Object).
+    /// Returns its response_code (merged as a decode would), or why the answer cannot be applied.
+    #[cfg(test)]
     pub fn apply(&mut self, input: &[u8], output: &[u8]) -> Result<Option<i32>, String> {
-        self.apply_known(input, output, None)
+        self.apply_changes(Changes::of_output(input, output, None))
     }
 
-    /// Whether the gateway would apply the answer `output` of the hook given `input` (`patch` as for
-    /// [`Live::apply_known`]), without applying it: what the last hook of a chain of one needs, as
-    /// its answer is the chain's. The same verdict as `apply_known`.
-    pub fn check_answer(
-        &self,
-        input: &[u8],
-        output: &[u8],
-        patch: Option<bool>,
-    ) -> Result<(), String> {
-        let (tail, part) = answer_part(input, output, patch);
-        self.check_url(field_as_set(read_answer(part).url, tail))
-            .map(drop)
+    /// Whether the gateway would apply an answer with these `changes`, without applying it: what the
+    /// last hook of a chain of one needs, as its answer is the chain's. The same verdict as
+    /// [`Live::apply_changes`].
+    pub fn check_changes(&self, changes: Changes<'_>) -> Result<(), String> {
+        let url = read_answer(changes.bytes).url;
+        self.check_url(field_as_set(url, changes.tail)).map(drop)
     }
 
     /// The answer's url (`None`: unchanged) when it changes the request's: refused when Go's
@@ -461,17 +485,12 @@ impl<'i> Live<'i> {
         Ok(url)
     }
 
-    /// [`Live::apply`] given whether `output` starts with `input` (`patch`), when the caller has
-    /// compared them already (the dispatch's output check does).
-    pub fn apply_known(
-        &mut self,
-        input: &[u8],
-        output: &[u8],
-        patch: Option<bool>,
-    ) -> Result<Option<i32>, String> {
+    /// Applies a hook's answer, given as the `changes` it makes. Returns its response_code (merged as
+    /// a decode would), or why the answer cannot be applied.
+    pub fn apply_changes(&mut self, changes: Changes<'_>) -> Result<Option<i32>, String> {
         self.append.clear();
         self.applied += 1;
-        let (tail, part) = answer_part(input, output, patch);
+        let Changes { tail, bytes: part } = changes;
         let a = read_answer(part);
         // Whether the net answer may be this output with the chain's edits appended (see `answer`).
         self.extends_output = tail && a.present & !APPENDABLE == 0;
@@ -698,16 +717,17 @@ impl<'i> Live<'i> {
         out
     }
 
-    /// The answer for the host after a chain of several hooks: the last hook's `output` with its
-    /// request's edits replaced by the chain's net effect and its other request fields (the
-    /// return_overrides among them) kept.
+    /// The answer for the host after a chain of several hooks: the last hook's output (`output`, two
+    /// parts that one after the other are the whole Object: its input and patch, or the Object and
+    /// nothing) with its request's edits replaced by the chain's net effect and its other request
+    /// fields (the return_overrides among them) kept.
     ///
     /// When the output is a patch of a clean view that only set headers (under canonical names),
     /// return_overrides, method or kept fields, and needs no rebuild, its request already holds the
     /// view but for the last hook's changes ([`Live::append`]), and the edits it holds are among the
     /// net ones: appending the view changes and the net edits gives, decoded, the same Object as the
     /// whole answer, without copying the request twice.
-    pub fn answer(&mut self, output: &[u8], last: &HookDef) -> NetAnswer {
+    pub fn answer(&mut self, output: [&[u8]; 2], last: &HookDef) -> NetAnswer {
         if !(self.extends_output && self.clean && matches!(self.next, Next::Extend)) {
             return NetAnswer::Whole(self.whole_answer(output, last));
         }
@@ -747,26 +767,30 @@ impl<'i> Live<'i> {
 
     /// [`Live::answer`] built afresh: the output's top level and kept request fields, the net edits
     /// and the view.
-    fn whole_answer(&mut self, output: &[u8], last: &HookDef) -> Vec<u8> {
+    fn whole_answer(&mut self, output: [&[u8]; 2], last: &HookDef) -> Vec<u8> {
         let text = self.wants_text(last);
         let mut kept: Vec<&[u8]> = Vec::new();
-        each_request_field(output, |request, f| {
-            if !rebuilt_field(f.tag) || f.tag == RETURN_OVERRIDES {
-                kept.push(&request[f.start..f.end]);
-            }
-        });
+        for part in output {
+            each_request_field(part, |request, f| {
+                if !rebuilt_field(f.tag) || f.tag == RETURN_OVERRIDES {
+                    kept.push(&request[f.start..f.end]);
+                }
+            });
+        }
         let mut len = Len(0);
         for k in &kept {
             len.raw(k);
         }
         self.emit_net_edits(&mut len, false);
         self.emit_view(&mut len, text);
-        let mut out = Vec::with_capacity(output.len() + field_len(len.0));
-        each(output, |r| {
-            if r.tag != OBJECT_REQUEST {
-                out.extend_from_slice(&output[r.start..r.end]);
-            }
-        });
+        let mut out = Vec::with_capacity(output[0].len() + output[1].len() + field_len(len.0));
+        for part in output {
+            each(part, |r| {
+                if r.tag != OBJECT_REQUEST {
+                    out.extend_from_slice(&part[r.start..r.end]);
+                }
+            });
+        }
         encode_key(OBJECT_REQUEST, WireType::LengthDelimited, &mut out);
         encode_varint(len.0 as u64, &mut out);
         for k in &kept {
@@ -862,50 +886,85 @@ mod tests {
     }
 
     /// Runs `hooks` over `input` as the chain does; returns what each hook saw and the host's answer.
+    /// Every chain runs twice side by side: with each answer a whole Object (a driver with
+    /// `CoProcessDriverDispatch` only, which copies its input into a patch's answer) and with each
+    /// patch as `CoProcessDriverDispatchPatch` returns it; both must give every hook the same bytes
+    /// and the host the same answer, byte for byte.
     fn run(input: &Object, hooks: Vec<(HookDef, Reply)>) -> (Vec<Object>, Object) {
         let bytes = input.encode_to_vec();
         let mut live = Live::read(&bytes);
+        let mut patched = Live::read(&bytes);
         let mut seen = Vec::new();
         let mut current = live.first_input(&bytes, &hooks[0].0);
+        let mut current_patched = patched.first_input(&bytes, &hooks[0].0);
         let mut answer = None;
         for (i, (def, reply)) in hooks.iter().enumerate() {
             if i > 0 {
                 current = live.next_input(current, &bytes, def);
+                current_patched = patched.next_input(current_patched, &bytes, def);
             }
+            assert_eq!(current, current_patched, "hook {i}'s Object, patch path");
             let view = Object::decode(current.as_slice()).unwrap();
-            let out = match reply {
-                Reply::Patch(p) => [current.clone(), p.encode_to_vec()].concat(),
-                Reply::Raw(p) => [current.as_slice(), p].concat(),
+            let (out, from_patch) = match reply {
+                Reply::Patch(p) => {
+                    let p = p.encode_to_vec();
+                    (
+                        [current.as_slice(), &p].concat(),
+                        DriverAnswer::Patch(copy(&p)),
+                    )
+                }
+                Reply::Raw(p) => (
+                    [current.as_slice(), p].concat(),
+                    DriverAnswer::Patch(copy(p)),
+                ),
                 Reply::Whole(f) => {
                     let mut o = view.clone();
                     f(o.request.as_mut().unwrap());
-                    o.encode_to_vec()
+                    let whole = o.encode_to_vec();
+                    let answer = DriverAnswer::Whole {
+                        object: copy(&whole),
+                        extends_input: Some(false),
+                    };
+                    (whole, answer)
                 }
             };
             seen.push(view);
             // As the chain calls it: with the output check's finding.
-            let patch = Some(out.starts_with(&current));
-            let code = live.apply_known(&current, &out, patch).unwrap();
+            let extends_input = Some(out.starts_with(&current));
+            let code = live
+                .apply_changes(Changes::of_output(&current, &out, extends_input))
+                .unwrap();
+            let code_patched = patched
+                .apply_changes(Changes::of(&current, &from_patch))
+                .unwrap();
+            assert_eq!(code, code_patched);
             if code.is_some_and(|c| c > 0) || i + 1 == hooks.len() {
-                answer = Some(net_answer(&mut live, &out, def));
+                let net = net_answer(&mut live, [&out, &[]], def);
+                let net_patched = net_answer(&mut patched, from_patch.parts(&current), def);
+                assert_eq!(net, net_patched, "the host's answer, patch path");
+                answer = Some(Object::decode(net.as_slice()).unwrap());
                 break;
             }
         }
         (seen, answer.unwrap())
     }
 
-    /// The net answer, decoded; checked to decode as the whole answer built afresh would.
-    fn net_answer(live: &mut Live<'_>, out: &[u8], last: &HookDef) -> Object {
+    fn copy(bytes: &[u8]) -> crate::message::MallocBuf {
+        crate::message::MallocBuf::copy_from(bytes)
+    }
+
+    /// The net answer's bytes; checked to decode as the whole answer built afresh would.
+    fn net_answer(live: &mut Live<'_>, out: [&[u8]; 2], last: &HookDef) -> Vec<u8> {
         let whole = Object::decode(live.whole_answer(out, last).as_slice()).unwrap();
         let (appended, bytes) = match live.answer(out, last) {
-            NetAnswer::Append(tail) => (Some(tail.len()), [out, &tail].concat()),
+            NetAnswer::Append(tail) => (Some(tail.len()), [out[0], out[1], &tail].concat()),
             NetAnswer::Whole(bytes) => (None, bytes),
         };
         assert!(coprocess_proto::wire::validate_object(&bytes).is_ok());
         let answer = Object::decode(bytes.as_slice()).unwrap();
         assert_eq!(answer, whole, "appended: {appended:?}");
         APPENDED.with(|a| a.set(appended));
-        answer
+        bytes
     }
 
     thread_local! {
@@ -944,7 +1003,7 @@ mod tests {
 
     /// A chain of one hook reads less of the request (the shortcut) yet gives its hook the same
     /// Object, reading headers and params after all when the view is built afresh (the fallback),
-    /// and refuses exactly the answers `apply_known` refuses.
+    /// and refuses exactly the answers `apply_changes` refuses.
     #[test]
     fn a_chain_of_one_gives_the_same_object_and_verdicts() {
         let mut text_only = tyk_object();
@@ -982,9 +1041,9 @@ mod tests {
                     whole.encode_to_vec(),
                 ];
                 for out in answers {
-                    let patch = Some(out.starts_with(&input));
-                    let verdict = light.check_answer(&input, &out, patch);
-                    let applied = Live::read(&bytes).apply_known(&input, &out, patch);
+                    let changes = Changes::of_output(&input, &out, None);
+                    let verdict = light.check_changes(changes);
+                    let applied = Live::read(&bytes).apply_changes(changes);
                     assert_eq!(verdict.is_err(), applied.is_err());
                     assert_eq!(verdict.err(), applied.err());
                 }

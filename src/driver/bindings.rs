@@ -8,6 +8,7 @@
 use crate::message::CoProcessMessage;
 
 pub const COPROCESS_DRIVER_ABI_VERSION: u32 = 1;
+pub const COPROCESS_DRIVER_WHOLE_OBJECT: u32 = 5194314;
 #[doc = " Services the bridge offers to a driver, handed over in CoProcessDriverInit. Every pointer in this\n struct stays valid until CoProcessDriverShutdown returns, and every callback may be called from any\n thread at any time in between. Strings passed to callbacks are borrowed: the bridge copies what it keeps."]
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -79,6 +80,14 @@ pub struct DriverSymbols {
         ) -> ::std::os::raw::c_int,
         ::libloading::Error,
     >,
+    pub CoProcessDriverDispatchPatch: Result<
+        unsafe extern "C" fn(
+            instance: *mut ::std::os::raw::c_void,
+            in_: *const CoProcessMessage,
+            out: *mut CoProcessMessage,
+        ) -> ::std::os::raw::c_int,
+        ::libloading::Error,
+    >,
     pub CoProcessDriverDispatchEvent: Result<
         unsafe extern "C" fn(
             instance: *mut ::std::os::raw::c_void,
@@ -116,6 +125,9 @@ impl DriverSymbols {
             .map(|sym| *sym);
         let CoProcessDriverInit = __library.get(b"CoProcessDriverInit\0").map(|sym| *sym);
         let CoProcessDriverDispatch = __library.get(b"CoProcessDriverDispatch\0").map(|sym| *sym);
+        let CoProcessDriverDispatchPatch = __library
+            .get(b"CoProcessDriverDispatchPatch\0")
+            .map(|sym| *sym);
         let CoProcessDriverDispatchEvent = __library
             .get(b"CoProcessDriverDispatchEvent\0")
             .map(|sym| *sym);
@@ -129,6 +141,7 @@ impl DriverSymbols {
             CoProcessDriverAbiVersion,
             CoProcessDriverInit,
             CoProcessDriverDispatch,
+            CoProcessDriverDispatchPatch,
             CoProcessDriverDispatchEvent,
             CoProcessDriverReload,
             CoProcessDriverLoadBundle,
@@ -163,6 +176,18 @@ impl DriverSymbols {
     ) -> ::std::os::raw::c_int {
         (self
             .CoProcessDriverDispatch
+            .as_ref()
+            .expect("Expected function, got error."))(instance, in_, out)
+    }
+    #[doc = " Optional. Runs a hook, as CoProcessDriverDispatch does, but answers with only what changes: when a\n driver exports it, the bridge calls it instead of CoProcessDriverDispatch for every hook.\n   in:  as for CoProcessDriverDispatch.\n   out: zeroed by the bridge. On success (returning 0) the driver sets p_data to a malloc'd buffer of\n        serialized coprocess.Object fields that, appended to in, form its answer (protobuf merges\n        them: the last value of a scalar wins, map entries are set per key, repeated fields and\n        messages merge). p_data NULL with length 0 is an empty patch: the answer is in, unchanged.\n        out->p_data must not point into in->p_data.\n Returns 0 with a patch; COPROCESS_DRIVER_WHOLE_OBJECT when out holds a whole serialized Object\n instead, exactly as CoProcessDriverDispatch would return it (for answers a patch cannot state: a\n removed map entry, a cleared field); any other value is a failure, with an optional message in out\n as for CoProcessDriverDispatch.\n The bridge checks a patch as strictly as a whole answer: its fields must be well-formed Object\n fields (and the merged Object no larger than an int can count), or the call fails with\n COPROCESS_ERR_DRIVER_BAD_OUTPUT. To the host nothing changes: it gets the whole merged Object.\n Why: the bridge appends the patch to the input itself, where it needs the whole Object, and in a hook\n chain reads the changes straight from the patch; the driver no longer copies the Object into its\n answer, nor the bridge compares that copy with the input (about a quarter of a chained hook's cost).\n ABI version 1 is unchanged by it: a driver without it is called as before, and the loader resolves\n it when present, as it does CoProcessDriverLoadBundle."]
+    pub unsafe fn CoProcessDriverDispatchPatch(
+        &self,
+        instance: *mut ::std::os::raw::c_void,
+        in_: *const CoProcessMessage,
+        out: *mut CoProcessMessage,
+    ) -> ::std::os::raw::c_int {
+        (self
+            .CoProcessDriverDispatchPatch
             .as_ref()
             .expect("Expected function, got error."))(instance, in_, out)
     }

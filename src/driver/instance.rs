@@ -1,10 +1,10 @@
 //! One initialised driver instance: its library (kept mapped through an `Arc`), the opaque instance
 //! pointer, and safe wrappers around each ABI call.
 
-use std::ffi::{c_void, CStr};
+use std::ffi::{c_int, c_void, CStr};
 use std::sync::Arc;
 
-use super::bindings::CoProcessHostApi;
+use super::bindings::{CoProcessHostApi, COPROCESS_DRIVER_WHOLE_OBJECT};
 use super::loader::DriverLibrary;
 use crate::error::{
     Error, Result, COPROCESS_ERR_DRIVER_BAD_OUTPUT, COPROCESS_ERR_DRIVER_FAILED,
@@ -14,6 +14,19 @@ use crate::message::{CoProcessMessage, MallocBuf};
 
 /// Longest driver-provided error text copied into `CoProcessLastError`.
 const MAX_DRIVER_MESSAGE: usize = 4096;
+
+/// What `CoProcessDriverDispatchPatch` returns when its answer is a whole Object.
+const WHOLE_OBJECT: c_int = COPROCESS_DRIVER_WHOLE_OBJECT as c_int;
+
+/// What a successful dispatch handed back, not yet checked.
+#[derive(Debug)]
+pub enum Output {
+    /// A serialized Object: from `CoProcessDriverDispatch`, or from `CoProcessDriverDispatchPatch`
+    /// returning `COPROCESS_DRIVER_WHOLE_OBJECT`.
+    Whole(MallocBuf),
+    /// Object fields that, appended to the input, form the answer (`CoProcessDriverDispatchPatch`).
+    Patch(MallocBuf),
+}
 
 pub struct DriverInstance {
     name: Arc<str>,
@@ -72,9 +85,9 @@ impl DriverInstance {
         &self.library
     }
 
-    /// Runs one hook. The input is borrowed; on success the driver's malloc'd output is returned as is.
-    /// The caller checks that it is a well-formed Object.
-    pub fn dispatch(&self, input: &[u8]) -> Result<MallocBuf> {
+    /// Runs one hook, through `CoProcessDriverDispatchPatch` when the driver exports it. The input is
+    /// borrowed; on success the driver's malloc'd output is returned as is. The caller checks it.
+    pub fn dispatch(&self, input: &[u8]) -> Result<Output> {
         let input_msg = CoProcessMessage {
             // An empty input is {NULL, 0}: a C driver never sees Rust's dangling empty-slice pointer.
             p_data: if input.is_empty() {
@@ -85,27 +98,39 @@ impl DriverInstance {
             // The caller got `input` from a C int length or checked it; saturate defensively.
             length: i32::try_from(input.len()).unwrap_or(i32::MAX),
         };
+        let (entry, patching) = match self.library.dispatch_patch {
+            Some(patch) => (patch, true),
+            None => (self.library.dispatch, false),
+        };
         let mut out = CoProcessMessage::empty();
-        // SAFETY: `dispatch` has the ABI's signature; `input_msg` points to `input`, alive for the call;
-        // `out` is a valid, zeroed out-parameter; the library stays mapped through `self.library`.
-        let rc = unsafe { (self.library.dispatch)(self.handle, &input_msg, &mut out) };
+        // SAFETY: both entry points have the ABI's dispatch signature; `input_msg` points to `input`,
+        // alive for the call; `out` is a valid, zeroed out-parameter; the library stays mapped through
+        // `self.library`.
+        let rc = unsafe { entry(self.handle, &input_msg, &mut out) };
         let output = self.take_output(out, input)?;
-        if rc != 0 {
-            let detail = match output.as_slice() {
-                [] => String::from("(no message)"),
-                bytes => {
-                    let cut = &bytes[..bytes.len().min(MAX_DRIVER_MESSAGE)];
-                    String::from_utf8_lossy(cut)
-                        .trim_end_matches('\0')
-                        .to_owned()
-                }
-            };
-            return Err(Error::new(
-                COPROCESS_ERR_DRIVER_FAILED,
-                format!("driver '{}' failed (code {rc}): {detail}", self.name),
-            ));
+        match rc {
+            0 if patching => Ok(Output::Patch(output)),
+            0 => Ok(Output::Whole(output)),
+            WHOLE_OBJECT if patching => Ok(Output::Whole(output)),
+            _ => Err(self.failure(rc, output.as_slice())),
         }
-        Ok(output)
+    }
+
+    /// A failed call's error, with the message the driver gave (if any).
+    fn failure(&self, rc: c_int, message: &[u8]) -> Error {
+        let detail = match message {
+            [] => String::from("(no message)"),
+            bytes => {
+                let cut = &bytes[..bytes.len().min(MAX_DRIVER_MESSAGE)];
+                String::from_utf8_lossy(cut)
+                    .trim_end_matches('\0')
+                    .to_owned()
+            }
+        };
+        Error::new(
+            COPROCESS_ERR_DRIVER_FAILED,
+            format!("driver '{}' failed (code {rc}): {detail}", self.name),
+        )
     }
 
     /// Takes ownership of what the driver put in `out`, refusing shapes that cannot be trusted. Output
@@ -204,5 +229,13 @@ pub fn bad_output(name: &str, why: impl std::fmt::Display) -> Error {
         format!(
             "driver '{name}' returned bytes that are not a well-formed coprocess.Object: {why}"
         ),
+    )
+}
+
+/// What a successful `CoProcessDriverDispatchPatch` handed back, for `bad output` checks by the caller.
+pub fn bad_patch(name: &str, why: impl std::fmt::Display) -> Error {
+    Error::new(
+        COPROCESS_ERR_DRIVER_BAD_OUTPUT,
+        format!("driver '{name}' returned a patch that is not well-formed coprocess.Object fields: {why}"),
     )
 }

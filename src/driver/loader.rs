@@ -35,6 +35,8 @@ pub struct DriverLibrary {
     pub abi_version: u32,
     pub init: InitFn,
     pub dispatch: DispatchFn,
+    /// `CoProcessDriverDispatchPatch`, called instead of `dispatch` when the driver exports it.
+    pub dispatch_patch: Option<DispatchFn>,
     pub dispatch_event: DispatchEventFn,
     pub reload: ReloadFn,
     pub load_bundle: Option<LoadBundleFn>,
@@ -126,6 +128,8 @@ impl DriverLibrary {
         let dispatch: DispatchFn = required!(CoProcessDriverDispatch);
         let dispatch_event: DispatchEventFn = required!(CoProcessDriverDispatchEvent);
         let reload: ReloadFn = required!(CoProcessDriverReload);
+        let dispatch_patch: Option<DispatchFn> =
+            symbols.CoProcessDriverDispatchPatch.as_ref().ok().copied();
         let load_bundle: Option<LoadBundleFn> =
             symbols.CoProcessDriverLoadBundle.as_ref().ok().copied();
         let shutdown: Option<ShutdownFn> = symbols.CoProcessDriverShutdown.as_ref().ok().copied();
@@ -135,6 +139,7 @@ impl DriverLibrary {
             abi_version,
             init,
             dispatch,
+            dispatch_patch,
             dispatch_event,
             reload,
             load_bundle,
@@ -159,6 +164,9 @@ impl DriverLibrary {
             "CoProcessDriverDispatchEvent",
             "CoProcessDriverReload",
         ];
+        if self.dispatch_patch.is_some() {
+            names.push("CoProcessDriverDispatchPatch");
+        }
         if self.load_bundle.is_some() {
             names.push("CoProcessDriverLoadBundle");
         }
