@@ -10,6 +10,16 @@
  *   -DVERSION_TAG='"v2"'       the tag, a C string literal (default "v1")
  *   -DSLOW_MS=N                sleep N ms in Dispatch before answering (reload-while-in-flight)
  *   -DWITH_OPTIONAL            also export CoProcessDriverLoadBundle and CoProcessDriverShutdown
+ *   -DWITH_PATCH               also export CoProcessDriverDispatchPatch: it answers the same header as
+ *                              a patch alone (no copy of the input) and counts its calls in the store
+ *                              under "test_driver:patch_calls:<TAG>"
+ * Faults of CoProcessDriverDispatchPatch (with WITH_PATCH), one at a time:
+ *   -DPATCH_GARBAGE            returns 0 with the malloc'd bytes ff ff ff ff
+ *   -DPATCH_TRUNCATED          returns 0 with the patch less its last byte
+ *   -DPATCH_ALIAS              returns 0 with out pointing into the input (`*out = *in`)
+ *   -DPATCH_FAILS              returns 3 with "patch backend unavailable" (malloc'd, no NUL)
+ *   -DPATCH_WHOLE              returns COPROCESS_DRIVER_WHOLE_OBJECT with what Dispatch returns
+ *   -DPATCH_EMPTY              returns 0 with an empty patch (NULL, 0): the input unchanged
  * Faults, one at a time:
  *   -DFAULT_NO_VERSION         no CoProcessDriverAbiVersion symbol
  *   -DFAULT_WRONG_VERSION      CoProcessDriverAbiVersion returns 99
@@ -50,8 +60,11 @@
 #define HEADER_NAME "X-Test-Driver"
 
 /* Which helpers this build needs (unused static functions would trip -Werror). */
-#if defined(FAULT_DISPATCH_FAILS) || defined(FAULT_GARBAGE) || defined(FAULT_NEGATIVE_LENGTH)
+#if defined(FAULT_DISPATCH_FAILS) || defined(FAULT_GARBAGE) || defined(FAULT_NEGATIVE_LENGTH) || \
+    defined(PATCH_GARBAGE) || defined(PATCH_FAILS)
 #define FAULTY_DISPATCH_COPIES 1
+#endif
+#if defined(FAULT_DISPATCH_FAILS) || defined(FAULT_GARBAGE) || defined(FAULT_NEGATIVE_LENGTH)
 #elif !defined(FAULT_NO_DISPATCH) && !defined(FAULT_NULL_WITH_LENGTH)
 #define PASS_THROUGH_DISPATCH 1
 #endif
@@ -62,6 +75,7 @@ struct test_driver {
   atomic_uint reloads;
   atomic_ulong dispatches;
   atomic_ulong events;
+  atomic_ulong patch_calls;
 };
 
 #ifdef FAULTY_DISPATCH_COPIES
@@ -95,6 +109,7 @@ int CoProcessDriverInit(const struct CoProcessHostApi *host, const char *config_
   atomic_init(&d->reloads, 0);
   atomic_init(&d->dispatches, 0);
   atomic_init(&d->events, 0);
+  atomic_init(&d->patch_calls, 0);
   host->store_data("test_driver:config", config_json ? config_json : "", 0);
 #ifndef WITH_OPTIONAL
   static _Atomic(struct test_driver *) unreleased = NULL;
@@ -127,6 +142,27 @@ static uint8_t *put_len_header(uint8_t *p, unsigned field, size_t len) {
     *p++ = (uint8_t)(v | 0x80);
   }
   return p;
+}
+
+/* The answer's change: request { set_headers { HEADER_NAME: VERSION_TAG } } as top-level Object fields.
+ * Field sizes: each length here is < 128, so every length varint is one byte. */
+static size_t header_patch_len(void) {
+  size_t entry = 2 + (sizeof HEADER_NAME - 1) + 2 + (sizeof VERSION_TAG - 1); /* map entry { key = 1; value = 2 } */
+  size_t request = 2 + entry; /* MiniRequestObject { set_headers = 2 } */
+  return 2 + request;         /* Object { request = 3 } */
+}
+
+static void write_header_patch(uint8_t *p) {
+  static const char name[] = HEADER_NAME, tag[] = VERSION_TAG;
+  size_t name_len = sizeof name - 1, tag_len = sizeof tag - 1;
+  _Static_assert(sizeof VERSION_TAG - 1 + sizeof HEADER_NAME - 1 + 10 < 128, "VERSION_TAG too long");
+  size_t entry = 2 + name_len + 2 + tag_len;
+  p = put_len_header(p, 3, 2 + entry);
+  p = put_len_header(p, 2, entry);
+  p = put_len_header(p, 1, name_len);
+  memcpy(p, name, name_len);
+  p = put_len_header(p + name_len, 2, tag_len);
+  memcpy(p, tag, tag_len);
 }
 #endif
 
@@ -166,27 +202,58 @@ int CoProcessDriverDispatch(void *instance, const struct CoProcessMessage *in, s
   return 0;
 #else
   if (in->length < 0 || (in->length > 0 && !in->p_data)) return 2;
-  /* Field sizes: each length here is < 128, so every length varint is one byte. */
-  static const char name[] = HEADER_NAME, tag[] = VERSION_TAG;
-  size_t name_len = sizeof name - 1, tag_len = sizeof tag - 1;
-  size_t entry = 2 + name_len + 2 + tag_len; /* map entry { key = 1; value = 2 } */
-  size_t request = 2 + entry;                /* MiniRequestObject { set_headers = 2 } */
-  size_t patch = 2 + request;                /* Object { request = 3 } */
-  _Static_assert(sizeof VERSION_TAG - 1 + sizeof HEADER_NAME - 1 + 10 < 128, "VERSION_TAG too long");
-
-  size_t len = (size_t)in->length;
+  size_t len = (size_t)in->length, patch = header_patch_len();
   if (len > (size_t)INT_MAX - patch) return 4;
-  uint8_t *buf = malloc(len + patch), *p;
+  uint8_t *buf = malloc(len + patch);
   if (!buf) return 5;
   if (len) memcpy(buf, in->p_data, len);
-  p = put_len_header(buf + len, 3, request);
-  p = put_len_header(p, 2, entry);
-  p = put_len_header(p, 1, name_len);
-  memcpy(p, name, name_len);
-  p = put_len_header(p + name_len, 2, tag_len);
-  memcpy(p, tag, tag_len);
+  write_header_patch(buf + len);
   out->p_data = buf;
   out->length = (int)(len + patch);
+  return 0;
+#endif
+}
+#endif
+
+#ifdef WITH_PATCH
+int CoProcessDriverDispatchPatch(void *instance, const struct CoProcessMessage *in, struct CoProcessMessage *out) {
+  struct test_driver *d = instance;
+  if (!d || !in || !out) return 1;
+  atomic_fetch_add(&d->dispatches, 1);
+  unsigned long n = atomic_fetch_add(&d->patch_calls, 1) + 1;
+  char count[24];
+  snprintf(count, sizeof count, "%lu", n);
+  d->host->store_data("test_driver:patch_calls:" VERSION_TAG, count, 0);
+#if defined(PATCH_GARBAGE)
+  static const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff};
+  out->p_data = copy_bytes(garbage, sizeof garbage);
+  out->length = out->p_data ? (int)sizeof garbage : 0;
+  return 0;
+#elif defined(PATCH_ALIAS)
+  *out = *in;
+  return 0;
+#elif defined(PATCH_FAILS)
+  static const char msg[] = "patch backend unavailable";
+  out->p_data = copy_bytes(msg, sizeof msg - 1); /* deliberately without the NUL */
+  out->length = out->p_data ? (int)(sizeof msg - 1) : 0;
+  return 3;
+#elif defined(PATCH_WHOLE)
+  int rc = CoProcessDriverDispatch(instance, in, out);
+  atomic_fetch_sub(&d->dispatches, 1); /* one call of the hook */
+  return rc == 0 ? COPROCESS_DRIVER_WHOLE_OBJECT : rc;
+#elif defined(PATCH_EMPTY)
+  return 0;
+#else
+  size_t patch = header_patch_len();
+  uint8_t *buf = malloc(patch);
+  if (!buf) return 5;
+  write_header_patch(buf);
+  out->p_data = buf;
+#if defined(PATCH_TRUNCATED)
+  out->length = (int)patch - 1;
+#else
+  out->length = (int)patch;
+#endif
   return 0;
 #endif
 }
