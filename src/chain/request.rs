@@ -289,6 +289,8 @@ pub struct Live<'i> {
     /// first hook's view).
     sent_body: &'i [u8],
     sent_raw_body: &'i [u8],
+    /// Whether `sent_body` holds the same bytes as the request's body (compared once, when read).
+    sent_body_is_raw: bool,
     /// Request fields the gateway does not rebuild (`extended_params`, `request_uri`, `scheme`,
     /// unknown fields), as whole records of the host's input.
     kept: Vec<&'i [u8]>,
@@ -349,6 +351,7 @@ impl<'i> Live<'i> {
             raw_utf8: None,
             sent_body: &[],
             sent_raw_body: &[],
+            sent_body_is_raw: false,
             kept: Vec::with_capacity(4),
             pinned_host: false,
             net_headers: Vec::with_capacity(if entries { 4 } else { 0 }),
@@ -413,7 +416,8 @@ impl<'i> Live<'i> {
         } else {
             live.sent_raw_body
         });
-        if !live.sent_body.is_empty() && live.sent_body == &*live.raw_body {
+        live.sent_body_is_raw = same_bytes(live.sent_body, &live.raw_body);
+        if !live.sent_body.is_empty() && live.sent_body_is_raw {
             live.raw_utf8 = Some(true); // a string field, validated
         }
         live.pinned_host = live.headers.iter().any(|e| same_header(&e.key, b"Host"));
@@ -433,14 +437,16 @@ impl<'i> Live<'i> {
 
     /// The first hook's Object: `prepared` (the host's input, readied by the chain) named for `hook`,
     /// rebuilt only when the host's body fields are not the hook's view of the body.
+    /// Called before any answer is applied (the body is still the host's).
     pub fn first_input(&mut self, prepared: &[u8], hook: &HookDef) -> Vec<u8> {
+        debug_assert_eq!(self.applied, 0, "first_input after an answer");
         let text = self.wants_text(hook);
         let body_ok = if text {
-            self.sent_body == &*self.raw_body
+            self.sent_body_is_raw
         } else {
             self.sent_body.is_empty()
         };
-        let raw_ok = self.sent_raw_body == &*self.raw_body;
+        let raw_ok = same_bytes(self.sent_raw_body, &self.raw_body);
         if body_ok && raw_ok {
             self.body_text = text;
             let mut out = Vec::with_capacity(prepared.len() + APPEND_ROOM);
@@ -800,6 +806,12 @@ impl<'i> Live<'i> {
         self.emit_view(&mut out, text);
         out
     }
+}
+
+/// Whether `a` and `b` hold the same bytes; the same slice (a body read from one field twice) is
+/// known equal without reading it.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && (std::ptr::eq(a.as_ptr(), b.as_ptr()) || a == b)
 }
 
 /// Records a set (`Some`) or delete (`None`) of `name` by answer number `by` in a net edit list: the
@@ -1445,6 +1457,18 @@ mod tests {
         want.sort();
         assert_eq!(headers(&answer), want, "the view the next hook would get");
         assert_eq!(applied_by_host(&host, &answer), want);
+    }
+
+    /// The shortcut (one slice, not read) and the fallback (two slices, compared).
+    #[test]
+    fn the_same_slice_is_the_same_bytes_unread() {
+        let body = b"body".to_vec();
+        let copy = body.clone();
+        assert!(same_bytes(&body, &body));
+        assert!(same_bytes(&body, &copy), "compared");
+        assert!(!same_bytes(&body, b"bodz"));
+        assert!(!same_bytes(&body[..2], &body), "same start, other length");
+        assert!(same_bytes(&[], &copy[..0]));
     }
 
     #[test]
