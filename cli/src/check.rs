@@ -45,7 +45,11 @@ pub fn run(args: CheckArgs) -> Result<()> {
         library.abi_version,
         symbols.join(", ")
     );
-    for optional in ["CoProcessDriverLoadBundle", "CoProcessDriverShutdown"] {
+    for optional in [
+        "CoProcessDriverDispatchPatch",
+        "CoProcessDriverLoadBundle",
+        "CoProcessDriverShutdown",
+    ] {
         if !symbols.contains(&optional) {
             report.push_str(&format!(
                 "\n             (optional {optional} not exported)"

@@ -343,7 +343,7 @@ impl<'i> Live<'i> {
     fn read_with(input: &'i [u8], entries: bool) -> Live<'i> {
         let mut live = Live {
             // Room for a typical request's headers and kept fields: no regrowth while reading.
-            headers: Vec::with_capacity(16),
+            headers: Vec::with_capacity(if entries { 16 } else { 0 }),
             params: Vec::new(),
             url: Cow::Borrowed(&[]),
             method: Cow::Borrowed(&[]),
