@@ -132,7 +132,7 @@ int CoProcessDriverDispatch(void *instance, const struct CoProcessMessage *in, s
  * COPROCESS_ERR_DRIVER_BAD_OUTPUT. To the host nothing changes: it gets the whole merged Object.
  * Why: the bridge appends the patch to the input itself, where it needs the whole Object, and in a hook
  * chain reads the changes straight from the patch; the driver no longer copies the Object into its
- * answer, nor the bridge compares that copy with the input (about a quarter of a chained hook's cost).
+ * answer, nor the bridge compares that copy with the input (about 10% of a chained hook's instructions).
  * ABI version 1 is unchanged by it: a driver without it is called as before, and the loader resolves
  * it when present, as it does CoProcessDriverLoadBundle.
  */
