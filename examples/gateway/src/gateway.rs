@@ -4,9 +4,11 @@
 //!
 //! Objects are written straight from the request into a buffer and answers are read in place
 //! (coprocess-host): no prost Object is built on the request path. Hooks of fast native drivers run
-//! on the async worker serving the request; every other driver's run on a bounded blocking pool, so
-//! a slow hook (Python, gRPC) never stalls other connections.
+//! on the async worker serving the request; every other driver's run off the async workers, on the
+//! driver's lane (one thread, see `lane.rs`) or the bounded blocking pool, so a slow hook (Python,
+//! gRPC) never stalls other connections.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +34,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::access_log::{self, AccessLog};
+use crate::lane::Lane;
 use crate::object_buffer;
 
 /// Largest request or upstream body read.
@@ -57,10 +60,18 @@ pub struct Config {
     pub echo_upstream: Option<String>,
     /// Drivers (by the name they are loaded under) whose hooks run on the async worker serving the
     /// request: fast native code, where a thread switch would cost more than the hook. Hooks of any
-    /// other driver, and of APIs that name none, run on the blocking pool.
+    /// other driver, and of APIs that name none, run off the async workers: on the driver's lane, or
+    /// on the blocking pool.
     #[serde(default = "default_inline_drivers")]
     pub inline_drivers: Vec<String>,
-    /// The most hook dispatches running on the blocking pool at once; more wait for a turn.
+    /// How long a hook queued on its driver's lane (one thread per driver that is not inline) waits
+    /// for the lane before it runs on the blocking pool instead; while the lane's current call has
+    /// run longer than this, hooks go to the pool at once. 0: no lanes, every such hook runs on the
+    /// blocking pool.
+    #[serde(default = "default_lane_patience_ms")]
+    pub lane_patience_ms: u64,
+    /// The most hook dispatches running off the async workers (on lanes and the blocking pool) at
+    /// once; more wait for a turn.
     #[serde(default = "default_blocking_dispatches")]
     pub blocking_dispatches: usize,
     /// How long a request waits for a turn on the blocking pool before it is answered 503
@@ -78,6 +89,10 @@ fn default_listen() -> String {
 
 fn default_inline_drivers() -> Vec<String> {
     vec!["native".into()]
+}
+
+fn default_lane_patience_ms() -> u64 {
+    5
 }
 
 fn default_blocking_dispatches() -> usize {
@@ -157,6 +172,14 @@ impl Phase {
     }
 }
 
+/// Where a route's hooks are dispatched.
+enum Runner {
+    /// On the async worker serving the request (a fast driver).
+    Inline,
+    /// Off the async workers: on the driver's lane, or (none) on the blocking pool.
+    Offload(Option<Arc<Lane>>),
+}
+
 struct Route {
     api: Api,
     pre: Phase,
@@ -164,8 +187,19 @@ struct Route {
     post_key_auth: Phase,
     post: Phase,
     response: Phase,
-    /// Dispatch on the async worker (a fast driver) rather than on the blocking pool.
-    inline: bool,
+    runner: Runner,
+}
+
+impl Route {
+    /// The phases run before the upstream is called, in Tyk's order.
+    fn request_phases(&self) -> [Phase; 4] {
+        [self.pre, self.auth, self.post_key_auth, self.post]
+    }
+
+    /// Some phase, before or after the upstream, has a hook.
+    fn hooked(&self) -> bool {
+        self.request_phases().iter().any(|phase| phase.any) || self.response.any
+    }
 }
 
 pub struct Gateway {
@@ -233,21 +267,39 @@ impl Gateway {
             .map_err(|e| format!("CoProcessListApis: {e}"))?;
         let apis: Vec<Api> =
             serde_json::from_str(&apis).map_err(|e| format!("CoProcessListApis: {e}"))?;
-        let mut routes: Vec<Route> = apis
-            .into_iter()
-            .map(|api| Route {
+        // One lane per driver that is not inline ("" for APIs that name none).
+        let mut lanes: HashMap<String, Arc<Lane>> = HashMap::new();
+        let mut routes = Vec::with_capacity(apis.len());
+        for api in apis {
+            let driver = api.driver.as_deref().unwrap_or("");
+            let runner = if config.inline_drivers.iter().any(|d| d == driver) {
+                Runner::Inline
+            } else if config.lane_patience_ms == 0 {
+                Runner::Offload(None)
+            } else {
+                let lane = match lanes.get(driver) {
+                    Some(lane) => lane.clone(),
+                    None => {
+                        let patience = Duration::from_millis(config.lane_patience_ms);
+                        let lane = Lane::start(&format!("lane-{driver}"), patience)
+                            .map(Arc::new)
+                            .map_err(|e| format!("starting the lane of driver '{driver}': {e}"))?;
+                        lanes.insert(driver.to_owned(), lane.clone());
+                        lane
+                    }
+                };
+                Runner::Offload(Some(lane))
+            };
+            routes.push(Route {
                 pre: Phase::of(HookType::Pre, &api.pre),
                 auth: Phase::of(HookType::CustomKeyCheck, api.auth_check.as_slice()),
                 post_key_auth: Phase::of(HookType::PostKeyAuth, &api.post_key_auth),
                 post: Phase::of(HookType::Post, &api.post),
                 response: Phase::of(HookType::Response, &api.response),
-                inline: api
-                    .driver
-                    .as_ref()
-                    .is_some_and(|d| config.inline_drivers.contains(d)),
+                runner,
                 api,
-            })
-            .collect();
+            });
+        }
         // Longest listen path first.
         routes.sort_by_key(|r| std::cmp::Reverse(r.api.listen_path.len()));
         // Requests go out whole: Nagle would only hold back a body written after its headers.
@@ -378,22 +430,13 @@ impl Gateway {
         // What CustomKeyCheck hands on: the session and the Object's metadata, kept encoded.
         let mut auth = Auth::default();
         let mut authenticated = false;
-        let hooked = [
-            route.pre,
-            route.auth,
-            route.post_key_auth,
-            route.post,
-            route.response,
-        ]
-        .iter()
-        .any(|phase| phase.any);
-        let mut object = if hooked {
+        let mut object = if route.hooked() {
             object_buffer::take()
         } else {
             Vec::new()
         };
 
-        for phase in [route.pre, route.auth, route.post_key_auth, route.post] {
+        for phase in route.request_phases() {
             if !phase.any {
                 continue;
             }
@@ -410,7 +453,7 @@ impl Gateway {
             };
             let sent = encode_object(&mut object, phase.hook_type, &working, None, &ctx);
             let answer;
-            (object, answer) = self.run(route.inline, object).await;
+            (object, answer) = self.run(&route.runner, object).await;
             let answer = match answer {
                 Ok(answer) => answer,
                 Err(failed) => return failed.response(),
@@ -476,7 +519,7 @@ impl Gateway {
                 &ctx,
             );
             let answer;
-            (object, answer) = self.run(route.inline, object).await;
+            (object, answer) = self.run(&route.runner, object).await;
             let answer = match answer {
                 Ok(answer) => answer,
                 Err(failed) => return failed.response(),
@@ -525,33 +568,46 @@ impl Gateway {
         resp
     }
 
-    /// Dispatches an encoded Object through the bridge: on this worker when `inline`, otherwise on
-    /// the blocking pool (waiting at most `blocking_wait` for a permit, without holding the
+    /// Dispatches an encoded Object through the bridge as `runner` says: on this worker, or off
+    /// the async workers (waiting at most `blocking_wait` for a permit, without holding the
     /// worker). Hands the buffer back for the next phase, with the answer or why there is none.
-    async fn run(&self, inline: bool, object: Vec<u8>) -> (Vec<u8>, Result<Answer, Failed>) {
+    async fn run(&self, runner: &Runner, object: Vec<u8>) -> (Vec<u8>, Result<Answer, Failed>) {
         let started = std::time::Instant::now();
-        let (object, out) = if inline {
-            let out = self.bridge.dispatch(&object);
-            (object, out)
-        } else {
-            let bridge = self.bridge;
-            let waited =
-                tokio::time::timeout(self.blocking_wait, self.blocking.clone().acquire_owned())
-                    .await;
-            let Ok(permit) = waited else {
-                self.blocking_timeouts.fetch_add(1, Ordering::Relaxed);
-                return (object, Err(Failed::Busy));
-            };
-            let call = tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                let out = bridge.dispatch(&object);
+        let (object, out) = match runner {
+            Runner::Inline => {
+                let out = self.bridge.dispatch(&object);
                 (object, out)
-            });
-            match call.await {
-                Ok(done) => done,
-                Err(e) => {
-                    eprintln!("coprocess-gateway: the dispatching thread failed: {e}");
-                    return (Vec::new(), Err(Failed::Dispatch));
+            }
+            Runner::Offload(lane) => {
+                let bridge = self.bridge;
+                let waited =
+                    tokio::time::timeout(self.blocking_wait, self.blocking.clone().acquire_owned())
+                        .await;
+                let Ok(permit) = waited else {
+                    self.blocking_timeouts.fetch_add(1, Ordering::Relaxed);
+                    return (object, Err(Failed::Busy));
+                };
+                let call = move || {
+                    let _permit = permit;
+                    let out = bridge.dispatch(&object);
+                    (object, out)
+                };
+                let done = match lane {
+                    Some(lane) => lane
+                        .run(call)
+                        .await
+                        .map(|(done, _)| done)
+                        .map_err(|_| "the hook's thread failed".to_owned()),
+                    None => tokio::task::spawn_blocking(call)
+                        .await
+                        .map_err(|e| e.to_string()),
+                };
+                match done {
+                    Ok(done) => done,
+                    Err(e) => {
+                        eprintln!("coprocess-gateway: the dispatching thread failed: {e}");
+                        return (Vec::new(), Err(Failed::Dispatch));
+                    }
                 }
             }
         };

@@ -5,4 +5,5 @@
 pub mod access_log;
 pub mod echo;
 pub mod gateway;
+pub mod lane;
 pub mod object_buffer;
