@@ -200,11 +200,103 @@ impl Route {
     fn hooked(&self) -> bool {
         self.request_phases().iter().any(|phase| phase.any) || self.response.any
     }
+
+    /// The Object's `spec` for this API's hooks.
+    fn spec(&self) -> [(&str, &str); 3] {
+        [
+            ("APIID", self.api.api_id.as_str()),
+            ("OrgID", self.api.org_id.as_str()),
+            ("bundle_hash", ""),
+        ]
+    }
+
+    /// Runs the hooks of the request phases in Tyk's order, each answer applied to the request
+    /// before the next phase's Object is written. Err: the response that ends the request here (a
+    /// hook's override, a failed hook or auth).
+    fn run_request_phases(
+        &self,
+        bridge: Bridge,
+        state: &mut Hooked,
+    ) -> Result<(), Response<Full<Bytes>>> {
+        let spec = self.spec();
+        for phase in self.request_phases() {
+            if !phase.any {
+                continue;
+            }
+            // Tyk sends the session to every hook after authentication, whatever require_session
+            // says (only its JSVM reads that); Pre and CustomKeyCheck hooks get none.
+            let ctx = ObjectContext {
+                hook_name: "",
+                session: (state.authenticated
+                    && !matches!(phase.hook_type, HookType::Pre | HookType::CustomKeyCheck))
+                .then_some(state.auth.session.as_slice()),
+                metadata: &state.auth.metadata,
+                spec: &spec,
+                body_text: phase.body_text,
+            };
+            let sent = encode_object(
+                &mut state.object,
+                phase.hook_type,
+                &state.request,
+                None,
+                &ctx,
+            );
+            let answer = dispatch(bridge, &state.object, &mut state.plugin_time)
+                .map_err(Failed::response)?;
+            let edits =
+                RequestEdits::read(&answer).map_err(|e| middleware_error(&e.to_string()))?;
+            let overrides = edits
+                .return_overrides()
+                .map_err(|e| middleware_error(&e.to_string()))?;
+            if let Some(answer) = overrides.as_ref().and_then(override_answer) {
+                return Err(answered(answer));
+            }
+            state
+                .request
+                .apply(&edits, &state.object, &sent)
+                .map_err(|e| middleware_error(&e.to_string()))?;
+            if phase.hook_type == HookType::CustomKeyCheck {
+                match Auth::read(&answer) {
+                    Ok(Some(granted)) => {
+                        state.auth = granted;
+                        state.authenticated = true;
+                    }
+                    Ok(None) => return Err(error(StatusCode::FORBIDDEN, "Forbidden")),
+                    Err(e) => return Err(middleware_error(&e.to_string())),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A request on its way through the hooks: what the request phases change and hand on, moved to
+/// wherever they run.
+struct Hooked {
+    request: HookRequest,
+    /// What CustomKeyCheck hands on: the session and the Object's metadata, kept encoded.
+    auth: Auth,
+    authenticated: bool,
+    /// The buffer each phase writes its Object into.
+    object: Vec<u8>,
+    /// Time spent in Dispatch (for the access log).
+    plugin_time: Duration,
+}
+
+/// One Dispatch of an encoded Object (a failure logged); its time is added to `spent`.
+fn dispatch(bridge: Bridge, object: &[u8], spent: &mut Duration) -> Result<Answer, Failed> {
+    let started = std::time::Instant::now();
+    let out = bridge.dispatch(object);
+    *spent += started.elapsed();
+    out.map_err(|e| {
+        eprintln!("coprocess-gateway: Dispatch failed: {e}");
+        Failed::Dispatch
+    })
 }
 
 pub struct Gateway {
     bridge: Bridge,
-    routes: Vec<Route>,
+    routes: Vec<Arc<Route>>,
     client: Client<HttpConnector, Full<Bytes>>,
     /// One permit per dispatch running on the blocking pool.
     blocking: Arc<Semaphore>,
@@ -290,7 +382,7 @@ impl Gateway {
                 };
                 Runner::Offload(Some(lane))
             };
-            routes.push(Route {
+            routes.push(Arc::new(Route {
                 pre: Phase::of(HookType::Pre, &api.pre),
                 auth: Phase::of(HookType::CustomKeyCheck, api.auth_check.as_slice()),
                 post_key_auth: Phase::of(HookType::PostKeyAuth, &api.post_key_auth),
@@ -298,7 +390,7 @@ impl Gateway {
                 response: Phase::of(HookType::Response, &api.response),
                 runner,
                 api,
-            });
+            }));
         }
         // Longest listen path first.
         routes.sort_by_key(|r| std::cmp::Reverse(r.api.listen_path.len()));
@@ -341,7 +433,7 @@ impl Gateway {
             .collect()
     }
 
-    fn route(&self, path: &str) -> Option<&Route> {
+    fn route(&self, path: &str) -> Option<&Arc<Route>> {
         self.routes.iter().find(|r| {
             let lp = if r.api.listen_path.is_empty() {
                 "/"
@@ -413,7 +505,7 @@ impl Gateway {
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_owned();
-        let mut working = HookRequest {
+        let working = HookRequest {
             method: parts.method,
             url: request_uri.clone(),
             headers: parts.headers,
@@ -421,70 +513,44 @@ impl Gateway {
             host,
             request_uri,
         };
-        let api = &route.api;
-        let spec = [
-            ("APIID", api.api_id.as_str()),
-            ("OrgID", api.org_id.as_str()),
-            ("bundle_hash", ""),
-        ];
-        // What CustomKeyCheck hands on: the session and the Object's metadata, kept encoded.
-        let mut auth = Auth::default();
-        let mut authenticated = false;
-        let mut object = if route.hooked() {
-            object_buffer::take()
-        } else {
-            Vec::new()
+        let mut state = Hooked {
+            request: working,
+            auth: Auth::default(),
+            authenticated: false,
+            object: if route.hooked() {
+                object_buffer::take()
+            } else {
+                Vec::new()
+            },
+            plugin_time: Duration::ZERO,
         };
-
-        for phase in route.request_phases() {
-            if !phase.any {
-                continue;
-            }
-            // Tyk sends the session to every hook after authentication, whatever require_session
-            // says (only its JSVM reads that); Pre and CustomKeyCheck hooks get none.
-            let ctx = ObjectContext {
-                hook_name: "",
-                session: (authenticated
-                    && !matches!(phase.hook_type, HookType::Pre | HookType::CustomKeyCheck))
-                .then_some(auth.session.as_slice()),
-                metadata: &auth.metadata,
-                spec: &spec,
-                body_text: phase.body_text,
-            };
-            let sent = encode_object(&mut object, phase.hook_type, &working, None, &ctx);
-            let answer;
-            (object, answer) = self.run(&route.runner, object).await;
-            let answer = match answer {
-                Ok(answer) => answer,
+        if route.request_phases().iter().any(|phase| phase.any) {
+            // All request phases in one hand-off: one trip to the lane for Pre, auth and Post.
+            let (bridge, hooks) = (self.bridge, route.clone());
+            let ran = self
+                .offload(&route.runner, move || {
+                    let ended = hooks.run_request_phases(bridge, &mut state);
+                    (state, ended)
+                })
+                .await;
+            let ended;
+            (state, ended) = match ran {
+                Ok(ran) => ran,
                 Err(failed) => return failed.response(),
             };
-            let edited = RequestEdits::read(&answer).map_err(|e| e.to_string());
-            let edits = match edited {
-                Ok(edits) => edits,
-                Err(why) => return middleware_error(&why),
-            };
-            match edits.return_overrides() {
-                Ok(ro) => {
-                    if let Some(answer) = ro.as_ref().and_then(override_answer) {
-                        return answered(answer);
-                    }
-                }
-                Err(e) => return middleware_error(&e.to_string()),
-            }
-            if let Err(e) = working.apply(&edits, &object, &sent) {
-                return middleware_error(&e.to_string());
-            }
-            if phase.hook_type == HookType::CustomKeyCheck {
-                match Auth::read(&answer) {
-                    Ok(Some(granted)) => {
-                        auth = granted;
-                        authenticated = true;
-                    }
-                    Ok(None) => return error(StatusCode::FORBIDDEN, "Forbidden"),
-                    Err(e) => return middleware_error(&e.to_string()),
-                }
+            access_log::add_plugin_time(std::mem::take(&mut state.plugin_time));
+            if let Err(response) = ended {
+                return response;
             }
         }
+        let Hooked {
+            request: working,
+            auth,
+            authenticated,
+            mut object,
+            ..
+        } = state;
+        let api = &route.api;
 
         // Response hooks are shown the request too; otherwise it moves into the upstream request.
         let kept = route.response.any.then(|| working.clone());
@@ -504,6 +570,7 @@ impl Gateway {
         };
 
         if let Some(working) = kept {
+            let spec = route.spec();
             let ctx = ObjectContext {
                 hook_name: "",
                 session: authenticated.then_some(auth.session.as_slice()),
@@ -518,8 +585,20 @@ impl Gateway {
                 Some(&upstream),
                 &ctx,
             );
-            let answer;
-            (object, answer) = self.run(&route.runner, object).await;
+            let bridge = self.bridge;
+            let ran = self
+                .offload(&route.runner, move || {
+                    let mut spent = Duration::ZERO;
+                    let answer = dispatch(bridge, &object, &mut spent);
+                    (object, answer, spent)
+                })
+                .await;
+            let (answer, spent);
+            (object, answer, spent) = match ran {
+                Ok(ran) => ran,
+                Err(failed) => return failed.response(),
+            };
+            access_log::add_plugin_time(spent);
             let answer = match answer {
                 Ok(answer) => answer,
                 Err(failed) => return failed.response(),
@@ -568,57 +647,40 @@ impl Gateway {
         resp
     }
 
-    /// Dispatches an encoded Object through the bridge as `runner` says: on this worker, or off
-    /// the async workers (waiting at most `blocking_wait` for a permit, without holding the
-    /// worker). Hands the buffer back for the next phase, with the answer or why there is none.
-    async fn run(&self, runner: &Runner, object: Vec<u8>) -> (Vec<u8>, Result<Answer, Failed>) {
-        let started = std::time::Instant::now();
-        let (object, out) = match runner {
-            Runner::Inline => {
-                let out = self.bridge.dispatch(&object);
-                (object, out)
-            }
-            Runner::Offload(lane) => {
-                let bridge = self.bridge;
-                let waited =
-                    tokio::time::timeout(self.blocking_wait, self.blocking.clone().acquire_owned())
-                        .await;
-                let Ok(permit) = waited else {
-                    self.blocking_timeouts.fetch_add(1, Ordering::Relaxed);
-                    return (object, Err(Failed::Busy));
-                };
-                let call = move || {
-                    let _permit = permit;
-                    let out = bridge.dispatch(&object);
-                    (object, out)
-                };
-                let done = match lane {
-                    Some(lane) => lane
-                        .run(call)
-                        .await
-                        .map(|(done, _)| done)
-                        .map_err(|_| "the hook's thread failed".to_owned()),
-                    None => tokio::task::spawn_blocking(call)
-                        .await
-                        .map_err(|e| e.to_string()),
-                };
-                match done {
-                    Ok(done) => done,
-                    Err(e) => {
-                        eprintln!("coprocess-gateway: the dispatching thread failed: {e}");
-                        return (Vec::new(), Err(Failed::Dispatch));
-                    }
-                }
-            }
+    /// Runs `work` (hook dispatches) where `runner` says: on this worker, or off the async workers
+    /// (waiting at most `blocking_wait` for a permit, without holding the worker).
+    async fn offload<T: Send + 'static>(
+        &self,
+        runner: &Runner,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Failed> {
+        let Runner::Offload(lane) = runner else {
+            return Ok(work());
         };
-        access_log::add_plugin_time(started.elapsed());
-        match out {
-            Ok(answer) => (object, Ok(answer)),
-            Err(e) => {
-                eprintln!("coprocess-gateway: Dispatch failed: {e}");
-                (object, Err(Failed::Dispatch))
-            }
-        }
+        let waited =
+            tokio::time::timeout(self.blocking_wait, self.blocking.clone().acquire_owned()).await;
+        let Ok(permit) = waited else {
+            self.blocking_timeouts.fetch_add(1, Ordering::Relaxed);
+            return Err(Failed::Busy);
+        };
+        let work = move || {
+            let _permit = permit;
+            work()
+        };
+        let done = match lane {
+            Some(lane) => lane
+                .run(work)
+                .await
+                .map(|(done, _)| done)
+                .map_err(|_| "the hook panicked".to_owned()),
+            None => tokio::task::spawn_blocking(work)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        done.map_err(|e| {
+            eprintln!("coprocess-gateway: the dispatching thread failed: {e}");
+            Failed::Dispatch
+        })
     }
 
     /// Sends the request to the API's upstream (its headers, less hop-by-hop ones and Host, move

@@ -399,3 +399,55 @@ fn a_request_that_waits_too_long_for_the_blocking_pool_gets_a_503() {
         "{metrics}"
     );
 }
+
+/// Hooks of a driver not in `inline_drivers` run on its lane (one thread); a hook that sleeps holds
+/// the lane, and the other requests' hooks of that driver do not wait for it: they go to the
+/// blocking pool (the lane's fall-back). Also without lanes (`lane_patience_ms: 0`, the pool only).
+#[test]
+fn a_sleeping_hook_does_not_hold_up_other_hooks_of_its_driver() {
+    const SLOW: &str = r#"{
+      "api_id": "slow", "org_id": "org",
+      "proxy": {"listen_path": "/slow/", "target_url": "{upstream}", "strip_listen_path": true},
+      "custom_middleware": {"driver": "pooled", "pre": [{"name": "Sleep:1500"}]}
+    }"#;
+    const QUICK: &str = r#"{
+      "api_id": "quick", "org_id": "org",
+      "proxy": {"listen_path": "/quick/", "target_url": "{upstream}", "strip_listen_path": true},
+      "custom_middleware": {"driver": "pooled", "pre": [{"name": "AddHeader"}],
+                            "post": [{"name": "ChainPost"}]}
+    }"#;
+    let driver = serde_json::json!([{
+        "name": "pooled",
+        "path": support::target_dir().join("libcoprocess_rust_driver.so"),
+        "config": {}
+    }]);
+    for patience in [5, 0] {
+        let gw = support::gateway_with_config(
+            &[SLOW, QUICK],
+            driver.clone(),
+            serde_json::json!({"lane_patience_ms": patience}),
+        );
+        // Served by the lane before the slow hook holds it.
+        let r = http(&gw, "GET", "/quick/x", &[], "");
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.upstream_header("x-rust-driver").as_deref(), Some("rust"));
+        assert_eq!(r.upstream_header("x-chain").as_deref(), Some("ChainPost"));
+        std::thread::scope(|s| {
+            let slow = s.spawn(|| http(&gw, "GET", "/slow/x", &[], ""));
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            for _ in 0..3 {
+                let started = std::time::Instant::now();
+                let r = http(&gw, "GET", "/quick/x", &[], "");
+                assert_eq!(r.status, 200, "{}", r.body);
+                assert_eq!(r.upstream_header("x-chain").as_deref(), Some("ChainPost"));
+                assert!(
+                    started.elapsed() < std::time::Duration::from_millis(700),
+                    "lane_patience_ms {patience}: a quick hook waited {:?} for the sleeping one",
+                    started.elapsed()
+                );
+            }
+            assert!(!slow.is_finished(), "the slow hook still sleeps");
+            assert_eq!(slow.join().unwrap().status, 200);
+        });
+    }
+}
