@@ -5,8 +5,8 @@ and calls to malloc/realloc/calloc, from valgrind's callgrind.
   python3 examples/gateway/benches/per_request.py [--requests N] GATEWAY_BINARY...
 
 Each binary (e.g. this build's target/release/coprocess-gateway and a copy of main's) is started
-under `valgrind --tool=callgrind` with the load bench's three gateway scenarios (no_plugin, pre_hook,
-pre_auth_post) on the bridge and the example driver of its directory's target dir
+under `valgrind --tool=callgrind` with four of the load bench's gateway scenarios (no_plugin, pre_hook,
+pre_hook_pool, pre_auth_post) on the bridge and the example driver of its directory's target dir
 (target/release/libcoprocess_bridge.so, libcoprocess_rust_driver.so; build them first), proxying to
 an echo upstream in a plain process of the first binary. For each scenario: a warm-up, then the
 counters are zeroed (`callgrind_control -z`), N and 2N GETs are sent on one keep-alive connection,
@@ -30,6 +30,9 @@ import time
 APIS = {
     "no_plugin": {},
     "pre_hook": {"custom_middleware": {"driver": "native", "pre": [{"name": "AddHeader"}]}},
+    # The same Pre hook, the library loaded as "pooled" (not inline): dispatched off the async
+    # workers (its driver's lane, or the blocking pool).
+    "pre_hook_pool": {"custom_middleware": {"driver": "pooled", "pre": [{"name": "AddHeader"}]}},
     "pre_auth_post": {
         "enable_coprocess_auth": True,
         "custom_middleware": {
@@ -116,7 +119,10 @@ def measure(binary, upstream, n, workdir):
         "listen": "127.0.0.1:0",
         "bridge": os.path.join(libs, "libcoprocess_bridge.so"),
         "coprocess_options": {
-            "drivers": [{"name": "native", "path": driver, "config": {"tokens": ["tok"], "cache_seconds": 3600}}],
+            "drivers": [
+                {"name": name, "path": driver, "config": {"tokens": ["tok"], "cache_seconds": 3600}}
+                for name in ("native", "pooled")
+            ],
             "log_level": "warning",
         },
         "apps": [apps],

@@ -213,11 +213,7 @@ impl Route {
     /// Runs the hooks of the request phases in Tyk's order, each answer applied to the request
     /// before the next phase's Object is written. Err: the response that ends the request here (a
     /// hook's override, a failed hook or auth).
-    fn run_request_phases(
-        &self,
-        bridge: Bridge,
-        state: &mut Hooked,
-    ) -> Result<(), Response<Full<Bytes>>> {
+    fn run_request_phases(&self, bridge: Bridge, state: &mut Hooked) -> Result<(), Ended> {
         let spec = self.spec();
         for phase in self.request_phases() {
             if !phase.any {
@@ -242,33 +238,36 @@ impl Route {
                 &ctx,
             );
             let answer = dispatch(bridge, &state.object, &mut state.plugin_time)
-                .map_err(Failed::response)?;
-            let edits =
-                RequestEdits::read(&answer).map_err(|e| middleware_error(&e.to_string()))?;
+                .map_err(|failed| Box::new(failed.response()))?;
+            let edits = RequestEdits::read(&answer)
+                .map_err(|e| Box::new(middleware_error(&e.to_string())))?;
             let overrides = edits
                 .return_overrides()
-                .map_err(|e| middleware_error(&e.to_string()))?;
+                .map_err(|e| Box::new(middleware_error(&e.to_string())))?;
             if let Some(answer) = overrides.as_ref().and_then(override_answer) {
-                return Err(answered(answer));
+                return Err(Box::new(answered(answer)));
             }
             state
                 .request
                 .apply(&edits, &state.object, &sent)
-                .map_err(|e| middleware_error(&e.to_string()))?;
+                .map_err(|e| Box::new(middleware_error(&e.to_string())))?;
             if phase.hook_type == HookType::CustomKeyCheck {
                 match Auth::read(&answer) {
                     Ok(Some(granted)) => {
                         state.auth = granted;
                         state.authenticated = true;
                     }
-                    Ok(None) => return Err(error(StatusCode::FORBIDDEN, "Forbidden")),
-                    Err(e) => return Err(middleware_error(&e.to_string())),
+                    Ok(None) => return Err(Box::new(error(StatusCode::FORBIDDEN, "Forbidden"))),
+                    Err(e) => return Err(Box::new(middleware_error(&e.to_string()))),
                 }
             }
         }
         Ok(())
     }
 }
+
+/// The response that ends a request before its upstream is called (boxed: only on this path).
+type Ended = Box<Response<Full<Bytes>>>;
 
 /// A request on its way through the hooks: what the request phases change and hand on, moved to
 /// wherever they run.
@@ -525,22 +524,28 @@ impl Gateway {
             plugin_time: Duration::ZERO,
         };
         if route.request_phases().iter().any(|phase| phase.any) {
-            // All request phases in one hand-off: one trip to the lane for Pre, auth and Post.
-            let (bridge, hooks) = (self.bridge, route.clone());
-            let ran = self
-                .offload(&route.runner, move || {
-                    let ended = hooks.run_request_phases(bridge, &mut state);
-                    (state, ended)
-                })
-                .await;
-            let ended;
-            (state, ended) = match ran {
-                Ok(ran) => ran,
-                Err(failed) => return failed.response(),
+            let ended = if let Runner::Inline = route.runner {
+                route.run_request_phases(self.bridge, &mut state)
+            } else {
+                // All request phases in one hand-off: one trip off the workers for Pre, auth and
+                // Post.
+                let (bridge, hooks) = (self.bridge, route.clone());
+                let ran = self
+                    .offload(&route.runner, move || {
+                        let ended = hooks.run_request_phases(bridge, &mut state);
+                        (state, ended)
+                    })
+                    .await;
+                let ended;
+                (state, ended) = match ran {
+                    Ok(ran) => ran,
+                    Err(failed) => return failed.response(),
+                };
+                ended
             };
             access_log::add_plugin_time(std::mem::take(&mut state.plugin_time));
             if let Err(response) = ended {
-                return response;
+                return *response;
             }
         }
         let Hooked {
