@@ -97,7 +97,8 @@ const SCENARIOS: &[Scenario] = &[
                                    "extractor_config": {"header_name": "Authorization"}}}}"#,
         ),
     },
-    // A Python Pre hook (drivers/python, Tyk's API: `request.add_header`), on the blocking pool.
+    // A Python Pre hook (drivers/python, Tyk's API: `request.add_header`), off the async workers
+    // (on the python driver's lane; the blocking pool when the lane is held up).
     Scenario {
         name: "python_pre",
         api: Some(
@@ -142,7 +143,8 @@ const SCENARIOS: &[Scenario] = &[
         ),
     },
     // The same Pre hook with the same library loaded as "pooled", a driver not in `inline_drivers`:
-    // dispatched on the bounded blocking pool, as Python and gRPC drivers are.
+    // dispatched off the async workers (its lane, or the bounded blocking pool), as Python and gRPC
+    // drivers are.
     Scenario {
         name: "pre_hook_pool",
         api: Some(
