@@ -75,7 +75,7 @@ impl HookRequest {
                 self.headers.remove(n);
             }
         }
-        for (name, value) in last_entries(edits.entries(SET_HEADERS))? {
+        for &(name, value) in last_entries(edits.entries(SET_HEADERS))?.as_slice() {
             if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
                 self.headers.insert(n, v);
             }
@@ -146,38 +146,112 @@ impl HookRequest {
 /// A `map<string, string>` entry: key and value bytes.
 type Entry<'a> = (&'a [u8], &'a [u8]);
 
+/// Distinct keys [`last_entries`] keeps on the stack (an answer's set_headers are a few); more go
+/// to the heap with a hash index.
+const ON_STACK: usize = 16;
+
 /// Map entries as a decoded map holds them: the last value of each key, at its first key's place.
 /// (Applying every entry in turn is not the same: an earlier valid value would stay where the
 /// winning one is refused.)
 fn last_entries<'a>(
     entries: impl Iterator<Item = Result<Entry<'a>, Malformed>>,
-) -> Result<Vec<Entry<'a>>, Malformed> {
-    let mut out: Vec<Entry<'a>> = Vec::new();
-    let mut index: Option<std::collections::HashMap<&[u8], usize>> = None;
+) -> Result<LastEntries<'a>, Malformed> {
+    let mut out = LastEntries::Stack([(&[][..], &[][..]); ON_STACK], 0);
     for entry in entries {
         let (k, v) = entry?;
-        // Linear search while short; a hash index once an answer carries many entries.
-        if index.is_none() && out.len() >= 16 {
-            index = Some(out.iter().enumerate().map(|(i, (k, _))| (*k, i)).collect());
-        }
-        let at = match &mut index {
-            Some(index) => index.get(k).copied(),
-            None => out.iter().position(|(seen, _)| *seen == k),
-        };
-        match at {
-            Some(i) => out[i].1 = v,
-            None => {
-                if let Some(index) = &mut index {
-                    index.insert(k, out.len());
+        match &mut out {
+            // Linear search while short.
+            LastEntries::Stack(kept, len) => {
+                if let Some(i) = kept[..*len].iter().position(|(seen, _)| *seen == k) {
+                    kept[i].1 = v;
+                } else if *len < ON_STACK {
+                    kept[*len] = (k, v);
+                    *len += 1;
+                } else {
+                    let mut list = kept.to_vec();
+                    list.push((k, v));
+                    let index = list.iter().enumerate().map(|(i, (k, _))| (*k, i)).collect();
+                    out = LastEntries::Heap(list, index);
                 }
-                out.push((k, v));
             }
+            LastEntries::Heap(list, index) => match index.get(k) {
+                Some(&i) => list[i].1 = v,
+                None => {
+                    index.insert(k, list.len());
+                    list.push((k, v));
+                }
+            },
         }
     }
     Ok(out)
 }
 
+/// What [`last_entries`] found: up to [`ON_STACK`] distinct keys in place, more in a list with a
+/// hash index of its keys.
+enum LastEntries<'a> {
+    Stack([Entry<'a>; ON_STACK], usize),
+    Heap(Vec<Entry<'a>>, std::collections::HashMap<&'a [u8], usize>),
+}
+
+impl<'a> LastEntries<'a> {
+    fn as_slice(&self) -> &[Entry<'a>] {
+        match self {
+            LastEntries::Stack(kept, len) => &kept[..*len],
+            LastEntries::Heap(list, _) => list,
+        }
+    }
+}
+
 /// A string field's bytes as a `String` (the bridge only hands on UTF-8).
 fn lossless(bytes: &[u8]) -> Result<String, Malformed> {
     String::from_utf8(bytes.to_vec()).map_err(|_| Malformed { offset: 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a decoded map holds, in first-key order: the reference for [`last_entries`].
+    fn reference<'a>(entries: &[Entry<'a>]) -> Vec<Entry<'a>> {
+        let mut out: Vec<Entry<'a>> = Vec::new();
+        for &(k, v) in entries {
+            match out.iter_mut().find(|(seen, _)| *seen == k) {
+                Some(kept) => kept.1 = v,
+                None => out.push((k, v)),
+            }
+        }
+        out
+    }
+
+    fn keys(n: usize) -> Vec<Vec<u8>> {
+        (0..n).map(|i| format!("k{i}").into_bytes()).collect()
+    }
+
+    #[test]
+    fn few_keys_stay_on_the_stack_and_many_go_to_the_heap_with_the_same_result() {
+        for distinct in [0, 1, 3, ON_STACK, ON_STACK + 1, 3 * ON_STACK] {
+            let keys = keys(distinct);
+            // Every key twice, the second value winning, plus a repeat of the first key at the end.
+            let mut entries: Vec<Entry<'_>> = Vec::new();
+            for round in [&b"first"[..], b"second"] {
+                entries.extend(keys.iter().map(|k| (k.as_slice(), round)));
+            }
+            if let Some(k) = keys.first() {
+                entries.push((k.as_slice(), b"last"));
+            }
+            let got = last_entries(entries.iter().map(|e| Ok(*e))).unwrap();
+            assert_eq!(
+                matches!(got, LastEntries::Stack(..)),
+                distinct <= ON_STACK,
+                "{distinct} keys"
+            );
+            assert_eq!(got.as_slice(), reference(&entries), "{distinct} keys");
+        }
+    }
+
+    #[test]
+    fn a_malformed_entry_fails_the_whole_list() {
+        let entries = [Ok((&b"a"[..], &b"1"[..])), Err(Malformed { offset: 3 })];
+        assert!(last_entries(entries.into_iter()).is_err());
+    }
 }
