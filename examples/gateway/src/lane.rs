@@ -18,15 +18,28 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-type Job = Box<dyn FnOnce() + Send>;
-
 /// Work queued on a lane: taken by whoever runs it first, the lane or the request that lost
 /// patience.
-struct Slot(Mutex<Option<Job>>);
+struct Slot<F>(Mutex<Option<F>>);
 
-impl Slot {
-    fn take(&self) -> Option<Job> {
+impl<F> Slot<F> {
+    fn take(&self) -> Option<F> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// A slot as the lane's thread sees it, whatever its work's type (one allocation per hand-off:
+/// the slot is the work).
+trait Queued: Send + Sync {
+    /// Runs the work unless its request took it back.
+    fn run(&self);
+}
+
+impl<F: FnOnce() + Send> Queued for Slot<F> {
+    fn run(&self) {
+        if let Some(work) = self.take() {
+            work();
+        }
     }
 }
 
@@ -65,7 +78,7 @@ pub struct Lost;
 
 /// One driver's lane; dropping it lets its thread end once the queue is empty.
 pub struct Lane {
-    queue: mpsc::Sender<Arc<Slot>>,
+    queue: mpsc::Sender<Arc<dyn Queued>>,
     clock: Arc<Clock>,
     patience: Duration,
 }
@@ -73,7 +86,7 @@ pub struct Lane {
 impl Lane {
     /// Starts the lane's thread (named `name`).
     pub fn start(name: &str, patience: Duration) -> std::io::Result<Lane> {
-        let (queue, work) = mpsc::channel::<Arc<Slot>>();
+        let (queue, work) = mpsc::channel::<Arc<dyn Queued>>();
         let clock = Arc::new(Clock {
             epoch: Instant::now(),
             busy_since: AtomicU64::new(IDLE),
@@ -83,16 +96,12 @@ impl Lane {
             .name(name.to_owned())
             .spawn(move || {
                 for slot in work {
-                    let Some(job) = slot.take() else {
-                        // Taken back by its request.
-                        continue;
-                    };
                     lane_clock
                         .busy_since
                         .store(lane_clock.now(), Ordering::Relaxed);
                     // A panicking job drops its result sender (its request sees `Lost`); the lane
                     // goes on.
-                    let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| slot.run()));
                     lane_clock.busy_since.store(IDLE, Ordering::Relaxed);
                 }
             })?;
@@ -115,14 +124,14 @@ impl Lane {
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<(T, Ran), Lost> {
         let (done, mut result) = oneshot::channel();
-        let job: Job = Box::new(move || {
+        let job = move || {
             let _ = done.send(work());
-        });
+        };
         if self.clock.stuck(self.patience) {
             return on_pool(job, result).await;
         }
         let slot = Arc::new(Slot(Mutex::new(Some(job))));
-        if let Err(mpsc::SendError(slot)) = self.queue.send(slot.clone()) {
+        if self.queue.send(slot.clone()).is_err() {
             // The lane's thread is gone (it cannot panic; only at exit).
             return match slot.take() {
                 Some(job) => on_pool(job, result).await,
@@ -143,7 +152,10 @@ impl Lane {
     }
 }
 
-async fn on_pool<T>(job: Job, result: oneshot::Receiver<T>) -> Result<(T, Ran), Lost> {
+async fn on_pool<T>(
+    job: impl FnOnce() + Send + 'static,
+    result: oneshot::Receiver<T>,
+) -> Result<(T, Ran), Lost> {
     // A panic drops the sender: `result` tells, the join handle need not be awaited.
     drop(tokio::task::spawn_blocking(job));
     result
@@ -185,10 +197,10 @@ mod tests {
         let lane = Lane::start("lane-held", patience).unwrap();
         let (release, released) = mpsc::channel::<()>();
         let (started, has_started) = mpsc::channel::<()>();
-        let slot = Arc::new(Slot(Mutex::new(Some(Box::new(move || {
+        let slot = Arc::new(Slot(Mutex::new(Some(move || {
             started.send(()).unwrap();
             released.recv().unwrap();
-        }) as Job))));
+        }))));
         lane.queue.send(slot).unwrap();
         has_started.recv().unwrap();
         (lane, release)
@@ -208,6 +220,15 @@ mod tests {
         assert_ne!(name, "lane-held");
         assert!(started.elapsed() >= patience, "it waited its patience out");
         release.send(()).unwrap();
+        // Until the held call has returned, the lane still counts as stuck.
+        let waited = Instant::now();
+        while lane.clock.stuck(patience) {
+            assert!(
+                waited.elapsed() < Duration::from_secs(10),
+                "the lane stays stuck"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
         // The lane skips the slot that was taken back and serves again.
         let (name, ran) = runtime().block_on(lane.run(thread_name)).unwrap();
         assert_eq!((name.as_str(), ran), ("lane-held", Ran::Lane));
@@ -215,12 +236,13 @@ mod tests {
 
     #[test]
     fn a_lane_stuck_in_a_long_call_sends_new_work_straight_to_the_pool() {
-        let patience = Duration::from_millis(20);
+        let patience = Duration::from_millis(200);
         let (lane, release) = held_lane(patience);
-        std::thread::sleep(patience * 2);
+        let runtime = runtime();
+        std::thread::sleep(patience + Duration::from_millis(50));
         assert!(lane.clock.stuck(patience));
         let started = Instant::now();
-        let (_, ran) = runtime().block_on(lane.run(|| ())).unwrap();
+        let (_, ran) = runtime.block_on(lane.run(|| ())).unwrap();
         assert_eq!(ran, Ran::Pool);
         assert!(
             started.elapsed() < patience,
