@@ -179,19 +179,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    #[inline]
     fn varint(&mut self) -> Option<u64> {
-        // One byte: keys and short lengths, nearly every varint of an Object.
-        match self.buf.get(self.pos) {
-            Some(&b) if b < 0x80 => {
-                self.pos += 1;
-                Some(u64::from(b))
-            }
-            _ => self.long_varint(),
-        }
-    }
-
-    fn long_varint(&mut self) -> Option<u64> {
         let mut v: u64 = 0;
         for i in 0..10 {
             let b = *self.buf.get(self.pos)?;
@@ -323,33 +311,6 @@ pub(crate) fn string_entry(entry: &[u8]) -> Result<(&[u8], &[u8]), Malformed> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn one_byte_varints_take_the_shortcut_and_longer_ones_the_loop() {
-        // (bytes, what prost reads): the shortcut covers the first row only.
-        let cases: [(&[u8], Option<u64>); 7] = [
-            (&[0x7f, 0xff], Some(127)),
-            (&[0x80, 0x01], Some(128)),
-            (&[0x80, 0x00], Some(0)),
-            (&[0xff; 9], None),
-            (
-                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
-                Some(u64::MAX),
-            ),
-            (
-                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02],
-                None,
-            ),
-            (&[], None),
-        ];
-        for (bytes, read) in cases {
-            let mut f = Fields::new(bytes, 0);
-            assert_eq!(f.varint(), read, "{bytes:02x?}");
-            if bytes.first().is_some_and(|&b| b < 0x80) {
-                assert_eq!(f.pos, 1, "one byte read");
-            }
-        }
-    }
 
     #[test]
     fn varint_lengths() {
