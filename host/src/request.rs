@@ -188,6 +188,8 @@ fn last_entries<'a>(
 
 /// What [`last_entries`] found: up to [`ON_STACK`] distinct keys in place, more in a list with a
 /// hash index of its keys.
+// The large variant is the point: it lives on the stack for one `apply`, instead of an allocation.
+#[allow(clippy::large_enum_variant)]
 enum LastEntries<'a> {
     Stack([Entry<'a>; ON_STACK], usize),
     Heap(Vec<Entry<'a>>, std::collections::HashMap<&'a [u8], usize>),
