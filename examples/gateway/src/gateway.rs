@@ -34,7 +34,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::access_log::{self, AccessLog};
-use crate::lane::Lane;
+use crate::lane::{Lane, Lost, Ran};
 use crate::object_buffer;
 
 /// Largest request or upstream body read.
@@ -303,6 +303,8 @@ pub struct Gateway {
     blocking_wait: Duration,
     /// Requests answered 503 because no permit came within `blocking_wait`.
     blocking_timeouts: AtomicU64,
+    /// Hand-offs to a lane that ran on the blocking pool instead (the lane was held up).
+    lane_fallbacks: AtomicU64,
     log: AccessLog,
 }
 
@@ -410,6 +412,7 @@ impl Gateway {
             blocking: Arc::new(Semaphore::new(config.blocking_dispatches)),
             blocking_wait: Duration::from_millis(config.blocking_wait_ms),
             blocking_timeouts: AtomicU64::new(0),
+            lane_fallbacks: AtomicU64::new(0),
             log: AccessLog::start(
                 std::io::stdout(),
                 access_log::QUEUE,
@@ -634,6 +637,11 @@ impl Gateway {
                 self.blocking_timeouts.load(Ordering::Relaxed),
             ),
             (
+                "coprocess_gateway_lane_fallbacks_total",
+                "Hook hand-offs to a driver's lane that ran on the blocking pool because the lane was held up by a long call.",
+                self.lane_fallbacks.load(Ordering::Relaxed),
+            ),
+            (
                 "coprocess_gateway_access_log_dropped_total",
                 "Access-log lines dropped because the log's queue was full.",
                 self.log.dropped(),
@@ -673,11 +681,15 @@ impl Gateway {
             work()
         };
         let done = match lane {
-            Some(lane) => lane
-                .run(work)
-                .await
-                .map(|(done, _)| done)
-                .map_err(|_| "the hook panicked".to_owned()),
+            Some(lane) => match lane.run(work).await {
+                Ok((done, ran)) => {
+                    if ran == Ran::Pool {
+                        self.lane_fallbacks.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(done)
+                }
+                Err(Lost) => Err("the hook panicked".to_owned()),
+            },
             None => tokio::task::spawn_blocking(work)
                 .await
                 .map_err(|e| e.to_string()),

@@ -7,7 +7,7 @@
 //! hand-overs between threads).
 //!
 //! A call that runs long (a hook that sleeps) must not stall the requests queued behind it: a request
-//! whose work the lane has not started within [`Lane::patience`] takes it back and runs it on the
+//! whose work the lane has not started within the lane's patience takes it back and runs it on the
 //! blocking pool, and while the lane's current call has been running longer than that, new work goes
 //! straight to the pool. Either way the async worker only awaits.
 
@@ -110,11 +110,6 @@ impl Lane {
             clock,
             patience,
         })
-    }
-
-    /// How long queued work waits for the lane before it goes to the blocking pool.
-    pub fn patience(&self) -> Duration {
-        self.patience
     }
 
     /// Runs `work` on the lane, or on the blocking pool when the lane is held up; must be called

@@ -449,5 +449,18 @@ fn a_sleeping_hook_does_not_hold_up_other_hooks_of_its_driver() {
             assert!(!slow.is_finished(), "the slow hook still sleeps");
             assert_eq!(slow.join().unwrap().status, 200);
         });
+        // With a lane, the quick ones went to the pool (so did the slow one, if the busy machine kept
+        // the lane from starting it in time); without, there is no lane to fall back from.
+        let metrics = http(&gw, "GET", "/metrics", &[], "").body;
+        let fallbacks: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("coprocess_gateway_lane_fallbacks_total "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no lane fallback count: {metrics}"));
+        if patience == 0 {
+            assert_eq!(fallbacks, 0);
+        } else {
+            assert!(fallbacks >= 1, "{metrics}");
+        }
     }
 }
