@@ -13,7 +13,7 @@
 
 use super::{
     api_id_value, ascii::is_ascii, canonical_entry, check_utf8, len_delimited, skip_varint,
-    step_of, varint, Kind, Routing, Schema, Step, HOOK_TYPE_KEY, LEN, OBJECT, SPEC_KEY, STRING_MAP,
+    step_of, varint, Kind, Routing, Schema, Step, HOOK_TYPE_KEY, LEN, SPEC_KEY,
 };
 
 /// Nested spans up to this long are tried as all-ASCII ([`plain`]); longer ones rarely are, and
@@ -44,28 +44,113 @@ pub(super) fn object(buf: &[u8]) -> Option<Routing<'_>> {
             }
             pos = end;
         } else {
-            pos = field(buf, pos, &OBJECT)?;
+            pos = field::<ObjectFields>(buf, pos)?;
         }
     }
     Some(routing)
 }
 
-/// Walks the fields in `data[pos..]` against `schema`.
-fn message(data: &[u8], mut pos: usize, schema: &'static Schema) -> Option<()> {
+/// A message the first pass walks with code of its own: its schema's step table at a fixed address,
+/// and the walks of its nested messages called (or inlined) directly rather than through the schema.
+trait Known {
+    fn schema() -> &'static Schema;
+    /// Walks the message or map entry in `data[start..end]` that field `tag` holds (the step table
+    /// says it holds one): [`nested`] with the field's own `Known` type.
+    fn nested(tag: usize, data: &[u8], start: usize, end: usize) -> Option<()>;
+    /// [`plain`] of the message or map entry in `data[start..]` that field `tag` holds.
+    fn plain_nested(tag: usize, data: &[u8], start: usize) -> Option<()>;
+    /// Asserts that `nested` and `plain_nested` lead each message or map field to the `Known` type
+    /// of the schema the field holds, and so on down.
+    #[cfg(test)]
+    fn check_tree();
+}
+
+/// Declares a [`Known`] message: its schema and, for each field holding a message or map entry,
+/// that message's `Known` type and whether its walk is inlined (`inline`) or called (`call`).
+macro_rules! known {
+    ($name:ident = $schema:ident { $($tag:literal => $how:ident $sub:ident),* $(,)? }) => {
+        struct $name;
+        impl Known for $name {
+            #[inline(always)]
+            fn schema() -> &'static Schema {
+                &super::$schema
+            }
+            #[inline(always)]
+            #[allow(unused_variables)]
+            fn nested(tag: usize, data: &[u8], start: usize, end: usize) -> Option<()> {
+                match tag {
+                    $($tag => known!(@$how nested $sub (data, start, end)),)*
+                    _ => unreachable!("Step::Nested is only given to message and map fields"),
+                }
+            }
+            #[inline(always)]
+            #[allow(unused_variables)]
+            fn plain_nested(tag: usize, data: &[u8], start: usize) -> Option<()> {
+                match tag {
+                    $($tag => known!(@$how plain $sub (data, start)),)*
+                    _ => unreachable!("Step::Nested is only given to message and map fields"),
+                }
+            }
+            #[cfg(test)]
+            fn check_tree() {
+                let fields = Self::schema().fields;
+                let nested = fields
+                    .iter()
+                    .filter(|f| matches!(f.kind, Kind::Msg(_) | Kind::Map(_)))
+                    .count();
+                let listed: usize = 0 $(+ { let _ = $tag; 1 })*;
+                assert_eq!(nested, listed, "{}", stringify!($name));
+                $(
+                    let (Kind::Msg(sub) | Kind::Map(sub)) = fields[$tag - 1].kind else {
+                        panic!("{} field {} holds no message", stringify!($name), $tag);
+                    };
+                    assert!(core::ptr::eq(sub, $sub::schema()), "{} field {}", stringify!($name), $tag);
+                    $sub::check_tree();
+                )*
+            }
+        }
+    };
+    (@inline $walk:ident $sub:ident ($($arg:ident),*)) => { $walk::<$sub>($($arg),*) };
+    (@call nested $sub:ident ($($arg:ident),*)) => { nested_call::<$sub>($($arg),*) };
+    (@call plain $sub:ident ($($arg:ident),*)) => { plain_call::<$sub>($($arg),*) };
+}
+
+known!(ObjectFields = OBJECT { 3 => call Request, 4 => call Session, 7 => call Response });
+known!(Request = MINI_REQUEST_OBJECT { 10 => inline ReturnOverridesFields });
+known!(ReturnOverridesFields = RETURN_OVERRIDES {});
+known!(Response = RESPONSE_OBJECT { 5 => inline HeaderFields });
+known!(HeaderFields = HEADER {});
+known!(Session = SESSION_STATE {
+    10 => call AccessEntry,
+    14 => inline BasicAuth,
+    15 => inline Jwt,
+    21 => inline MonitorFields,
+});
+known!(AccessEntry = ACCESS_MAP { 2 => inline AccessDefinitionFields });
+known!(AccessDefinitionFields = ACCESS_DEFINITION { 4 => inline AccessSpecFields });
+known!(AccessSpecFields = ACCESS_SPEC {});
+known!(BasicAuth = BASIC_AUTH_DATA {});
+known!(Jwt = JWT_DATA {});
+known!(MonitorFields = MONITOR {});
+known!(StringEntry = STRING_MAP {});
+
+/// Walks the fields of an `M` in `data[pos..]`.
+#[inline(always)]
+fn message<M: Known>(data: &[u8], mut pos: usize) -> Option<()> {
     while pos < data.len() {
-        pos = field(data, pos, schema)?;
+        pos = field::<M>(data, pos)?;
     }
     Some(())
 }
 
-/// The field at `at` (`< data.len()`): the position after it.
+/// The field at `at` (`< data.len()`) of an `M` that ends where `data` ends: the position after it.
 #[inline(always)]
-fn field(data: &[u8], at: usize, schema: &'static Schema) -> Option<usize> {
+fn field<M: Known>(data: &[u8], at: usize) -> Option<usize> {
     let b = data[at];
     let (step, tag, mut pos) = if b < 0x80 {
-        (schema.steps[b as usize], usize::from(b >> 3), at + 1)
+        (M::schema().steps[b as usize], usize::from(b >> 3), at + 1)
     } else {
-        two_byte_key(data, at, schema)?
+        two_byte_key(data, at, M::schema())?
     };
     match step {
         Step::Str => {
@@ -81,7 +166,7 @@ fn field(data: &[u8], at: usize, schema: &'static Schema) -> Option<usize> {
         }
         Step::Nested => {
             let end = len_delimited(data, &mut pos).ok()?;
-            nested(data, pos, end, sub_schema(schema, tag))?;
+            M::nested(tag, data, pos, end)?;
             Some(end)
         }
         Step::Varint => {
@@ -91,7 +176,7 @@ fn field(data: &[u8], at: usize, schema: &'static Schema) -> Option<usize> {
         Step::SkipLen => len_delimited(data, &mut pos).ok(),
         Step::Fixed64 => fixed(data, pos, 8),
         Step::Fixed32 => fixed(data, pos, 4),
-        Step::General => packed_doubles(data, pos, schema, tag, b),
+        Step::General => packed_doubles(data, pos, M::schema(), tag, b),
     }
 }
 
@@ -116,7 +201,7 @@ fn string_entry(data: &[u8], start: usize, end: usize) -> Option<()> {
     if canonical_entry(&data[start..end]).is_some() && is_ascii(data, start, end) {
         return Some(());
     }
-    nested(data, start, end, &STRING_MAP)
+    nested::<StringEntry>(data, start, end)
 }
 
 /// The one general-path key this pass takes: a packed `repeated double` (`Monitor.trigger_limits`).
@@ -152,48 +237,48 @@ fn two_byte_key(data: &[u8], at: usize, schema: &'static Schema) -> Option<(Step
     Some((step, key >> 3, at + 2))
 }
 
-/// The schema of the message or map field `tag`, which the step table says is one.
-#[inline(always)]
-fn sub_schema(schema: &'static Schema, tag: usize) -> &'static Schema {
-    match schema.fields[tag - 1].kind {
-        Kind::Msg(sub) | Kind::Map(sub) => sub,
-        _ => unreachable!("Step::Nested is only given to message and map fields"),
-    }
+/// [`nested`], not inlined.
+#[inline(never)]
+fn nested_call<M: Known>(data: &[u8], start: usize, end: usize) -> Option<()> {
+    nested::<M>(data, start, end)
 }
 
-/// A message or map entry in `data[start..end]`.
+/// An `M` (a message or map entry) in `data[start..end]`.
 #[inline(always)]
-fn nested(data: &[u8], start: usize, end: usize, schema: &'static Schema) -> Option<()> {
+fn nested<M: Known>(data: &[u8], start: usize, end: usize) -> Option<()> {
     if end - start <= PLAIN_MAX
         && is_ascii(data, start, end)
-        && plain(&data[..end], start, schema).is_some()
+        && plain::<M>(&data[..end], start).is_some()
     {
         return Some(());
     }
-    message(&data[..end], start, schema)
+    message::<M>(&data[..end], start)
 }
 
-/// Walks `data[pos..]`, every byte of which is below 0x80, against `schema`: every key, length and
-/// varint is one byte and every string valid, so only the structure is checked.
-fn plain(data: &[u8], mut pos: usize, schema: &'static Schema) -> Option<()> {
+/// [`plain`], not inlined.
+#[inline(never)]
+fn plain_call<M: Known>(data: &[u8], pos: usize) -> Option<()> {
+    plain::<M>(data, pos)
+}
+
+/// Walks the `M` in `data[pos..]`, every byte of which is below 0x80: every key, length and varint
+/// is one byte and every string valid, so only the structure is checked.
+#[inline(always)]
+fn plain<M: Known>(data: &[u8], mut pos: usize) -> Option<()> {
     while pos < data.len() {
         let b = data[pos];
-        pos = match schema.steps[b as usize] {
+        pos = match M::schema().steps[b as usize] {
             Step::Str | Step::SkipLen => skip_plain_len(data, pos)?,
             Step::StrMap => {
                 let end = skip_plain_len(data, pos)?;
                 if canonical_entry(&data[pos + 2..end]).is_none() {
-                    plain(&data[..end], pos + 2, &STRING_MAP)?;
+                    plain_call::<StringEntry>(&data[..end], pos + 2)?;
                 }
                 end
             }
             Step::Nested => {
                 let end = skip_plain_len(data, pos)?;
-                plain(
-                    &data[..end],
-                    pos + 2,
-                    sub_schema(schema, usize::from(b >> 3)),
-                )?;
+                M::plain_nested(usize::from(b >> 3), &data[..end], pos + 2)?;
                 end
             }
             Step::Varint => fixed(data, pos + 1, 1)?,
@@ -220,7 +305,7 @@ fn fixed(data: &[u8], pos: usize, width: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{validate_object, walk_object, Kind, RECURSION_LIMIT};
+    use super::super::{validate_object, walk_object, Kind, OBJECT, RECURSION_LIMIT, STRING_MAP};
     use super::*;
     use crate::{Message, Object};
 
@@ -267,6 +352,12 @@ mod tests {
         }
         assert_eq!(depth(&OBJECT), MAX_SCHEMA_DEPTH);
         const _: () = assert!(MAX_SCHEMA_DEPTH + 1 < RECURSION_LIMIT);
+    }
+
+    /// Every `Known` message's nested walks are those its schema names, all the way down.
+    #[test]
+    fn known_messages_follow_their_schemas() {
+        ObjectFields::check_tree();
     }
 
     #[test]
