@@ -50,18 +50,24 @@ impl<'a> RequestView<'a> {
         let name = name.as_bytes();
         let mut exact: Option<&'a [u8]> = None;
         let mut folded: Option<(&'a [u8], &'a [u8])> = None;
-        self.each_field(|tag, entry| {
-            if tag != HEADERS {
+        each_len_field(self.object, |tag, request| {
+            if tag != OBJECT_REQUEST {
                 return;
             }
-            let (key, value) = string_entry(entry);
-            if key == name {
-                exact = Some(value);
-            } else if folded.is_some_and(|(k, _)| k == key) {
-                folded = Some((key, value)); // a later entry of the same key wins
-            } else if folded.is_none() && key.eq_ignore_ascii_case(name) {
-                folded = Some((key, value));
-            }
+            each_entry_of(request, HEADERS, |entry| {
+                let (key, value) = string_entry(entry);
+                if key.len() != name.len() {
+                    // Neither a match nor the folded key (which has the name's length).
+                    return;
+                }
+                if key == name {
+                    exact = Some(value);
+                } else if folded.is_some_and(|(k, _)| k == key) {
+                    folded = Some((key, value)); // a later entry of the same key wins
+                } else if folded.is_none() && key.eq_ignore_ascii_case(name) {
+                    folded = Some((key, value));
+                }
+            });
         });
         utf8(exact.or(folded.map(|(_, v)| v))?)
     }
@@ -101,8 +107,13 @@ impl<'a> RequestView<'a> {
     }
 }
 
-/// Text of a string field (a bearer token runs to hundreds of bytes: checked with SIMD).
+/// Text of a string field: a bearer token runs to hundreds of bytes, checked with SIMD; short text
+/// is checked by `core`, which costs less than setting SIMD up.
 fn utf8(bytes: &[u8]) -> Option<&str> {
+    const SIMD_MIN: usize = 64;
+    if bytes.len() < SIMD_MIN {
+        return core::str::from_utf8(bytes).ok();
+    }
     simdutf8::basic::from_utf8(bytes).ok()
 }
 
@@ -128,6 +139,34 @@ fn each_len_field<'a>(message: &'a [u8], mut f: impl FnMut(u32, &'a [u8])) {
         }
         pos = end;
     }
+}
+
+/// Calls `f` with the payload of every length-delimited field `tag` (a one-byte key) of `message`,
+/// in order: [`each_len_field`] for one field, with `f` called from one place only (so that it is
+/// inlined into the loop) and not at all for the other fields.
+#[inline(always)]
+fn each_entry_of<'a>(message: &'a [u8], tag: u32, mut f: impl FnMut(&'a [u8])) {
+    let wanted = (tag << 3 | 2) as u8;
+    let mut pos = 0;
+    while let Some(&key) = message.get(pos) {
+        let Some((payload, end)) = short_record(message, pos + 1, key) else {
+            return each_entry_of_general(&message[pos..], tag, &mut f);
+        };
+        if key == wanted {
+            f(&message[payload..end]);
+        }
+        pos = end;
+    }
+}
+
+/// [`each_entry_of`] from the first record the inline reads do not take: the general walk.
+#[inline(never)]
+fn each_entry_of_general<'a>(rest: &'a [u8], tag: u32, f: &mut dyn FnMut(&'a [u8])) {
+    each(rest, |r| {
+        if r.wire_type == 2 && r.tag == tag {
+            f(&rest[r.payload..r.end]);
+        }
+    });
 }
 
 /// The payload range of the record after a one-byte `key` at `at - 1` when it is a length-delimited
