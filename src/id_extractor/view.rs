@@ -274,6 +274,44 @@ mod tests {
         );
     }
 
+    /// Keys of another length than the name are passed over before any comparison (the shortcut);
+    /// keys of its length are compared exactly, then ignoring case.
+    #[test]
+    fn keys_of_another_length_never_match() {
+        let mut r = MiniRequestObject::default();
+        for (k, v) in [
+            ("Authorizatio", "short"),
+            ("Authorization2", "long"),
+            ("AUTHORIZATION", "f"),
+        ] {
+            r.headers.insert(k.into(), v.into());
+        }
+        let bytes = object(r.clone());
+        let view = RequestView::of(&bytes);
+        assert_eq!(view.header("Authorization"), Some("f"), "the folded match");
+        assert_eq!(view.header("Authorizatio"), Some("short"));
+        assert_eq!(view.header("authorization2"), Some("long"));
+        assert_eq!(
+            view.header("Authorizatio0"),
+            None,
+            "same length, other text"
+        );
+        assert_eq!(view.header("Auth"), None);
+    }
+
+    /// Short text is checked by `core`, long text by simdutf8: both refuse what is not UTF-8.
+    #[test]
+    fn text_is_checked_short_and_long() {
+        for len in [0, 1, 63, 64, 300] {
+            let mut text = vec![b'a'; len];
+            assert_eq!(utf8(&text).map(str::len), Some(len));
+            if len > 0 {
+                text[len - 1] = 0xC3;
+                assert_eq!(utf8(&text), None, "{len}");
+            }
+        }
+    }
+
     #[test]
     fn headers_match_exactly_then_ignoring_case_and_later_records_win() {
         let mut r = MiniRequestObject::default();
