@@ -47,29 +47,17 @@ impl<'a> RequestView<'a> {
     /// first name in the Object that matches ignoring ASCII case (Tyk hands canonical names; hosts may
     /// not). `None` when absent.
     pub fn header(&self, name: &str) -> Option<&'a str> {
-        let name = name.as_bytes();
-        let mut exact: Option<&'a [u8]> = None;
-        let mut folded: Option<(&'a [u8], &'a [u8])> = None;
+        let mut found = HeaderMatch {
+            name: name.as_bytes(),
+            exact: None,
+            folded: None,
+        };
         each_len_field(self.object, |tag, request| {
-            if tag != OBJECT_REQUEST {
-                return;
+            if tag == OBJECT_REQUEST {
+                found.in_request(request);
             }
-            each_entry_of(request, HEADERS, |entry| {
-                let (key, value) = string_entry(entry);
-                if key.len() != name.len() {
-                    // Neither a match nor the folded key (which has the name's length).
-                    return;
-                }
-                if key == name {
-                    exact = Some(value);
-                } else if folded.is_some_and(|(k, _)| k == key) {
-                    folded = Some((key, value)); // a later entry of the same key wins
-                } else if folded.is_none() && key.eq_ignore_ascii_case(name) {
-                    folded = Some((key, value));
-                }
-            });
         });
-        utf8(exact.or(folded.map(|(_, v)| v))?)
+        utf8(found.value()?)
     }
 
     /// `params[name]`, when present.
@@ -141,32 +129,59 @@ fn each_len_field<'a>(message: &'a [u8], mut f: impl FnMut(u32, &'a [u8])) {
     }
 }
 
-/// Calls `f` with the payload of every length-delimited field `tag` (a one-byte key) of `message`,
-/// in order: [`each_len_field`] for one field, with `f` called from one place only (so that it is
-/// inlined into the loop) and not at all for the other fields.
-#[inline(always)]
-fn each_entry_of<'a>(message: &'a [u8], tag: u32, mut f: impl FnMut(&'a [u8])) {
-    let wanted = (tag << 3 | 2) as u8;
-    let mut pos = 0;
-    while let Some(&key) = message.get(pos) {
-        let Some((payload, end)) = short_record(message, pos + 1, key) else {
-            return each_entry_of_general(&message[pos..], tag, &mut f);
-        };
-        if key == wanted {
-            f(&message[payload..end]);
-        }
-        pos = end;
-    }
+/// What [`RequestView::header`] has found so far, entry by entry in the Object's order.
+struct HeaderMatch<'n, 'a> {
+    name: &'n [u8],
+    /// The last entry named exactly `name`.
+    exact: Option<&'a [u8]>,
+    /// The first key equal to `name` ignoring ASCII case, and the value of its last entry.
+    folded: Option<(&'a [u8], &'a [u8])>,
 }
 
-/// [`each_entry_of`] from the first record the inline reads do not take: the general walk.
-#[inline(never)]
-fn each_entry_of_general<'a>(rest: &'a [u8], tag: u32, f: &mut dyn FnMut(&'a [u8])) {
-    each(rest, |r| {
-        if r.wire_type == 2 && r.tag == tag {
-            f(&rest[r.payload..r.end]);
+impl<'a> HeaderMatch<'_, 'a> {
+    /// The header entries of one `request` record. The records every encoder writes are read by an
+    /// inline loop with the entry check inlined too; from the first other record on, the general walk
+    /// goes on.
+    #[inline(never)]
+    fn in_request(&mut self, request: &'a [u8]) {
+        const HEADERS_KEY: u8 = (HEADERS << 3 | 2) as u8;
+        let mut pos = 0;
+        while let Some(&key) = request.get(pos) {
+            let Some((payload, end)) = short_record(request, pos + 1, key) else {
+                let rest = &request[pos..];
+                each(rest, |r| {
+                    if r.wire_type == 2 && r.tag == HEADERS {
+                        self.entry(&rest[r.payload..r.end]);
+                    }
+                });
+                return;
+            };
+            if key == HEADERS_KEY {
+                self.entry(&request[payload..end]);
+            }
+            pos = end;
         }
-    });
+    }
+
+    #[inline(always)]
+    fn entry(&mut self, entry: &'a [u8]) {
+        let (key, value) = string_entry(entry);
+        if key.len() != self.name.len() {
+            // Neither a match nor the folded key (which has the name's length).
+            return;
+        }
+        if key == self.name {
+            self.exact = Some(value);
+        } else if self.folded.is_some_and(|(k, _)| k == key) {
+            self.folded = Some((key, value)); // a later entry of the same key wins
+        } else if self.folded.is_none() && key.eq_ignore_ascii_case(self.name) {
+            self.folded = Some((key, value));
+        }
+    }
+
+    fn value(&self) -> Option<&'a [u8]> {
+        self.exact.or(self.folded.map(|(_, v)| v))
+    }
 }
 
 /// The payload range of the record after a one-byte `key` at `at - 1` when it is a length-delimited
