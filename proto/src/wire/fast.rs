@@ -10,6 +10,9 @@
 //! * A nested message or map entry of at most [`PLAIN_MAX`] bytes that are all below 0x80 (the
 //!   usual map entry, `AccessDefinition`, ...) is walked by [`plain`]: there every key, length and
 //!   varint is one byte and every string is ASCII, so only the structure is left to check.
+//! * Each message has walk code of its own ([`Known`]): its step table sits at a fixed address and
+//!   its nested messages' walks are called (or inlined) directly instead of being looked up in the
+//!   schema at run time.
 
 use super::{
     api_id_value, ascii::is_ascii, canonical_entry, check_utf8, len_delimited, skip_varint,
