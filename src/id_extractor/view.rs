@@ -301,7 +301,7 @@ mod tests {
         ] {
             r.headers.insert(k.into(), v.into());
         }
-        let bytes = object(r.clone());
+        let bytes = object(r);
         let view = RequestView::of(&bytes);
         assert_eq!(view.header("Authorization"), Some("f"), "the folded match");
         assert_eq!(view.header("Authorizatio"), Some("short"));
