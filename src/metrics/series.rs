@@ -93,10 +93,14 @@ impl Default for SeriesSet {
 
 struct Entry {
     set: Arc<SeriesSet>,
+    /// `set.id`, kept here so that checking an entry does not follow the `Arc`.
+    set_id: u64,
     /// The labels the thread asked for; the cell is in the overflow series when `overflow`.
     labels: SeriesKey,
     overflow: bool,
     cell: Arc<Cell>,
+    /// The entry the thread asked for right after this one last time (`usize::MAX`: none yet).
+    next: usize,
 }
 
 impl Entry {
@@ -110,7 +114,7 @@ impl Entry {
 
     /// Whether this is the cell of the series (api, hook, driver) of the set `id`.
     fn is(&self, id: u64, api: &str, hook: &str, driver: &str) -> bool {
-        self.set.id == id && self.labels.is(api, hook, driver)
+        self.set_id == id && self.labels.is(api, hook, driver)
     }
 }
 
@@ -126,6 +130,9 @@ struct Local {
     /// The entries found last, newest first (`usize::MAX`: none): a thread that runs the same few
     /// hooks again, such as the hooks of a chain one after another, skips the hash.
     recent: [usize; RECENT],
+    /// The entry found last (`usize::MAX`: none): its `next` is the guess for the following call,
+    /// right whenever the thread runs the same sequence of series again (a chain's hooks in order).
+    last: usize,
 }
 
 impl Default for Local {
@@ -134,11 +141,29 @@ impl Default for Local {
             entries: Vec::new(),
             by_hash: HashMap::default(),
             recent: [usize::MAX; RECENT],
+            last: usize::MAX,
         }
     }
 }
 
 impl Local {
+    /// The entry that followed the last one found last time, if it has these labels.
+    fn find_predicted(&self, id: u64, api: &str, hook: &str, driver: &str) -> Option<usize> {
+        let next = self.entries.get(self.last)?.next;
+        self.entries
+            .get(next)
+            .is_some_and(|e| e.is(id, api, hook, driver))
+            .then_some(next)
+    }
+
+    /// Entry `i` is the one found now: it becomes the predicted successor of the previous one.
+    fn note_found(&mut self, i: usize) {
+        if let Some(previous) = self.entries.get_mut(self.last) {
+            previous.next = i;
+        }
+        self.last = i;
+    }
+
     /// An entry of `recent` with these labels.
     fn find_recent(&self, id: u64, api: &str, hook: &str, driver: &str) -> Option<usize> {
         self.recent.iter().copied().find(|&i| {
@@ -235,7 +260,12 @@ impl SeriesSet {
                     index,
                     _this_thread: PhantomData,
                 };
+                if let Some(i) = local.find_predicted(self.id, api, hook, driver) {
+                    local.last = i;
+                    return (f(&local.entries[i].cell), Some(slot(i)));
+                }
                 if let Some(i) = local.find_recent(self.id, api, hook, driver) {
+                    local.note_found(i);
                     return (f(&local.entries[i].cell), Some(slot(i)));
                 }
                 let mut h = FxHasher::default();
@@ -243,6 +273,7 @@ impl SeriesSet {
                 let hash = h.finish();
                 if let Some(i) = local.find(self.id, api, hook, driver, hash) {
                     local.note_recent(i);
+                    local.note_found(i);
                     return (f(&local.entries[i].cell), Some(slot(i)));
                 }
                 let labels = SeriesKey::new(api, hook, driver);
@@ -250,15 +281,18 @@ impl SeriesSet {
                 let r = f(&cell);
                 let entry = Entry {
                     set: Arc::clone(self),
+                    set_id: self.id,
                     labels,
                     overflow,
                     cell,
+                    next: usize::MAX,
                 };
                 if local.entries.len() < 2 * MAX_SERIES {
                     let i = local.entries.len();
                     local.entries.push(entry);
                     local.by_hash.entry(hash).or_default().push(i);
                     local.note_recent(i);
+                    local.note_found(i);
                     (r, Some(slot(i)))
                 } else {
                     // Not kept: the cell goes back to the registry's retired totals at once.
@@ -276,7 +310,7 @@ impl SeriesSet {
             .try_with(|local| {
                 let local = local.borrow();
                 let e = local.entries.get(slot.index)?;
-                (e.set.id == self.id).then(|| f(&e.cell))
+                (e.set_id == self.id).then(|| f(&e.cell))
             })
             .ok()
             .flatten()
@@ -407,10 +441,9 @@ mod tests {
                     .is_some()
             })
         };
-        for _ in 0..3 {
-            for hook in &hooks {
-                set.with_cell("recent-api", hook, "d", |c| c.record_call(1, None));
-            }
+        // Once: repeating the sequence would find them all by prediction instead.
+        for hook in &hooks {
+            set.with_cell("recent-api", hook, "d", |c| c.record_call(1, None));
         }
         assert!(!recent(&hooks[0]), "too old for the shortcut: hashed");
         assert!(hooks[2..].iter().all(|h| recent(h)), "the shortcut");
@@ -418,7 +451,36 @@ mod tests {
         set.with_cell("recent-api", &hooks[5], "d", |c| c.record_call(1, None));
         assert!(recent(&hooks[0]), "found by hash, now recent");
         let calls: Vec<u64> = set.snapshot().iter().map(|(_, t)| t.calls()).collect();
-        assert_eq!(calls, [4, 3, 3, 3, 3, 4]);
+        assert_eq!(calls, [2, 1, 1, 1, 1, 2]);
+    }
+
+    /// The predicted-successor shortcut: a thread that repeats a sequence of series finds each one
+    /// from the one before; a call out of sequence falls back to the other lookups, reaches the
+    /// right cell and becomes the new prediction.
+    #[test]
+    fn a_repeated_sequence_is_predicted_and_a_call_out_of_it_falls_back() {
+        let set = Arc::new(SeriesSet::default());
+        let predicted = |hook: &str| {
+            LOCAL.with(|l| {
+                l.borrow()
+                    .find_predicted(set.id, "sequence-api", hook, "d")
+                    .is_some()
+            })
+        };
+        let count = |hook: &str| {
+            set.with_cell("sequence-api", hook, "d", |c| c.record_call(1, None));
+        };
+        for _ in 0..2 {
+            ["a", "b", "c"].into_iter().for_each(count);
+        }
+        assert!(predicted("a"), "the shortcut: a followed c last time");
+        assert!(!predicted("b"));
+        count("b");
+        assert!(predicted("c"), "b's successor is still c");
+        count("c");
+        assert!(predicted("b"), "c was followed by b this time");
+        let calls: Vec<u64> = set.snapshot().iter().map(|(_, t)| t.calls()).collect();
+        assert_eq!(calls, [2, 3, 3]);
     }
 
     #[test]
