@@ -58,27 +58,25 @@ const CLASS: [u8; 256] = {
 
 /// `textproto.CanonicalMIMEHeaderKey`: the first letter and every letter after a `-` upper case, the
 /// rest lower case; a name with any byte outside the token set is left as it is. A name already in
-/// that form (the common case) is checked in one pass and borrowed.
+/// that form (the common case) is checked in one pass without a branch per byte, and borrowed.
 pub fn canonical_header(name: &[u8]) -> Cow<'_, [u8]> {
     // The case a letter must not be in here: lower at the start and after '-', upper elsewhere.
     let mut wrong_case = LOWER;
-    let mut first_change = None;
-    for (i, &b) in name.iter().enumerate() {
+    let mut all_token = IS_TOKEN;
+    let mut any_wrong = 0;
+    for &b in name {
         let class = CLASS[usize::from(b)];
-        if class & IS_TOKEN == 0 {
-            return Cow::Borrowed(name);
-        }
-        if class & wrong_case != 0 && first_change.is_none() {
-            first_change = Some(i);
-        }
+        all_token &= class;
+        any_wrong |= class & wrong_case;
         wrong_case = if b == b'-' { LOWER } else { UPPER };
     }
-    let Some(from) = first_change else {
+    if all_token == 0 || any_wrong == 0 {
         return Cow::Borrowed(name);
-    };
+    }
+    // Rewriting from the start leaves the letters already in the right case as they are.
     let mut out = name.to_vec();
-    let mut upper = from == 0 || out[from - 1] == b'-';
-    for c in &mut out[from..] {
+    let mut upper = true;
+    for c in &mut out {
         *c = if upper {
             c.to_ascii_uppercase()
         } else {
@@ -257,6 +255,8 @@ mod tests {
         assert_eq!(canon("has space"), "has space", "not a token: unchanged");
         assert_eq!(canon(""), "");
         assert!(matches!(canonical_header(b"X-Ok"), Cow::Borrowed(_)));
+        assert!(matches!(canonical_header(b"x-Ok"), Cow::Owned(_)));
+        assert!(matches!(canonical_header(b"x ok"), Cow::Borrowed(_)));
         assert!(same_header(b"x-a", b"X-A"));
         assert!(!same_header(b"x a", b"X A"));
         assert!(same_header(b"x a", b"x a"));
