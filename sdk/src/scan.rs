@@ -12,15 +12,31 @@ pub(crate) fn hook_type_and_name(bytes: &[u8]) -> Option<(Option<i32>, Option<&[
     let mut hook_type = None;
     let mut hook_name = None;
     while let [key, rest @ ..] = buf {
-        // Most records have a one-byte key and a one-byte length: read inline.
-        if let ([len, payload @ ..], true) = (rest, (8..0x80).contains(key) && *key & 7 == 2) {
-            if *len < 0x80 {
-                let (value, after) = payload.split_at_checked(usize::from(*len))?;
+        // Most records have a one-byte key and a one- or two-byte length (the request: a two-byte
+        // one): read inline.
+        if (8..0x80).contains(key) && *key & 7 == 2 {
+            let inline = match rest {
+                [len, payload @ ..] if *len < 0x80 => Some((usize::from(*len), payload)),
+                [low, high, payload @ ..] if *high < 0x80 => {
+                    Some((usize::from(low & 0x7F) | usize::from(*high) << 7, payload))
+                }
+                _ => None,
+            };
+            if let Some((len, payload)) = inline {
+                let (value, after) = payload.split_at_checked(len)?;
                 match u32::from(*key >> 3) {
                     HOOK_NAME => hook_name = Some(value),
                     HOOK_TYPE => return None,
                     _ => {}
                 }
+                buf = after;
+                continue;
+            }
+        }
+        // hook_type with a one-byte value, as every Object has it.
+        if let ([value, after @ ..], true) = (rest, u32::from(*key) == HOOK_TYPE << 3) {
+            if *value < 0x80 {
+                hook_type = Some(i32::from(*value));
                 buf = after;
                 continue;
             }
@@ -85,6 +101,33 @@ mod tests {
         assert_eq!(call(&bytes), (HookType::PostKeyAuth, "Later"));
         assert_eq!(call(&bytes), by_wire(&bytes));
         assert_eq!(call(&[]), (HookType::Unknown, ""));
+    }
+
+    /// Lengths of one and two bytes and a one-byte hook_type are read inline; longer ones (and an
+    /// overlong varint, which prost accepts too) by the general walk: the same answer either way.
+    #[test]
+    fn inline_and_general_records_read_alike() {
+        for name_len in [3, 127, 128, 200, 16_383, 16_384, 20_000] {
+            let object = Object {
+                hook_type: HookType::Post as i32,
+                hook_name: "n".repeat(name_len),
+                ..Default::default()
+            };
+            let bytes = object.encode_to_vec();
+            assert!(hook_type_and_name(&bytes).is_some(), "{name_len}");
+            assert_eq!(call(&bytes), (HookType::Post, object.hook_name.as_str()));
+        }
+        let odd: [&[u8]; 4] = [
+            b"\x12\x85\x00abcde\x08\x02", // a two-byte length that could be one byte
+            b"\x08\x82\x00\x12\x01x",     // a two-byte hook_type
+            b"\x08\x04\x08\x02",          // the last hook_type wins
+            b"\x12\x80\x80\x00",          // a three-byte length of 0
+        ];
+        for bytes in odd {
+            assert!(hook_type_and_name(bytes).is_some(), "{bytes:?}");
+            assert_eq!(call(bytes), by_wire(bytes), "{bytes:?}");
+        }
+        assert_eq!(call(odd[0]), (HookType::Post, "abcde"));
     }
 
     #[test]
