@@ -81,6 +81,10 @@ fn copy_parts(dst: &mut [MaybeUninit<u8>], parts: &[&[u8]]) -> bool {
     at == dst.len()
 }
 
+fn too_large(len: usize) -> String {
+    format!("the result ({len} bytes) is too large for the driver ABI")
+}
+
 /// Hands `len` malloc'd bytes to the bridge through `out`.
 fn hand_over(
     out: &mut CoProcessMessage,
@@ -88,10 +92,7 @@ fn hand_over(
     fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> bool,
 ) -> c_int {
     let Ok(length) = c_int::try_from(len) else {
-        return fail(
-            out,
-            &format!("the result ({len} bytes) is too large for the driver ABI"),
-        );
+        return fail(out, &too_large(len));
     };
     let p = malloc_filled(len, fill);
     if p.is_null() {
@@ -150,11 +151,22 @@ fn write_reply(input: &[u8], reply: Reply, out: &mut CoProcessMessage) -> c_int 
 fn write_patch(input: &[u8], reply: Reply, out: &mut CoProcessMessage) -> c_int {
     match reply {
         Reply::Unchanged => 0,
-        Reply::Patch(patch) if patch.is_empty() => 0,
-        Reply::Patch(patch) => {
-            let tail = patch.as_bytes();
-            hand_over(out, tail.len(), |dst| copy_parts(dst, &[tail]))
-        }
+        // The patch is already in C's heap: its block is the answer, no copy.
+        Reply::Patch(patch) => match patch.into_malloced() {
+            None => 0,
+            Some((block, len)) => match c_int::try_from(len) {
+                Ok(length) => {
+                    out.p_data = block.cast();
+                    out.length = length;
+                    0
+                }
+                Err(_) => {
+                    // SAFETY: the block `into_malloced` handed over, not given to the bridge.
+                    unsafe { libc::free(block.cast()) };
+                    fail(out, &too_large(len))
+                }
+            },
+        },
         whole @ (Reply::Object(_) | Reply::Encoded(_)) => match write_reply(input, whole, out) {
             0 => WHOLE_OBJECT,
             failed => failed,

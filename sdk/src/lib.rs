@@ -41,6 +41,7 @@
 mod error;
 mod export;
 mod host;
+mod malloc_bytes;
 mod patch;
 mod scan;
 #[rustfmt::skip]

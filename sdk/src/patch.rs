@@ -16,6 +16,8 @@ use coprocess_proto::prost::encoding::{
 };
 use coprocess_proto::{Message, MiniRequestObject, ResponseObject, SessionState};
 
+use crate::malloc_bytes::MallocBytes;
+
 use coprocess_proto::fields::object::{
     METADATA as OBJECT_METADATA, REQUEST as OBJECT_REQUEST, RESPONSE as OBJECT_RESPONSE,
     SESSION as OBJECT_SESSION,
@@ -40,7 +42,8 @@ use coprocess_proto::fields::response::{
 /// Bytes to append to an Object: each method adds one complete top-level field record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObjectPatch {
-    bytes: Vec<u8>,
+    /// In C's heap: the patch entry point hands these bytes to the bridge as they are.
+    bytes: MallocBytes,
 }
 
 /// A field inside a patch record; its length is known before it is written, so a record is written
@@ -58,7 +61,7 @@ fn field_len(tag: u32, len: usize) -> usize {
     key_len(tag) + encoded_len_varint(len as u64) + len
 }
 
-fn put_bytes(out: &mut Vec<u8>, tag: u32, value: &[u8]) {
+fn put_bytes(out: &mut impl BufMut, tag: u32, value: &[u8]) {
     encode_key(tag, WireType::LengthDelimited, out);
     encode_varint(value.len() as u64, out);
     out.put_slice(value);
@@ -75,7 +78,7 @@ impl Leaf<'_> {
     }
 
     #[inline]
-    fn write(&self, out: &mut Vec<u8>) {
+    fn write(&self, out: &mut impl BufMut) {
         match *self {
             Leaf::Bytes(tag, value) => put_bytes(out, tag, value),
             Leaf::Varint(tag, value) => {
@@ -103,11 +106,16 @@ impl ObjectPatch {
 
     /// The bytes to append to the input.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
+        self.bytes.as_bytes()
+    }
+
+    /// The patch's malloc'd block and length, for the bridge to `free`; `None` when empty.
+    pub(crate) fn into_malloced(self) -> Option<(*mut u8, usize)> {
+        self.bytes.into_raw()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.bytes.as_bytes().is_empty()
     }
 
     /// Appends one top-level record: `leaves` inside the messages `path` names, outermost first
@@ -119,14 +127,15 @@ impl ObjectPatch {
             payload_lens[level] = len;
             len = field_len(tag, len);
         }
-        self.bytes.reserve(len);
-        for (&tag, &payload_len) in path.iter().zip(&payload_lens) {
-            encode_key(tag, WireType::LengthDelimited, &mut self.bytes);
-            encode_varint(payload_len as u64, &mut self.bytes);
-        }
-        for leaf in leaves {
-            leaf.write(&mut self.bytes);
-        }
+        self.bytes.append(len, |out| {
+            for (&tag, &payload_len) in path.iter().zip(&payload_lens) {
+                encode_key(tag, WireType::LengthDelimited, out);
+                encode_varint(payload_len as u64, out);
+            }
+            for leaf in leaves {
+                leaf.write(out);
+            }
+        });
         self
     }
 
@@ -145,10 +154,11 @@ impl ObjectPatch {
     /// A whole message as one top-level record, encoded in place.
     fn message(mut self, tag: u32, message: &impl Message) -> Self {
         let len = message.encoded_len();
-        self.bytes.reserve(field_len(tag, len));
-        encode_key(tag, WireType::LengthDelimited, &mut self.bytes);
-        encode_varint(len as u64, &mut self.bytes);
-        message.encode_raw(&mut self.bytes);
+        self.bytes.append(field_len(tag, len), |out| {
+            encode_key(tag, WireType::LengthDelimited, out);
+            encode_varint(len as u64, out);
+            message.encode_raw(out);
+        });
         self
     }
 
@@ -294,6 +304,6 @@ impl ObjectPatch {
 
     /// The size of `input ‖ patch`.
     pub fn patched_len(&self, input_len: usize) -> usize {
-        input_len + self.bytes.len()
+        input_len + self.bytes.as_bytes().len()
     }
 }
