@@ -3,24 +3,15 @@
 mod abi;
 mod common;
 
-use std::path::PathBuf;
-
 use abi::*;
 use coprocess_bridge::error::CoProcessStatus::*;
 use coprocess_bridge::ffi::host::{Dispatch, DispatchWithDriver};
 use coprocess_bridge::message::CoProcessMessage;
 use coprocess_bridge::proto::{fixtures, Message, Object};
 
-fn test_driver(defines: &[&str]) -> PathBuf {
-    common::build_c_driver(
-        &common::repo_root().join("tests/drivers/test_driver.c"),
-        defines,
-    )
-}
-
 /// Loads the test driver built with `defines` under `name`.
 fn loaded(name: &str, defines: &[&str]) -> String {
-    load(name, &test_driver(defines), None).unwrap();
+    load(name, &common::c_test_driver(defines), None).unwrap();
     name.to_string()
 }
 

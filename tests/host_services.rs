@@ -31,10 +31,7 @@ unsafe extern "C" fn record(a: *const c_char, b: *const c_char, user_data: *mut 
 }
 
 fn test_driver() -> std::path::PathBuf {
-    common::build_c_driver(
-        &common::repo_root().join("tests/drivers/test_driver.c"),
-        &["WITH_OPTIONAL", "VERSION_TAG=\"svc\""],
-    )
+    common::c_test_driver(&["WITH_OPTIONAL", "VERSION_TAG=\"svc\""])
 }
 
 #[test]

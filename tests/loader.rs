@@ -3,17 +3,8 @@
 mod abi;
 mod common;
 
-use std::path::PathBuf;
-
 use abi::*;
 use coprocess_bridge::error::CoProcessStatus::*;
-
-fn test_driver(defines: &[&str]) -> PathBuf {
-    common::build_c_driver(
-        &common::repo_root().join("tests/drivers/test_driver.c"),
-        defines,
-    )
-}
 
 fn load_err(name: &str, path: &std::path::Path) -> (i32, String) {
     load(name, path, None).expect_err("load must fail")
@@ -49,7 +40,7 @@ fn a_file_that_is_not_a_library_is_refused() {
 
 #[test]
 fn a_library_without_the_version_symbol_is_not_a_driver() {
-    let path = test_driver(&["FAULT_NO_VERSION"]);
+    let path = common::c_test_driver(&["FAULT_NO_VERSION"]);
     let (code, msg) = load_err("noversion", &path);
     assert_eq!(code, COPROCESS_ERR_LOAD_FAILED as i32);
     assert_eq!(
@@ -63,7 +54,7 @@ fn a_library_without_the_version_symbol_is_not_a_driver() {
 
 #[test]
 fn a_wrong_abi_version_is_refused_before_symbols_are_checked() {
-    let path = test_driver(&["FAULT_WRONG_VERSION"]);
+    let path = common::c_test_driver(&["FAULT_WRONG_VERSION"]);
     let (code, msg) = load_err("wrongversion", &path);
     assert_eq!(code, COPROCESS_ERR_LOAD_FAILED as i32);
     assert_eq!(
@@ -81,7 +72,7 @@ fn each_missing_required_symbol_is_named() {
         ("FAULT_NO_INIT", "CoProcessDriverInit"),
         ("FAULT_NO_DISPATCH", "CoProcessDriverDispatch"),
     ] {
-        let path = test_driver(&[define]);
+        let path = common::c_test_driver(&[define]);
         let (code, msg) = load_err(&format!("missing-{symbol}"), &path);
         assert_eq!(code, COPROCESS_ERR_LOAD_FAILED as i32);
         assert_eq!(
@@ -96,7 +87,7 @@ fn each_missing_required_symbol_is_named() {
 
 #[test]
 fn a_failing_init_is_an_error_with_its_code() {
-    let path = test_driver(&["FAULT_INIT_FAILS"]);
+    let path = common::c_test_driver(&["FAULT_INIT_FAILS"]);
     let (code, msg) = load_err("initfails", &path);
     assert_eq!(code, COPROCESS_ERR_LOAD_FAILED as i32);
     assert_eq!(
@@ -115,7 +106,7 @@ fn a_failing_init_is_an_error_with_its_code() {
 #[test]
 fn null_and_bad_arguments_are_errors_not_crashes() {
     use coprocess_bridge::ffi::host::CoProcessLoadDriver;
-    let path = c(test_driver(&[]).to_str().unwrap());
+    let path = c(common::c_test_driver(&[]).to_str().unwrap());
     assert_eq!(
         CoProcessLoadDriver(std::ptr::null(), path.as_ptr(), std::ptr::null()),
         COPROCESS_ERR_NULL_ARGUMENT as i32
@@ -136,7 +127,7 @@ fn null_and_bad_arguments_are_errors_not_crashes() {
         COPROCESS_ERR_INVALID_UTF8 as i32
     );
     assert_eq!(last_error(), "CoProcessLoadDriver: name is not valid UTF-8");
-    let (code, msg) = load("", &test_driver(&[]), None).unwrap_err();
+    let (code, msg) = load("", &common::c_test_driver(&[]), None).unwrap_err();
     assert_eq!(
         (code, msg.as_str()),
         (COPROCESS_ERR_LOAD_FAILED as i32, "driver name is empty")
@@ -145,7 +136,7 @@ fn null_and_bad_arguments_are_errors_not_crashes() {
 
 #[test]
 fn a_name_can_be_taken_only_once() {
-    let path = test_driver(&[]);
+    let path = common::c_test_driver(&[]);
     load("taken", &path, None).unwrap();
     let (code, msg) = load("taken", &path, None).unwrap_err();
     assert_eq!(code, COPROCESS_ERR_ALREADY_EXISTS as i32);
@@ -179,7 +170,7 @@ fn the_same_file_under_two_names_gives_two_instances() {
 #[test]
 fn optional_symbols_are_optional() {
     use coprocess_bridge::ffi::host::CoProcessLoadBundle;
-    let without = test_driver(&[]);
+    let without = common::c_test_driver(&[]);
     load("no-optional", &without, None).unwrap();
     let rc = CoProcessLoadBundle(c("no-optional").as_ptr(), c("/bundles/x").as_ptr());
     assert_eq!(rc, COPROCESS_ERR_DRIVER_FAILED as i32);
@@ -188,7 +179,7 @@ fn optional_symbols_are_optional() {
         "driver 'no-optional' does not support bundles (no CoProcessDriverLoadBundle)"
     );
 
-    let with = test_driver(&["WITH_OPTIONAL", "VERSION_TAG=\"opt\""]);
+    let with = common::c_test_driver(&["WITH_OPTIONAL", "VERSION_TAG=\"opt\""]);
     load("with-optional", &with, None).unwrap();
     assert_eq!(
         CoProcessLoadBundle(c("with-optional").as_ptr(), c("/bundles/y").as_ptr()),

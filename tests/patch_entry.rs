@@ -10,7 +10,6 @@
 mod abi;
 mod common;
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use abi::*;
@@ -19,16 +18,9 @@ use coprocess_bridge::ffi::host::CoProcessLoadApi;
 use coprocess_bridge::proto::{fixtures, HookType, Message, Object, ResponseObject};
 use proptest::prelude::*;
 
-fn test_driver(defines: &[&str]) -> PathBuf {
-    common::build_c_driver(
-        &common::repo_root().join("tests/drivers/test_driver.c"),
-        defines,
-    )
-}
-
 /// Loads the C test driver built with `defines` under `name`.
 fn loaded(name: &str, defines: &[&str]) -> String {
-    load(name, &test_driver(defines), None).unwrap();
+    load(name, &common::c_test_driver(defines), None).unwrap();
     name.to_string()
 }
 

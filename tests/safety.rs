@@ -25,10 +25,7 @@ fn hostile(mode: &str) -> PathBuf {
 
 fn test_driver(tag: &str) -> PathBuf {
     let tag = format!("VERSION_TAG=\"{tag}\"");
-    common::build_c_driver(
-        &common::repo_root().join("tests/drivers/test_driver.c"),
-        &[tag.as_str(), "WITH_OPTIONAL"],
-    )
+    common::c_test_driver(&[tag.as_str(), "WITH_OPTIONAL"])
 }
 
 /// Replaces `dest` with `src` the way users are told to: copy beside it, then rename over it.

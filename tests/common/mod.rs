@@ -108,6 +108,12 @@ pub fn build_c_driver(source: &Path, defines: &[&str]) -> PathBuf {
     compile_cached(source, &args, &[], &deps, ".so")
 }
 
+/// The C test driver (`tests/drivers/test_driver.c`, its behaviour chosen by `defines`), built as by
+/// [`build_c_driver`].
+pub fn c_test_driver(defines: &[&str]) -> PathBuf {
+    build_c_driver(&repo_root().join("tests/drivers/test_driver.c"), defines)
+}
+
 /// Compiles a C program linked against the bridge (`-lcoprocess_bridge`, with an rpath to the
 /// directory of [`bridge_cdylib`]) and returns the executable's path, cached like
 /// [`build_c_driver`]. Both the repository root (for `api.h`) and `include/` are on the include path.
